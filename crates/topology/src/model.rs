@@ -1,0 +1,180 @@
+//! The typed topology: what every role reads once validation has passed.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A validated topology.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    /// Where it was loaded from (None when parsed from a string).
+    pub source: Option<PathBuf>,
+    /// The site's public name, e.g. `www.foobar.com`.
+    pub site: String,
+    /// Every host, in file order.
+    pub hosts: Vec<Host>,
+    /// The load balancer tier, when the file has one.
+    pub load_balancer: Option<LoadBalancer>,
+    /// The web server tier.
+    pub web: Option<Web>,
+    /// The application server tier.
+    pub app: Option<App>,
+    /// The MariaDB tier.
+    pub database: Option<Database>,
+}
+
+/// A machine (on one box: a loopback address of its own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    /// Unique name, e.g. `server-01`.
+    pub name: String,
+    /// The only address processes on this host bind.
+    pub address: IpAddr,
+}
+
+/// How the load balancer picks a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// Each healthy server in turn.
+    RoundRobin,
+}
+
+/// Active health check settings (HAProxy's `inter`, `timeout check`, `rise`, `fall`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// Path requested with GET; a 2xx/3xx answer is healthy.
+    pub path: String,
+    /// Time between checks of one server.
+    pub interval: Duration,
+    /// How long one check may take.
+    pub timeout: Duration,
+    /// Consecutive successes that bring a down server back.
+    pub rise: u32,
+    /// Consecutive failures that take an up server down.
+    pub fall: u32,
+}
+
+/// The load balancer tier.
+#[derive(Debug, Clone)]
+pub struct LoadBalancer {
+    /// Host it runs on.
+    pub host: String,
+    /// Where clients connect (the site).
+    pub listen: SocketAddr,
+    /// Admin address: `/healthz` and, later, stats.
+    pub admin: SocketAddr,
+    /// Server selection algorithm.
+    pub algorithm: Algorithm,
+    /// Backend servers: (host name, web server address).
+    pub servers: Vec<(String, SocketAddr)>,
+    /// Active health check.
+    pub health_check: HealthCheck,
+}
+
+/// The web server tier.
+#[derive(Debug, Clone)]
+pub struct Web {
+    /// Hosts running a web server.
+    pub hosts: Vec<String>,
+    /// Port it listens on, on each host's address.
+    pub port: u16,
+    /// Directory of static files; None means the application's built-in assets.
+    pub static_dir: Option<PathBuf>,
+}
+
+/// The application server tier.
+#[derive(Debug, Clone)]
+pub struct App {
+    /// Hosts running an application server.
+    pub hosts: Vec<String>,
+    /// Port it listens on, on each host's address.
+    pub port: u16,
+}
+
+/// A database node's configured role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbRole {
+    /// Takes all writes.
+    Primary,
+    /// Replicates from the primary and serves reads.
+    Replica,
+}
+
+impl DbRole {
+    /// `primary` or `replica`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DbRole::Primary => "primary",
+            DbRole::Replica => "replica",
+        }
+    }
+}
+
+/// One MariaDB node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbNode {
+    /// Host name, also the node's name (`db-01`).
+    pub name: String,
+    /// Configured role.
+    pub role: DbRole,
+    /// MariaDB's SQL address.
+    pub sql: SocketAddr,
+    /// The supervising webinfra process's admin address (`/healthz`).
+    pub admin: SocketAddr,
+    /// MariaDB `server-id`, unique within the cluster (1-based file order).
+    pub server_id: u32,
+}
+
+/// The MariaDB tier.
+#[derive(Debug, Clone)]
+pub struct Database {
+    /// Primary first, then replicas in file order.
+    pub nodes: Vec<DbNode>,
+    /// The application's schema (database) name.
+    pub schema: String,
+}
+
+impl Database {
+    /// The configured primary.
+    pub fn primary(&self) -> &DbNode {
+        &self.nodes[0]
+    }
+
+    /// The configured replicas.
+    pub fn replicas(&self) -> &[DbNode] {
+        &self.nodes[1..]
+    }
+
+    /// The node named `name`.
+    pub fn node(&self, name: &str) -> Option<&DbNode> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+}
+
+impl Topology {
+    /// The host named `name`.
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
+    /// `name`'s address with `port`. Panics on an unknown host: validation rules that out.
+    pub fn addr(&self, name: &str, port: u16) -> SocketAddr {
+        let host = self.host(name).unwrap_or_else(|| panic!("unknown host {name}"));
+        SocketAddr::new(host.address, port)
+    }
+
+    /// The site URL clients use.
+    pub fn site_url(&self) -> Option<String> {
+        self.load_balancer
+            .as_ref()
+            .map(|lb| format!("http://{}/", lb.listen))
+    }
+
+    /// The directory relative paths in the file are resolved against.
+    pub fn base_dir(&self) -> PathBuf {
+        self.source
+            .as_ref()
+            .and_then(|p| p.parent().map(|d| d.to_path_buf()))
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+}

@@ -1,0 +1,82 @@
+//! The topology file as written: serde structs that mirror the TOML and keep spans.
+//!
+//! Unknown keys are rejected here (`deny_unknown_fields`), so a typo never
+//! silently falls back to a default.
+
+use serde::Deserialize;
+use std::net::IpAddr;
+use toml::Spanned;
+
+pub type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTopology {
+    pub site: Option<RawSite>,
+    #[serde(default, rename = "host")]
+    pub hosts: Vec<RawHost>,
+    pub load_balancer: Option<S<RawLoadBalancer>>,
+    pub web: Option<S<RawWeb>>,
+    pub app: Option<S<RawApp>>,
+    pub database: Option<S<RawDatabase>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSite {
+    pub name: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHost {
+    pub name: S<String>,
+    pub address: S<IpAddr>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLoadBalancer {
+    pub host: S<String>,
+    pub port: S<u16>,
+    pub admin_port: S<u16>,
+    pub algorithm: Option<S<String>>,
+    pub servers: S<Vec<S<String>>>,
+    pub health_check: Option<RawHealthCheck>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthCheck {
+    pub path: Option<S<String>>,
+    pub interval_ms: Option<S<u64>>,
+    pub timeout_ms: Option<S<u64>>,
+    pub rise: Option<S<u32>>,
+    pub fall: Option<S<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWeb {
+    pub hosts: S<Vec<S<String>>>,
+    pub port: S<u16>,
+    pub static_dir: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApp {
+    pub hosts: S<Vec<S<String>>>,
+    pub port: S<u16>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDatabase {
+    pub primary: Option<S<String>>,
+    #[serde(default)]
+    pub replicas: Option<S<Vec<S<String>>>>,
+    pub port: S<u16>,
+    pub admin_port: S<u16>,
+    pub schema: Option<S<String>>,
+}

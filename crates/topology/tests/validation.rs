@@ -1,0 +1,129 @@
+//! Every topology error names the file, line, column and key at fault.
+
+use webinfra_topology::{DbRole, Topology, TopologyError};
+
+const FOOBAR: &str = include_str!("../../../topologies/foobar.toml");
+
+fn errors(src: &str) -> TopologyError {
+    Topology::parse_str(src, "t.toml").expect_err("the topology should be rejected")
+}
+
+/// Asserts exactly one diagnostic, at `line:column`, for `key`, mentioning `words`.
+fn assert_one(src: &str, line: usize, column: usize, key: &str, words: &str) {
+    let err = errors(src);
+    assert_eq!(err.diagnostics.len(), 1, "{err}");
+    let d = &err.diagnostics[0];
+    assert_eq!((d.line, d.column, d.key.as_str()), (line, column, key), "{err}");
+    assert!(d.message.contains(words), "{err}");
+    assert!(err.to_string().starts_with(&format!("t.toml:{line}:{column}: key `{key}`")), "{err}");
+}
+
+/// Line (1-based) of the first line of `src` containing `needle`.
+fn line_of(src: &str, needle: &str) -> usize {
+    src.lines().position(|l| l.contains(needle)).expect(needle) + 1
+}
+
+#[test]
+fn the_shipped_topology_is_the_seed_design() {
+    let t = Topology::parse_str(FOOBAR, "foobar.toml").unwrap();
+    let lb = t.load_balancer.as_ref().unwrap();
+    assert_eq!(lb.listen.to_string(), "127.0.0.1:8080");
+    let servers: Vec<&str> = lb.servers.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(servers, ["server-01", "server-02"]);
+    let db = t.database.as_ref().unwrap();
+    assert_eq!(db.primary().name, "db-01");
+    assert_eq!(db.replicas().len(), 1);
+    assert_eq!(db.replicas()[0].role, DbRole::Replica);
+    assert_eq!(db.replicas()[0].sql.to_string(), "127.0.0.22:3306");
+    assert_eq!(t.site_url().unwrap(), "http://127.0.0.1:8080/");
+}
+
+#[test]
+fn unknown_key_is_named_with_its_table() {
+    let src = FOOBAR.replace("port = 8000", "port = 8000\nportt = 8001");
+    assert_one(&src, line_of(&src, "portt"), 1, "web.portt", "unknown field");
+}
+
+#[test]
+fn wrong_value_type_names_the_key() {
+    let src = FOOBAR.replace("port = 9000", "port = \"nine\"");
+    let line = line_of(&src, "\"nine\"");
+    assert_one(&src, line, 8, "app.port", "invalid type");
+}
+
+#[test]
+fn duplicate_host_name() {
+    let src = FOOBAR.replace("name = \"server-02\"", "name = \"server-01\"");
+    let err = errors(&src);
+    let d = err
+        .diagnostics
+        .iter()
+        .find(|d| d.message.contains("duplicate host name"))
+        .unwrap_or_else(|| panic!("{err}"));
+    let line = src
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains("name = \"server-01\""))
+        .nth(1)
+        .unwrap()
+        .0
+        + 1;
+    assert_eq!((d.line, d.column, d.key.as_str()), (line, 8, "host.name"));
+}
+
+#[test]
+fn two_listeners_on_one_address_and_port() {
+    let src = FOOBAR.replace("port = 9000", "port = 8000");
+    let err = errors(&src);
+    let d = &err.diagnostics[0];
+    assert_eq!(d.key, "web.port", "{err}");
+    assert_eq!(d.line, line_of(&src, "port = 8000"));
+    assert!(d.message.contains("127.0.0.11:8000 is already a listener of app.port"), "{err}");
+}
+
+#[test]
+fn lb_admin_port_equal_to_its_listener() {
+    let src = FOOBAR.replace("admin_port = 8404", "admin_port = 8080");
+    let line = line_of(&src, "admin_port = 8080");
+    assert_one(&src, line, 14, "load_balancer.admin_port", "already a listener");
+}
+
+#[test]
+fn role_naming_a_missing_host() {
+    let src = FOOBAR.replace("host = \"lb-01\"", "host = \"lb-09\"");
+    let line = line_of(&src, "lb-09");
+    assert_one(&src, line, 8, "load_balancer.host", "no host named `lb-09`");
+    let src = FOOBAR.replace("replicas = [\"db-02\"]", "replicas = [\"db-03\"]");
+    let line = line_of(&src, "db-03");
+    assert_one(&src, line, 13, "database.replicas", "no host named `db-03`");
+}
+
+#[test]
+fn replica_without_a_primary() {
+    let src = FOOBAR.replace("primary = \"db-01\"\n", "");
+    let line = line_of(&src, "replicas = ");
+    assert_one(&src, line, 12, "database.replicas", "replicas need a primary");
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let src = FOOBAR
+        .replace("primary = \"db-01\"", "primary = \"db-09\"")
+        .replace("algorithm = \"round-robin\"", "algorithm = \"fastest\"");
+    let err = errors(&src);
+    assert_eq!(err.diagnostics.len(), 2, "{err}");
+    assert_eq!(err.diagnostics[0].key, "load_balancer.algorithm");
+    assert_eq!(err.diagnostics[1].key, "database.primary");
+}
+
+#[test]
+fn syntax_error_has_a_position() {
+    let err = errors("[site\nname = 1\n");
+    assert_eq!(err.diagnostics[0].line, 1, "{err}");
+}
+
+#[test]
+fn missing_file_names_the_file() {
+    let err = Topology::load("/nonexistent/topology.toml").unwrap_err();
+    assert!(err.to_string().starts_with("/nonexistent/topology.toml: cannot read"), "{err}");
+}
