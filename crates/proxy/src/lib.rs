@@ -1,1 +1,16 @@
-//! placeholder
+//! The HTTP proxy engine shared by the load balancer and the web server.
+//!
+//! It owns everything both roles do the same way: accepting HTTP/1.1 and
+//! HTTP/2 (h2c prior knowledge) connections ([`serve`]), rewriting headers on
+//! the way through ([`headers`]), and sending a request to an upstream over
+//! pooled keep-alive connections ([`client`]). Errors say which upstream
+//! failed and whether the request may be retried elsewhere.
+
+pub mod body;
+pub mod client;
+pub mod headers;
+pub mod serve;
+
+pub use body::{full, text_response, ResBody};
+pub use client::{ProxyError, ProxyErrorKind, Upstream, UpstreamClient};
+pub use serve::serve;

@@ -1,0 +1,120 @@
+//! The request path: rewrite headers, pick a server, forward, retry on another
+//! server when that cannot duplicate anything.
+
+use crate::{Balancer, ServerSet};
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use webinfra_proxy::{body, headers, text_response, ResBody, UpstreamClient};
+
+/// Largest request body accepted; bodies are buffered so a failed connect can be retried.
+const MAX_BODY: usize = 10 * 1024 * 1024;
+
+/// Everything the request path needs, shared by all connections.
+pub struct State {
+    pub servers: Arc<ServerSet>,
+    pub balancer: Arc<dyn Balancer>,
+    pub client: UpstreamClient,
+}
+
+pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr) -> Response<ResBody> {
+    let start = Instant::now();
+    let (mut parts, incoming) = req.into_parts();
+    let request_id = headers::ensure_request_id(&mut parts.headers);
+    headers::strip_hop_by_hop(&mut parts.headers);
+    headers::append_forwarded_for(&mut parts.headers, peer.ip());
+    headers::set_forwarded_proto(&mut parts.headers, "http");
+    let span = tracing::info_span!("request", id = %request_id, %peer);
+    let _enter = span.enter();
+
+    let payload = match Limited::new(incoming, MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return finish(
+                text_response(StatusCode::PAYLOAD_TOO_LARGE, "413 Payload Too Large"),
+                &request_id,
+            )
+        }
+        Err(e) => {
+            return finish(
+                text_response(StatusCode::BAD_REQUEST, format!("400 Bad Request: {e}")),
+                &request_id,
+            )
+        }
+    };
+
+    let mut tried: Vec<usize> = Vec::new();
+    let mut last_error = None;
+    loop {
+        let up = state.servers.up();
+        let candidates: Vec<usize> = up.iter().copied().filter(|i| !tried.contains(i)).collect();
+        let Some(i) = state.balancer.pick(&candidates) else {
+            let resp = match last_error {
+                Some(e) => e,
+                None => {
+                    let mut r = text_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "503 Service Unavailable: no server is up",
+                    );
+                    r.headers_mut()
+                        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+                    r
+                }
+            };
+            tracing::warn!(method = %parts.method, path = %parts.uri.path(), status = resp.status().as_u16(), "no server could answer");
+            return finish(resp, &request_id);
+        };
+        let upstream = &state.servers.upstreams[i];
+        let mut builder = Request::builder()
+            .method(parts.method.clone())
+            .uri(parts.uri.clone())
+            .version(parts.version);
+        *builder.headers_mut().expect("fresh builder") = parts.headers.clone();
+        let req = builder
+            .body(Full::new(payload.clone()))
+            .expect("parts of a valid request");
+        match state.client.send(upstream, req).await {
+            Ok(resp) => {
+                let (mut rparts, rbody) = resp.into_parts();
+                headers::strip_hop_by_hop(&mut rparts.headers);
+                tracing::info!(
+                    method = %parts.method,
+                    path = %parts.uri.path(),
+                    server = %upstream.name,
+                    status = rparts.status.as_u16(),
+                    retries = tried.len(),
+                    ms = start.elapsed().as_secs_f64() * 1000.0,
+                    "proxied"
+                );
+                return finish(Response::from_parts(rparts, body::stream(rbody)), &request_id);
+            }
+            Err(e) => {
+                if e.kind == webinfra_proxy::ProxyErrorKind::Connect {
+                    state.servers.report_connect_failure(i, &e.detail);
+                }
+                tracing::warn!(error = %e, "upstream failed");
+                tried.push(i);
+                let retry = e.retryable(&parts.method);
+                last_error = Some(text_response(
+                    e.status(),
+                    format!("{} {}: {e}", e.status().as_u16(), e.status().canonical_reason().unwrap_or("")),
+                ));
+                if !retry {
+                    return finish(last_error.expect("just set"), &request_id);
+                }
+            }
+        }
+    }
+}
+
+/// Echoes the request id to the client, like every tier's logs carry it.
+fn finish(mut resp: Response<ResBody>, request_id: &str) -> Response<ResBody> {
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        resp.headers_mut().insert(headers::REQUEST_ID, v);
+    }
+    resp
+}
+

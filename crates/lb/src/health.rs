@@ -1,0 +1,262 @@
+//! Server health: active HTTP checks in the background, passive marking on
+//! connect failures, and a lock-free snapshot of which servers are up.
+//!
+//! Like HAProxy, every server starts up; `fall` consecutive failed checks take
+//! it down, `rise` consecutive good ones bring it back. A failed connect from
+//! the request path takes a server down at once, without waiting for a check.
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{header, Request};
+use http_body_util::Empty;
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::net::TcpStream;
+use webinfra_proxy::Upstream;
+use webinfra_topology::HealthCheck;
+
+/// What the admin API reports for one server.
+#[derive(Debug, Clone)]
+pub struct ServerStatus {
+    /// The server.
+    pub upstream: Upstream,
+    /// Whether it gets traffic.
+    pub up: bool,
+    /// Outcome of the last check, e.g. `200 OK` or `connection refused`.
+    pub last_check: String,
+}
+
+struct Counters {
+    up: bool,
+    ok_streak: u32,
+    fail_streak: u32,
+    last_check: String,
+}
+
+/// The backend servers of one pool and their health.
+pub struct ServerSet {
+    /// The servers, indexed as everywhere else in this crate.
+    pub upstreams: Vec<Upstream>,
+    check: HealthCheck,
+    counters: Mutex<Vec<Counters>>,
+    /// Indices of servers that are up; read on every request.
+    up: ArcSwap<Vec<usize>>,
+}
+
+impl ServerSet {
+    /// A set where every server starts up.
+    pub fn new(upstreams: Vec<Upstream>, check: HealthCheck) -> Self {
+        let counters = upstreams
+            .iter()
+            .map(|_| Counters {
+                up: true,
+                ok_streak: 0,
+                fail_streak: 0,
+                last_check: "not checked yet".into(),
+            })
+            .collect();
+        let up = (0..upstreams.len()).collect();
+        ServerSet {
+            upstreams,
+            check,
+            counters: Mutex::new(counters),
+            up: ArcSwap::from_pointee(up),
+        }
+    }
+
+    /// Indices of the servers currently up.
+    pub fn up(&self) -> Arc<Vec<usize>> {
+        self.up.load_full()
+    }
+
+    /// Takes server `i` down at once (a connection to it failed).
+    pub fn report_connect_failure(&self, i: usize, detail: &str) {
+        let mut counters = self.counters.lock().expect("health lock");
+        let c = &mut counters[i];
+        c.ok_streak = 0;
+        c.fail_streak = c.fail_streak.max(self.check.fall);
+        c.last_check = format!("connect failed: {detail}");
+        if c.up {
+            c.up = false;
+            tracing::warn!(server = %self.upstreams[i].name, %detail, "server DOWN (connection failed)");
+            self.publish(&counters);
+        }
+    }
+
+    fn record(&self, i: usize, result: Result<String, String>) {
+        let mut counters = self.counters.lock().expect("health lock");
+        let c = &mut counters[i];
+        let server = &self.upstreams[i].name;
+        match result {
+            Ok(what) => {
+                c.ok_streak += 1;
+                c.fail_streak = 0;
+                c.last_check = what;
+                if !c.up && c.ok_streak >= self.check.rise {
+                    c.up = true;
+                    tracing::info!(%server, "server UP");
+                    self.publish(&counters);
+                }
+            }
+            Err(what) => {
+                c.fail_streak += 1;
+                c.ok_streak = 0;
+                c.last_check = what.clone();
+                if c.up && c.fail_streak >= self.check.fall {
+                    c.up = false;
+                    tracing::warn!(%server, reason = %what, "server DOWN (health check)");
+                    self.publish(&counters);
+                }
+            }
+        }
+    }
+
+    fn publish(&self, counters: &[Counters]) {
+        let up = counters
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.up)
+            .map(|(i, _)| i)
+            .collect();
+        self.up.store(Arc::new(up));
+    }
+
+    /// Every server's state, for the admin API.
+    pub fn status(&self) -> Vec<ServerStatus> {
+        let counters = self.counters.lock().expect("health lock");
+        self.upstreams
+            .iter()
+            .zip(counters.iter())
+            .map(|(u, c)| ServerStatus {
+                upstream: u.clone(),
+                up: c.up,
+                last_check: c.last_check.clone(),
+            })
+            .collect()
+    }
+
+    /// The servers' state as JSON.
+    pub fn status_json(&self) -> serde_json::Value {
+        let servers: Vec<_> = self
+            .status()
+            .into_iter()
+            .map(|s| {
+                json!({
+                    "name": s.upstream.name,
+                    "address": s.upstream.addr.to_string(),
+                    "up": s.up,
+                    "last_check": s.last_check,
+                })
+            })
+            .collect();
+        json!({ "servers": servers })
+    }
+
+    /// Starts one check loop per server; abort the handle to stop them.
+    pub fn spawn_checks(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut tasks = tokio::task::JoinSet::new();
+            for i in 0..self.upstreams.len() {
+                let set = self.clone();
+                tasks.spawn(async move { set.check_loop(i).await });
+            }
+            while tasks.join_next().await.is_some() {}
+        })
+    }
+
+    async fn check_loop(&self, i: usize) {
+        let mut next = Instant::now();
+        loop {
+            next += self.check.interval;
+            let result = match tokio::time::timeout(self.check.timeout, self.check_once(i)).await
+            {
+                Ok(r) => r,
+                Err(_) => Err(format!("timed out after {:?}", self.check.timeout)),
+            };
+            self.record(i, result);
+            tokio::time::sleep_until(next.into()).await;
+            if Instant::now() > next + self.check.interval {
+                next = Instant::now();
+            }
+        }
+    }
+
+    /// One check: a fresh connection, `GET path`, a 2xx or 3xx answer is healthy.
+    async fn check_once(&self, i: usize) -> Result<String, String> {
+        let upstream = &self.upstreams[i];
+        let stream = TcpStream::connect(upstream.addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        tokio::spawn(conn);
+        let req = Request::get(&self.check.path)
+            .header(header::HOST, upstream.addr.to_string())
+            .header(header::USER_AGENT, "webinfra-health-check")
+            .header(header::CONNECTION, "close")
+            .body(Empty::<Bytes>::new())
+            .expect("valid check request");
+        let resp = send
+            .send_request(req)
+            .await
+            .map_err(|e| format!("request: {e}"))?;
+        let status = resp.status();
+        if status.is_success() || status.is_redirection() {
+            Ok(status.to_string())
+        } else {
+            Err(format!("status {status}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn set() -> ServerSet {
+        let upstreams = (0..2)
+            .map(|i| Upstream {
+                name: format!("s{i}"),
+                addr: format!("127.0.0.1:{}", 1000 + i).parse().unwrap(),
+            })
+            .collect();
+        ServerSet::new(
+            upstreams,
+            HealthCheck {
+                path: "/".into(),
+                interval: Duration::from_millis(10),
+                timeout: Duration::from_millis(10),
+                rise: 2,
+                fall: 3,
+            },
+        )
+    }
+
+    #[test]
+    fn fall_failures_take_a_server_down_and_rise_successes_bring_it_back() {
+        let s = set();
+        s.record(1, Err("x".into()));
+        s.record(1, Err("x".into()));
+        assert_eq!(*s.up(), [0, 1]);
+        s.record(1, Err("x".into()));
+        assert_eq!(*s.up(), [0]);
+        s.record(1, Ok("200".into()));
+        assert_eq!(*s.up(), [0]);
+        s.record(1, Ok("200".into()));
+        assert_eq!(*s.up(), [0, 1]);
+    }
+
+    #[test]
+    fn a_connect_failure_takes_a_server_down_at_once() {
+        let s = set();
+        s.report_connect_failure(0, "refused");
+        assert_eq!(*s.up(), [1]);
+        s.record(0, Ok("200".into()));
+        s.record(0, Ok("200".into()));
+        assert_eq!(*s.up(), [0, 1]);
+    }
+}

@@ -1,0 +1,72 @@
+//! Child processes that die with their parent, and signals sent by pid.
+//!
+//! Every process webinfra starts (role processes, `mariadbd`) is tied to its
+//! parent with `PR_SET_PDEATHSIG`, so killing a parent -- like losing the
+//! machine -- takes its children with it, and nothing is left running after a
+//! crash. Processes are only ever signalled by their own pid (or their own
+//! process group), never by name.
+
+use std::time::{Duration, Instant};
+
+/// Asks the kernel to send `signal` to the child when the spawning thread exits.
+///
+/// Call it on a command spawned from a long-lived thread (a tokio worker or the
+/// main thread): the signal fires when *that thread* ends.
+#[allow(unsafe_code)]
+pub fn die_with_parent(cmd: &mut tokio::process::Command, signal: i32) {
+    // SAFETY: the closure runs in the forked child before exec and only calls
+    // prctl(2) and getppid(2), both async-signal-safe; it allocates nothing and
+    // touches no lock. If the parent already died before prctl took effect,
+    // getppid() is 1 and the child exits at once instead of running orphaned.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() == 1 {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Sends `signal` to process `pid`. Returns false if it does not exist.
+#[allow(unsafe_code)]
+pub fn signal(pid: u32, signal: i32) -> bool {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe { libc::kill(pid as libc::pid_t, signal) == 0 }
+}
+
+/// Sends `signal` to every process of group `pgid`.
+#[allow(unsafe_code)]
+pub fn signal_group(pgid: u32, signal: i32) -> bool {
+    // SAFETY: kill(2) has no memory-safety preconditions; a negative pid names a group.
+    unsafe { libc::kill(-(pgid as libc::pid_t), signal) == 0 }
+}
+
+/// True while `pid` exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state is the first field after the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// Waits until `pid` is gone, polling, up to `deadline`. Returns true if it went.
+pub fn wait_gone(pid: u32, deadline: Duration) -> bool {
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        if !alive(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    !alive(pid)
+}
+
+pub use libc::{SIGINT, SIGKILL, SIGTERM};

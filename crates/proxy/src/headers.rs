@@ -1,0 +1,122 @@
+//! Header rewriting on the way through a proxy: hop-by-hop headers, the
+//! `X-Forwarded-*` family and the request id.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use std::net::IpAddr;
+
+/// The request id header, generated at the edge and passed to every tier.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Appended with each proxy's client address.
+pub const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// The scheme the client used at the edge.
+pub const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// Which server answered.
+pub const SERVED_BY: HeaderName = HeaderName::from_static("x-served-by");
+
+/// Headers that describe one connection and must not be forwarded (RFC 9110 7.6.1).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes hop-by-hop headers, including any named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+/// Appends `client` to `X-Forwarded-For` (one comma-separated value, like HAProxy's `option forwardfor`).
+pub fn append_forwarded_for(headers: &mut HeaderMap, client: IpAddr) {
+    let value = match headers.get(&FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {client}"),
+        _ => client.to_string(),
+    };
+    headers.remove(&FORWARDED_FOR);
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert(FORWARDED_FOR, v);
+    }
+}
+
+/// Sets `X-Forwarded-Proto` at the edge (the load balancer knows the scheme).
+pub fn set_forwarded_proto(headers: &mut HeaderMap, proto: &'static str) {
+    headers.insert(FORWARDED_PROTO, HeaderValue::from_static(proto));
+}
+
+/// Keeps a well-formed incoming `X-Request-Id` or replaces it with a new one; returns it.
+pub fn ensure_request_id(headers: &mut HeaderMap) -> String {
+    if let Some(id) = headers.get(&REQUEST_ID).and_then(|v| v.to_str().ok()) {
+        if valid_request_id(id) {
+            return id.to_string();
+        }
+    }
+    let id = new_request_id();
+    headers.insert(
+        REQUEST_ID,
+        HeaderValue::from_str(&id).expect("hex is a valid header value"),
+    );
+    id
+}
+
+/// A new random request id: 32 lowercase hex digits.
+pub fn new_request_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+fn valid_request_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_hop_by_hop_and_connection_named_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, "keep-alive, x-secret".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert(header::TE, "trailers".parse().unwrap());
+        h.insert("x-kept", "1".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn forwarded_for_appends() {
+        let mut h = HeaderMap::new();
+        append_forwarded_for(&mut h, "10.0.0.1".parse().unwrap());
+        append_forwarded_for(&mut h, "127.0.0.1".parse().unwrap());
+        assert_eq!(h[&FORWARDED_FOR], "10.0.0.1, 127.0.0.1");
+    }
+
+    #[test]
+    fn request_id_kept_when_valid_replaced_when_not() {
+        let mut h = HeaderMap::new();
+        h.insert(REQUEST_ID, "abc-123".parse().unwrap());
+        assert_eq!(ensure_request_id(&mut h), "abc-123");
+        h.insert(REQUEST_ID, "bad id with spaces".parse().unwrap());
+        let id = ensure_request_id(&mut h);
+        assert_eq!(id.len(), 32);
+        assert_eq!(h[&REQUEST_ID], id.as_str());
+    }
+}
