@@ -1,1 +1,125 @@
-//! placeholder
+//! The web server role (nginx's place in the design), one per server host.
+//!
+//! It serves the application's static files itself ([`statics`]) and
+//! reverse-proxies everything else to the application server on the same
+//! host through the shared proxy engine. Every response carries
+//! `X-Served-By: <host>` so a client can see which server answered.
+
+pub mod statics;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use webinfra_proxy::{body, full, headers, text_response, ResBody, Upstream, UpstreamClient};
+
+/// Largest request body passed to the application.
+const MAX_BODY: usize = 10 * 1024 * 1024;
+
+/// What one web server needs to know.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    /// This host's name, sent as `X-Served-By`.
+    pub server_name: String,
+    /// The application server on this host.
+    pub app: Upstream,
+    /// Root of the static files, served under `/static/`.
+    pub static_root: PathBuf,
+}
+
+struct State {
+    config: WebConfig,
+    statics: statics::StaticFiles,
+    client: UpstreamClient,
+    served_by: HeaderValue,
+}
+
+/// Serves on `listener` until `shutdown` resolves.
+pub async fn run(listener: TcpListener, config: WebConfig, shutdown: impl Future<Output = ()>) {
+    let served_by = HeaderValue::from_str(&config.server_name).expect("host names are header-safe");
+    let state = Arc::new(State {
+        statics: statics::StaticFiles::new(config.static_root.clone()),
+        client: UpstreamClient::new(Duration::from_secs(2), Duration::from_secs(60)),
+        served_by,
+        config,
+    });
+    tracing::info!(app = %state.config.app.addr, root = %state.config.static_root.display(), "web server started");
+    webinfra_proxy::serve(
+        listener,
+        move |req, peer| {
+            let state = state.clone();
+            async move {
+                let mut resp = handle(&state, req, peer).await;
+                resp.headers_mut()
+                    .entry(headers::SERVED_BY)
+                    .or_insert_with(|| state.served_by.clone());
+                resp
+            }
+        },
+        shutdown,
+    )
+    .await;
+    tracing::info!("web server stopped");
+}
+
+async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Response<ResBody> {
+    let path = req.uri().path();
+    if path == "/healthz" {
+        let body = format!(
+            "{{\"status\":\"ok\",\"role\":\"web\",\"server\":\"{}\"}}",
+            state.config.server_name
+        );
+        return Response::builder()
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(full(body))
+            .expect("valid response");
+    }
+    if let Some(rel) = path.strip_prefix("/static/") {
+        return state.statics.serve(rel, req.method(), req.headers()).await;
+    }
+    if path == "/favicon.ico" {
+        return state.statics.serve("favicon.ico", req.method(), req.headers()).await;
+    }
+    proxy(state, req, peer).await
+}
+
+async fn proxy(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Response<ResBody> {
+    let (mut parts, incoming) = req.into_parts();
+    let request_id = headers::ensure_request_id(&mut parts.headers);
+    headers::strip_hop_by_hop(&mut parts.headers);
+    headers::append_forwarded_for(&mut parts.headers, peer.ip());
+    if !parts.headers.contains_key(headers::FORWARDED_PROTO) {
+        headers::set_forwarded_proto(&mut parts.headers, "http");
+    }
+    let payload: Bytes = match Limited::new(incoming, MAX_BODY).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return text_response(StatusCode::PAYLOAD_TOO_LARGE, "413 Payload Too Large")
+        }
+        Err(e) => return text_response(StatusCode::BAD_REQUEST, format!("400 Bad Request: {e}")),
+    };
+    let method = parts.method.clone();
+    let path = parts.uri.path().to_string();
+    let req = Request::from_parts(parts, Full::new(payload));
+    match state.client.send(&state.config.app, req).await {
+        Ok(resp) => {
+            let (mut rparts, rbody) = resp.into_parts();
+            headers::strip_hop_by_hop(&mut rparts.headers);
+            tracing::info!(id = %request_id, %method, %path, status = rparts.status.as_u16(), "proxied to app");
+            Response::from_parts(rparts, body::stream(rbody))
+        }
+        Err(e) => {
+            tracing::warn!(id = %request_id, %method, %path, error = %e, "application failed");
+            text_response(
+                e.status(),
+                format!("{} {}: {e}", e.status().as_u16(), e.status().canonical_reason().unwrap_or("")),
+            )
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! Static files the way nginx serves them: the right `Content-Type`, `ETag` and
+//! `Last-Modified` with `304 Not Modified` on revalidation, and gzip when the
+//! client accepts it. Contents and their gzip form are cached in memory, keyed
+//! by the file's size and modification time, so an edited file is picked up.
+
+use bytes::Bytes;
+use flate2::{write::GzEncoder, Compression};
+use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+use webinfra_proxy::{full, text_response, ResBody};
+
+/// Files smaller than this are not worth compressing.
+const MIN_GZIP_SIZE: usize = 256;
+
+struct Cached {
+    etag: String,
+    raw: Bytes,
+    gzip: Option<Bytes>,
+}
+
+/// A directory of static files.
+pub struct StaticFiles {
+    root: PathBuf,
+    cache: Mutex<HashMap<PathBuf, Cached>>,
+}
+
+impl StaticFiles {
+    /// Serves files below `root`.
+    pub fn new(root: PathBuf) -> Self {
+        StaticFiles {
+            root,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Answers a request for `rel` (the path below the static prefix).
+    pub async fn serve(&self, rel: &str, method: &Method, req: &HeaderMap) -> Response<ResBody> {
+        if method != Method::GET && method != Method::HEAD {
+            let mut r = text_response(StatusCode::METHOD_NOT_ALLOWED, "405 Method Not Allowed");
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return r;
+        }
+        let Some(path) = safe_join(&self.root, rel) else {
+            return text_response(StatusCode::NOT_FOUND, "404 Not Found");
+        };
+        let meta = match tokio::fs::metadata(&path).await {
+            Ok(m) if m.is_file() => m,
+            _ => return text_response(StatusCode::NOT_FOUND, "404 Not Found"),
+        };
+        let modified = meta.modified().unwrap_or(UNIX_EPOCH);
+        let nanos = modified
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let etag = format!("\"{:x}-{:x}\"", meta.len(), nanos);
+        let mime = mime_guess::from_path(&path).first_or_octet_stream();
+        let compressible = is_compressible(mime.essence_str());
+        let want_gzip = compressible && accepts_gzip(req);
+        let variant_etag = if want_gzip {
+            format!("{}-gz\"", etag.trim_end_matches('"'))
+        } else {
+            etag.clone()
+        };
+
+        let mut resp = Response::builder()
+            .header(header::ETAG, &variant_etag)
+            .header(header::LAST_MODIFIED, httpdate::fmt_http_date(modified));
+        if compressible {
+            resp = resp.header(header::VARY, "Accept-Encoding");
+        }
+        if not_modified(req, &etag, &variant_etag, modified) {
+            return resp
+                .status(StatusCode::NOT_MODIFIED)
+                .body(full(Bytes::new()))
+                .expect("valid response");
+        }
+        let (raw, gzip) = match self.load(&path, &etag, compressible).await {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read static file");
+                return text_response(StatusCode::INTERNAL_SERVER_ERROR, "500 cannot read file");
+            }
+        };
+        let content_type = if mime.type_() == mime_guess::mime::TEXT {
+            format!("{}; charset=utf-8", mime.essence_str())
+        } else {
+            mime.essence_str().to_string()
+        };
+        resp = resp.header(header::CONTENT_TYPE, content_type);
+        let bytes = match (want_gzip, gzip) {
+            (true, Some(gz)) => {
+                resp = resp.header(header::CONTENT_ENCODING, "gzip");
+                gz
+            }
+            (true, None) => {
+                // Too small to compress: the identity form under its own ETag.
+                resp = resp.header(header::ETAG, &etag);
+                raw
+            }
+            _ => raw,
+        };
+        resp = resp.header(header::CONTENT_LENGTH, bytes.len());
+        let body = if method == Method::HEAD {
+            Bytes::new()
+        } else {
+            bytes
+        };
+        let mut r = resp.body(full(body)).expect("valid response");
+        // `header()` appends: keep only the last ETag set.
+        if let Some(last) = r.headers().get_all(header::ETAG).iter().last().cloned() {
+            r.headers_mut().insert(header::ETAG, last);
+        }
+        r
+    }
+
+    async fn load(&self, path: &Path, etag: &str, compressible: bool) -> std::io::Result<(Bytes, Option<Bytes>)> {
+        if let Some(c) = self.cache.lock().expect("cache lock").get(path) {
+            if c.etag == etag {
+                return Ok((c.raw.clone(), c.gzip.clone()));
+            }
+        }
+        let raw = Bytes::from(tokio::fs::read(path).await?);
+        let gzip = (compressible && raw.len() >= MIN_GZIP_SIZE).then(|| gzip(&raw));
+        self.cache.lock().expect("cache lock").insert(
+            path.to_path_buf(),
+            Cached {
+                etag: etag.to_string(),
+                raw: raw.clone(),
+                gzip: gzip.clone(),
+            },
+        );
+        Ok((raw, gzip))
+    }
+}
+
+/// Joins `rel` under `root`, refusing anything that could leave it.
+fn safe_join(root: &Path, rel: &str) -> Option<PathBuf> {
+    if rel.is_empty() || rel.contains('\\') || rel.contains('\0') || rel.contains('%') {
+        return None;
+    }
+    let rel = Path::new(rel);
+    if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+        return None;
+    }
+    Some(root.join(rel))
+}
+
+fn is_compressible(essence: &str) -> bool {
+    essence.starts_with("text/")
+        || matches!(
+            essence,
+            "application/javascript" | "application/json" | "image/svg+xml" | "application/xml"
+        )
+}
+
+/// True when `Accept-Encoding` lists gzip (or `*`) with a non-zero q-value.
+fn accepts_gzip(req: &HeaderMap) -> bool {
+    req.get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or("").trim();
+            let q_zero = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    == Some(0.0)
+            });
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !q_zero
+        })
+}
+
+/// RFC 9110 13.1: `If-None-Match` wins over `If-Modified-Since`.
+fn not_modified(req: &HeaderMap, etag: &str, variant: &str, modified: SystemTime) -> bool {
+    if let Some(inm) = req.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+        return inm.split(',').map(str::trim).any(|tag| {
+            let tag = tag.trim_start_matches("W/");
+            tag == "*" || tag == etag || tag == variant
+        });
+    }
+    req.get(header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+        .is_some_and(|since| {
+            let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            secs(modified) <= secs(since)
+        })
+}
+
+fn gzip(raw: &[u8]) -> Bytes {
+    let mut enc = GzEncoder::new(Vec::with_capacity(raw.len() / 2), Compression::default());
+    enc.write_all(raw).expect("writing to a Vec cannot fail");
+    Bytes::from(enc.finish().expect("writing to a Vec cannot fail"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_cannot_leave_the_root() {
+        let root = Path::new("/srv");
+        assert_eq!(safe_join(root, "style.css"), Some(PathBuf::from("/srv/style.css")));
+        assert_eq!(safe_join(root, "../etc/passwd"), None);
+        assert_eq!(safe_join(root, "a/../../x"), None);
+        assert_eq!(safe_join(root, "/etc/passwd"), None);
+        assert_eq!(safe_join(root, "%2e%2e/x"), None);
+    }
+
+    #[test]
+    fn gzip_acceptance_honours_q_zero() {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT_ENCODING, "br, gzip;q=0.5".parse().unwrap());
+        assert!(accepts_gzip(&h));
+        h.insert(header::ACCEPT_ENCODING, "gzip;q=0, br".parse().unwrap());
+        assert!(!accepts_gzip(&h));
+        h.remove(header::ACCEPT_ENCODING);
+        assert!(!accepts_gzip(&h));
+    }
+
+    #[tokio::test]
+    async fn etag_revalidation_and_gzip() {
+        let dir = tempfile_dir();
+        std::fs::write(dir.join("a.css"), "body { color: red; }\n".repeat(40)).unwrap();
+        let files = StaticFiles::new(dir.clone());
+        let mut h = HeaderMap::new();
+        let r = files.serve("a.css", &Method::GET, &h).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "text/css; charset=utf-8");
+        assert!(r.headers().get(header::CONTENT_ENCODING).is_none());
+        let etag = r.headers()[header::ETAG].clone();
+        h.insert(header::IF_NONE_MATCH, etag);
+        assert_eq!(files.serve("a.css", &Method::GET, &h).await.status(), 304);
+        h.remove(header::IF_NONE_MATCH);
+        h.insert(header::ACCEPT_ENCODING, "gzip".parse().unwrap());
+        let r = files.serve("a.css", &Method::GET, &h).await;
+        assert_eq!(r.headers()[header::CONTENT_ENCODING], "gzip");
+        assert_eq!(files.serve("nope.css", &Method::GET, &h).await.status(), 404);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("webinfra-statics-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}
