@@ -5,11 +5,13 @@
 //! problem with its line, column and key, and the result is the typed
 //! [`Topology`] that the rest of webinfra reads. Nothing downstream re-checks.
 
+pub mod credentials;
 mod diagnostic;
 mod model;
 mod raw;
 mod validate;
 
+pub use credentials::Credentials;
 pub use diagnostic::{Diagnostic, TopologyError};
 pub use model::{
     Algorithm, App, Database, DbNode, DbRole, HealthCheck, Host, LoadBalancer, Topology, Web,

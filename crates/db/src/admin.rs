@@ -1,0 +1,37 @@
+//! The database node's admin address: `/healthz` with the node's status as JSON.
+
+use crate::status::Monitor;
+use http::{header, Response, StatusCode};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use webinfra_proxy::{full, text_response};
+
+pub async fn run(listener: TcpListener, monitor: Arc<Monitor>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let shutdown = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    webinfra_proxy::serve(
+        listener,
+        move |req, _peer| {
+            let monitor = monitor.clone();
+            async move {
+                if req.uri().path() != "/healthz" {
+                    return text_response(StatusCode::NOT_FOUND, "404 Not Found");
+                }
+                let status = monitor.status().await;
+                let code = if status.status == "ok" {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                Response::builder()
+                    .status(code)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(full(serde_json::to_string(&status).expect("serialisable")))
+                    .expect("valid response")
+            }
+        },
+        shutdown,
+    )
+    .await;
+}
