@@ -1,1 +1,102 @@
-//! placeholder
+//! The application server role: the foobar.com message board.
+//!
+//! An HTML page at `/` ([`pages`]) and a JSON API under `/api/messages`
+//! ([`api`]). Writes go to the primary, reads to a replica (to the primary
+//! when no replica answers) -- [`db`] owns that routing. The schema is
+//! migrated on the primary at start-up ([`schema`]), serialised by a
+//! MariaDB lock so two application servers can start at once.
+
+pub mod api;
+pub mod assets;
+pub mod db;
+mod error;
+mod pages;
+pub mod schema;
+
+use axum::http::{HeaderName, HeaderValue};
+use axum::Router;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use webinfra_topology::{Credentials, Database};
+
+/// `X-DB-Node`: which database node the response's data came from.
+pub const DB_NODE: HeaderName = HeaderName::from_static("x-db-node");
+/// `X-Served-By`: which server answered.
+pub const SERVED_BY: HeaderName = HeaderName::from_static("x-served-by");
+
+/// What one application server needs.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// This host's name (`X-Served-By`).
+    pub server_name: String,
+    /// The database tier.
+    pub database: Database,
+    /// Passwords (the application user's is used).
+    pub credentials: Credentials,
+}
+
+/// Shared by every handler.
+pub struct AppState {
+    /// This host's name.
+    pub server_name: String,
+    /// Database routing.
+    pub db: db::Db,
+    /// Set once the schema is migrated.
+    pub ready: AtomicBool,
+}
+
+/// Serves the application on `listener` until `shutdown` resolves.
+pub async fn run(listener: TcpListener, config: AppConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    let state = Arc::new(AppState {
+        server_name: config.server_name.clone(),
+        db: db::Db::new(&config.database, &config.credentials),
+        ready: AtomicBool::new(false),
+    });
+    let migrator = tokio::spawn(schema::migrate_until_done(state.clone()));
+    tracing::info!(addr = %listener.local_addr()?, "application server started");
+    let result = axum::serve(listener, router(state.clone()))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    migrator.abort();
+    state.db.disconnect().await;
+    tracing::info!("application server stopped");
+    result
+}
+
+/// All routes, with `X-Served-By` on every response.
+pub fn router(state: Arc<AppState>) -> Router {
+    let served_by = HeaderValue::from_str(&state.server_name).expect("host names are header-safe");
+    Router::new()
+        .route("/", axum::routing::get(pages::index))
+        .route("/messages", axum::routing::post(pages::post_form))
+        .route("/healthz", axum::routing::get(healthz))
+        .merge(api::routes())
+        .fallback(error::not_found)
+        .layer(axum::middleware::map_response(move |mut resp: axum::response::Response| {
+            let served_by = served_by.clone();
+            async move {
+                resp.headers_mut().insert(SERVED_BY, served_by);
+                resp
+            }
+        }))
+        .with_state(state)
+}
+
+async fn healthz(axum::extract::State(state): axum::extract::State<Arc<AppState>>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let ready = state.ready.load(Ordering::Acquire);
+    let body = serde_json::json!({
+        "status": if ready { "ok" } else { "starting" },
+        "role": "app",
+        "server": state.server_name,
+        "detail": if ready { None } else { Some("waiting for the database schema") },
+    });
+    let code = if ready {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, axum::Json(body)).into_response()
+}

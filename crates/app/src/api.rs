@@ -1,0 +1,219 @@
+//! The JSON API: `GET/POST /api/messages`, `GET /api/messages/{id}`.
+//!
+//! Bad input never reaches the database and never gets a 500: wrong content
+//! type 415, malformed JSON 400, missing or invalid fields 422, oversize body
+//! 413, unknown id 404 -- each with a JSON `{"error": ...}` body.
+
+use crate::error::ApiError;
+use crate::{AppState, DB_NODE};
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use mysql_async::prelude::Queryable;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Longest author name, in characters.
+pub const MAX_AUTHOR: usize = 64;
+/// Longest message text, in characters.
+pub const MAX_TEXT: usize = 1000;
+/// Largest accepted request body.
+const MAX_BODY: usize = 16 * 1024;
+/// Default and largest page sizes.
+const DEFAULT_LIMIT: u32 = 20;
+const MAX_LIMIT: u32 = 100;
+
+/// A stored message.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Message {
+    /// Assigned by the database, increasing.
+    pub id: u64,
+    /// Who wrote it.
+    pub author: String,
+    /// What they wrote.
+    pub text: String,
+    /// When it was stored, RFC 3339 UTC.
+    pub created_at: String,
+}
+
+/// A message to post.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewMessage {
+    /// Who writes it.
+    pub author: String,
+    /// What they write.
+    pub text: String,
+}
+
+impl NewMessage {
+    /// Trims and checks the fields.
+    pub fn validate(self) -> Result<NewMessage, ApiError> {
+        let author = self.author.trim().to_string();
+        let text = self.text.trim().to_string();
+        let bad = |m: String| Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m));
+        if author.is_empty() {
+            return bad("`author` must not be empty".into());
+        }
+        if author.chars().count() > MAX_AUTHOR {
+            return bad(format!("`author` is longer than {MAX_AUTHOR} characters"));
+        }
+        if text.is_empty() {
+            return bad("`text` must not be empty".into());
+        }
+        if text.chars().count() > MAX_TEXT {
+            return bad(format!("`text` is longer than {MAX_TEXT} characters"));
+        }
+        Ok(NewMessage { author, text })
+    }
+}
+
+const SELECT: &str =
+    "SELECT id, author, text, DATE_FORMAT(created_at, '%Y-%m-%dT%H:%i:%s.%fZ') FROM messages";
+
+type Row = (u64, String, String, String);
+
+fn to_message((id, author, text, created_at): Row) -> Message {
+    Message {
+        id,
+        author,
+        text,
+        created_at,
+    }
+}
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/messages", get(list).post(create))
+        .route("/api/messages/{id}", get(show))
+}
+
+/// Stores a validated message on the primary and reads it back.
+pub async fn insert(state: &AppState, m: NewMessage) -> Result<(Message, String), ApiError> {
+    let (row, node) = state
+        .db
+        .write(|conn| {
+            let (author, text) = (m.author.clone(), m.text.clone());
+            Box::pin(async move {
+                conn.exec_drop("INSERT INTO messages (author, text) VALUES (?, ?)", (author, text))
+                    .await?;
+                let id = conn.last_insert_id().unwrap_or(0);
+                conn.exec_first::<Row, _, _>(format!("{SELECT} WHERE id = ?"), (id,))
+                    .await
+            })
+        })
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "write failed");
+            ApiError::unavailable(format!("{e}; the message may not have been stored"))
+        })?;
+    let row = row.ok_or_else(|| ApiError::unavailable("the stored message could not be read back"))?;
+    Ok((to_message(row), node.to_string()))
+}
+
+/// The newest messages, newest first, older than `before` when given.
+pub async fn latest(state: &AppState, before: Option<u64>, limit: u32) -> Result<(Vec<Message>, String), ApiError> {
+    let (rows, node) = state
+        .db
+        .read(|conn| {
+            Box::pin(async move {
+                conn.exec::<Row, _, _>(
+                    format!("{SELECT} WHERE id < ? ORDER BY id DESC LIMIT ?"),
+                    (before.unwrap_or(u64::MAX), limit),
+                )
+                .await
+            })
+        })
+        .await
+        .map_err(ApiError::unavailable)?;
+    Ok((rows.into_iter().map(to_message).collect(), node.to_string()))
+}
+
+fn with_node(mut resp: Response, node: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(node) {
+        resp.headers_mut().insert(DB_NODE, v);
+    }
+    resp
+}
+
+async fn list(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
+    let mut limit = DEFAULT_LIMIT;
+    let mut before = None;
+    for pair in query.as_deref().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let bad = || ApiError::new(StatusCode::BAD_REQUEST, format!("invalid query parameter `{pair}`"));
+        match k {
+            "limit" => {
+                limit = v.parse().map_err(|_| bad())?;
+                if limit == 0 || limit > MAX_LIMIT {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("`limit` must be between 1 and {MAX_LIMIT}"),
+                    ));
+                }
+            }
+            "before" => before = Some(v.parse::<u64>().map_err(|_| bad())?),
+            _ => return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("unknown query parameter `{k}`"))),
+        }
+    }
+    let (messages, node) = latest(&state, before, limit).await?;
+    let next = (messages.len() == limit as usize)
+        .then(|| messages.last().map(|m| format!("/api/messages?before={}&limit={limit}", m.id)))
+        .flatten();
+    let body = serde_json::json!({ "messages": messages, "next": next });
+    Ok(with_node(Json(body).into_response(), &node))
+}
+
+async fn show(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, format!("no message with id {id}"));
+    let Ok(numeric) = id.parse::<u64>() else {
+        return Err(not_found());
+    };
+    let (row, node) = state
+        .db
+        .read(|conn| {
+            Box::pin(async move { conn.exec_first::<Row, _, _>(format!("{SELECT} WHERE id = ?"), (numeric,)).await })
+        })
+        .await
+        .map_err(ApiError::unavailable)?;
+    let message = row.map(to_message).ok_or_else(not_found)?;
+    Ok(with_node(Json(message).into_response(), node))
+}
+
+async fn create(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let json_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    if !json_type {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the message as `Content-Type: application/json`",
+        ));
+    }
+    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than {MAX_BODY} bytes"),
+        )
+    })?;
+    let new: NewMessage = serde_json::from_slice(&bytes).map_err(|e| {
+        let status = match e.classify() {
+            serde_json::error::Category::Data => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, format!("invalid message: {e}"))
+    })?;
+    let (message, node) = insert(&state, new.validate()?).await?;
+    tracing::info!(id = message.id, %node, "message stored");
+    let mut resp = (StatusCode::CREATED, Json(&message)).into_response();
+    resp.headers_mut().insert(
+        header::LOCATION,
+        HeaderValue::from_str(&format!("/api/messages/{}", message.id)).expect("digits"),
+    );
+    Ok(with_node(resp, &node))
+}
