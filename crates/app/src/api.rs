@@ -98,8 +98,11 @@ pub async fn insert(state: &AppState, m: NewMessage) -> Result<(Message, String)
         .write(|conn| {
             let (author, text) = (m.author.clone(), m.text.clone());
             Box::pin(async move {
-                conn.exec_drop("INSERT INTO messages (author, text) VALUES (?, ?)", (author, text))
-                    .await?;
+                conn.exec_drop(
+                    "INSERT INTO messages (author, text) VALUES (?, ?)",
+                    (author, text),
+                )
+                .await?;
                 let id = conn.last_insert_id().unwrap_or(0);
                 conn.exec_first::<Row, _, _>(format!("{SELECT} WHERE id = ?"), (id,))
                     .await
@@ -110,12 +113,17 @@ pub async fn insert(state: &AppState, m: NewMessage) -> Result<(Message, String)
             tracing::warn!(error = %e, "write failed");
             ApiError::unavailable(format!("{e}; the message may not have been stored"))
         })?;
-    let row = row.ok_or_else(|| ApiError::unavailable("the stored message could not be read back"))?;
+    let row =
+        row.ok_or_else(|| ApiError::unavailable("the stored message could not be read back"))?;
     Ok((to_message(row), node.to_string()))
 }
 
 /// The newest messages, newest first, older than `before` when given.
-pub async fn latest(state: &AppState, before: Option<u64>, limit: u32) -> Result<(Vec<Message>, String), ApiError> {
+pub async fn latest(
+    state: &AppState,
+    before: Option<u64>,
+    limit: u32,
+) -> Result<(Vec<Message>, String), ApiError> {
     let (rows, node) = state
         .db
         .read(|conn| {
@@ -139,12 +147,25 @@ fn with_node(mut resp: Response, node: &str) -> Response {
     resp
 }
 
-async fn list(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
+async fn list(
+    State(state): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
     let mut limit = DEFAULT_LIMIT;
     let mut before = None;
-    for pair in query.as_deref().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+    for pair in query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let bad = || ApiError::new(StatusCode::BAD_REQUEST, format!("invalid query parameter `{pair}`"));
+        let bad = || {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("invalid query parameter `{pair}`"),
+            )
+        };
         match k {
             "limit" => {
                 limit = v.parse().map_err(|_| bad())?;
@@ -156,18 +177,30 @@ async fn list(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery) -> 
                 }
             }
             "before" => before = Some(v.parse::<u64>().map_err(|_| bad())?),
-            _ => return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("unknown query parameter `{k}`"))),
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown query parameter `{k}`"),
+                ))
+            }
         }
     }
     let (messages, node) = latest(&state, before, limit).await?;
     let next = (messages.len() == limit as usize)
-        .then(|| messages.last().map(|m| format!("/api/messages?before={}&limit={limit}", m.id)))
+        .then(|| {
+            messages
+                .last()
+                .map(|m| format!("/api/messages?before={}&limit={limit}", m.id))
+        })
         .flatten();
     let body = serde_json::json!({ "messages": messages, "next": next });
     Ok(with_node(Json(body).into_response(), &node))
 }
 
-async fn show(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn show(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let not_found = || ApiError::new(StatusCode::NOT_FOUND, format!("no message with id {id}"));
     let Ok(numeric) = id.parse::<u64>() else {
         return Err(not_found());
@@ -175,7 +208,10 @@ async fn show(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Res
     let (row, node) = state
         .db
         .read(|conn| {
-            Box::pin(async move { conn.exec_first::<Row, _, _>(format!("{SELECT} WHERE id = ?"), (numeric,)).await })
+            Box::pin(async move {
+                conn.exec_first::<Row, _, _>(format!("{SELECT} WHERE id = ?"), (numeric,))
+                    .await
+            })
         })
         .await
         .map_err(ApiError::unavailable)?;
@@ -183,7 +219,11 @@ async fn show(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Res
     Ok(with_node(Json(message).into_response(), node))
 }
 
-async fn create(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn create(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let json_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -36,7 +36,9 @@ impl Node {
             .db_name(Some(schema))
             .prefer_socket(false)
             .init(vec!["SET time_zone = '+00:00'"])
-            .pool_opts(PoolOpts::default().with_constraints(PoolConstraints::new(0, 64).expect("0 <= 64")));
+            .pool_opts(
+                PoolOpts::default().with_constraints(PoolConstraints::new(0, 64).expect("0 <= 64")),
+            );
         Node {
             name: name.to_string(),
             pool: Pool::new(Opts::from(opts)),
@@ -63,9 +65,16 @@ impl Node {
         let mut conn = match conn {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => return Err(format!("{}: {e}", self.name)),
-            Err(_) => return Err(format!("{}: no connection within {CONNECT_TIMEOUT:?}", self.name)),
+            Err(_) => {
+                return Err(format!(
+                    "{}: no connection within {CONNECT_TIMEOUT:?}",
+                    self.name
+                ))
+            }
         };
-        f(&mut conn).await.map_err(|e| format!("{}: {e}", self.name))
+        f(&mut conn)
+            .await
+            .map_err(|e| format!("{}: {e}", self.name))
     }
 }
 

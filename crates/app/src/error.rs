@@ -45,7 +45,11 @@ impl IntoResponse for ApiError {
 /// Unknown paths: JSON under `/api/`, a short page elsewhere.
 pub async fn not_found(uri: axum::http::Uri) -> Response {
     if uri.path().starts_with("/api/") {
-        ApiError::new(StatusCode::NOT_FOUND, format!("no route for {}", uri.path())).into_response()
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no route for {}", uri.path()),
+        )
+        .into_response()
     } else {
         (
             StatusCode::NOT_FOUND,

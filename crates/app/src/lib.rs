@@ -48,7 +48,11 @@ pub struct AppState {
 }
 
 /// Serves the application on `listener` until `shutdown` resolves.
-pub async fn run(listener: TcpListener, config: AppConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    config: AppConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let state = Arc::new(AppState {
         server_name: config.server_name.clone(),
         db: db::Db::new(&config.database, &config.credentials),
@@ -74,17 +78,21 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", axum::routing::get(healthz))
         .merge(api::routes())
         .fallback(error::not_found)
-        .layer(axum::middleware::map_response(move |mut resp: axum::response::Response| {
-            let served_by = served_by.clone();
-            async move {
-                resp.headers_mut().insert(SERVED_BY, served_by);
-                resp
-            }
-        }))
+        .layer(axum::middleware::map_response(
+            move |mut resp: axum::response::Response| {
+                let served_by = served_by.clone();
+                async move {
+                    resp.headers_mut().insert(SERVED_BY, served_by);
+                    resp
+                }
+            },
+        ))
         .with_state(state)
 }
 
-async fn healthz(axum::extract::State(state): axum::extract::State<Arc<AppState>>) -> axum::response::Response {
+async fn healthz(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+) -> axum::response::Response {
     use axum::response::IntoResponse;
     let ready = state.ready.load(Ordering::Acquire);
     let body = serde_json::json!({

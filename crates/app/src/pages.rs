@@ -48,7 +48,10 @@ async fn page(state: &AppState, status: StatusCode, error: Option<&str>) -> Resp
             (format!("<ol class=\"messages\">\n{items}</ol>"), Some(node))
         }
         Err(e) => (
-            format!("<p class=\"error\">Messages cannot be shown right now: {}</p>", escape(&e.message)),
+            format!(
+                "<p class=\"error\">Messages cannot be shown right now: {}</p>",
+                escape(&e.message)
+            ),
             None,
         ),
     };
@@ -78,7 +81,10 @@ async fn page(state: &AppState, status: StatusCode, error: Option<&str>) -> Resp
 </html>
 "#,
         server = escape(&state.server_name),
-        db = node.as_deref().map(|n| format!(", data from {}", escape(n))).unwrap_or_default(),
+        db = node
+            .as_deref()
+            .map(|n| format!(", data from {}", escape(n)))
+            .unwrap_or_default(),
     );
     let mut resp = (status, Html(html)).into_response();
     resp.headers_mut()
@@ -100,7 +106,8 @@ pub async fn post_form(
     form: Result<Form<NewMessage>, FormRejection>,
 ) -> Response {
     let result: Result<(), ApiError> = async {
-        let Form(new) = form.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()))?;
+        let Form(new) =
+            form.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()))?;
         api::insert(&state, new.validate()?).await.map(|_| ())
     }
     .await;
@@ -114,6 +121,9 @@ pub async fn post_form(
 mod tests {
     #[test]
     fn escapes_markup() {
-        assert_eq!(super::escape("<b a=\"x\">&'"), "&lt;b a=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            super::escape("<b a=\"x\">&'"),
+            "&lt;b a=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 }

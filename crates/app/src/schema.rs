@@ -55,7 +55,8 @@ async fn migrate(state: &AppState) -> Result<usize, String> {
                     return Err(mysql_async::Error::Other("schema lock not granted".into()));
                 }
                 let result = apply(conn).await;
-                conn.query_drop("DO RELEASE_LOCK('webinfra_schema')").await?;
+                conn.query_drop("DO RELEASE_LOCK('webinfra_schema')")
+                    .await?;
                 result
             })
         })

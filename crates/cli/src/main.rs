@@ -1,1 +1,33 @@
-fn main() {}
+//! `webinfra`: the one binary. It parses arguments and hands over to a
+//! command; every role runs as `webinfra run ROLE --host H`.
+//!
+//! Exit codes: 0 success, 1 failure at run time, 2 bad input (arguments or
+//! topology file).
+
+#![forbid(unsafe_code)]
+
+mod args;
+mod cmd;
+mod signals;
+
+use clap::Parser;
+use std::io::IsTerminal;
+
+fn main() {
+    let args = args::Cli::parse();
+    // Role processes log to their own files; interactive commands stay quiet.
+    let level = match args.command {
+        args::Command::Run { .. } => "info",
+        args::Command::Up { detach: false, .. } if !std::io::stdout().is_terminal() => "info",
+        _ => "warn",
+    };
+    webinfra_telemetry::init(level);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let code = runtime.block_on(cmd::dispatch(args));
+    // Do not wait for detached tasks (e.g. a blocked stdin reader).
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    std::process::exit(code);
+}

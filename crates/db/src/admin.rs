@@ -6,7 +6,11 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use webinfra_proxy::{full, text_response};
 
-pub async fn run(listener: TcpListener, monitor: Arc<Monitor>, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn run(
+    listener: TcpListener,
+    monitor: Arc<Monitor>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let shutdown = async move {
         let _ = stop.wait_for(|s| *s).await;
     };

@@ -61,7 +61,10 @@ async fn supervise(
 ) -> anyhow::Result<()> {
     let binaries = mariadb::Binaries::locate()?;
     let server = mariadb::Server::new(config, binaries)?;
-    server.prepare().await.context("preparing the data directory")?;
+    server
+        .prepare()
+        .await
+        .context("preparing the data directory")?;
     let mut child = server.start().await.context("starting mariadbd")?;
     tokio::pin!(shutdown);
     tokio::select! {

@@ -144,7 +144,6 @@ impl Server {
              skip-name-resolve\n\
              server-id = {id}\n\
              log-bin\n\
-             relay-log\n\
              binlog-format = ROW\n\
              gtid-strict-mode = ON\n\
              log-slave-updates = ON\n\
@@ -215,8 +214,8 @@ impl Server {
             return;
         };
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let ours = String::from_utf8_lossy(&cmdline)
-            .contains(&self.config_file().display().to_string());
+        let ours =
+            String::from_utf8_lossy(&cmdline).contains(&self.config_file().display().to_string());
         if ours && webinfra_process::alive(pid) {
             tracing::warn!(pid, "stopping a mariadbd left over from an earlier run");
             webinfra_process::signal(pid, webinfra_process::SIGTERM);
@@ -270,7 +269,13 @@ impl Server {
             .arg("--no-defaults")
             .arg(format!("--socket={}", self.socket().display()))
             .arg(format!("--user={}", self.admin_login))
-            .args(["--batch", "--skip-column-names", "--connect-timeout=2", "-e", sql])
+            .args([
+                "--batch",
+                "--skip-column-names",
+                "--connect-timeout=2",
+                "-e",
+                sql,
+            ])
             .stdin(Stdio::null())
             .output()
             .await

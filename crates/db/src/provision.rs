@@ -35,7 +35,13 @@ fn client_hosts(hosts: impl IntoIterator<Item = IpAddr>) -> BTreeSet<String> {
     out
 }
 
-fn user_sql(sql: &mut String, user: &str, password: &str, hosts: &BTreeSet<String>, grants: &[&str]) {
+fn user_sql(
+    sql: &mut String,
+    user: &str,
+    password: &str,
+    hosts: &BTreeSet<String>,
+    grants: &[&str],
+) {
     for host in hosts {
         sql.push_str(&format!(
             "CREATE USER IF NOT EXISTS '{user}'@'{host}' IDENTIFIED BY '{password}';\n\

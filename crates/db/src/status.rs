@@ -68,7 +68,9 @@ impl Monitor {
             .user(Some(MONITOR_USER))
             .pass(Some(config.credentials.monitor_password.clone()))
             .prefer_socket(false)
-            .pool_opts(PoolOpts::default().with_constraints(PoolConstraints::new(0, 2).expect("0 <= 2")));
+            .pool_opts(
+                PoolOpts::default().with_constraints(PoolConstraints::new(0, 2).expect("0 <= 2")),
+            );
         Monitor {
             pool: Pool::new(Opts::from(opts)),
             node: config.node.name.clone(),
@@ -138,12 +140,18 @@ impl Monitor {
                 sql_running: text("Slave_SQL_Running"),
                 seconds_behind: text("Seconds_Behind_Master").parse().ok(),
                 gtid_io_pos: text("Gtid_IO_Pos"),
-                last_error: if io_error.is_empty() { sql_error } else { io_error },
+                last_error: if io_error.is_empty() {
+                    sql_error
+                } else {
+                    io_error
+                },
             }
         });
         let healthy = match (&self.db_role, &s.replication) {
             (DbRole::Primary, _) => !read_only,
-            (DbRole::Replica, Some(r)) => read_only && r.io_running == "Yes" && r.sql_running == "Yes",
+            (DbRole::Replica, Some(r)) => {
+                read_only && r.io_running == "Yes" && r.sql_running == "Yes"
+            }
             (DbRole::Replica, None) => false,
         };
         if healthy {

@@ -6,7 +6,11 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use webinfra_proxy::{full, text_response, ResBody};
 
-pub async fn run(listener: TcpListener, servers: Arc<ServerSet>, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn run(
+    listener: TcpListener,
+    servers: Arc<ServerSet>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let shutdown = async move {
         let _ = stop.wait_for(|s| *s).await;
     };

@@ -20,7 +20,11 @@ pub struct State {
     pub client: UpstreamClient,
 }
 
-pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr) -> Response<ResBody> {
+pub async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<ResBody> {
     let start = Instant::now();
     let (mut parts, incoming) = req.into_parts();
     let request_id = headers::ensure_request_id(&mut parts.headers);
@@ -89,7 +93,10 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr)
                     ms = start.elapsed().as_secs_f64() * 1000.0,
                     "proxied"
                 );
-                return finish(Response::from_parts(rparts, body::stream(rbody)), &request_id);
+                return finish(
+                    Response::from_parts(rparts, body::stream(rbody)),
+                    &request_id,
+                );
             }
             Err(e) => {
                 if e.kind == webinfra_proxy::ProxyErrorKind::Connect {
@@ -100,7 +107,11 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr)
                 let retry = e.retryable(&parts.method);
                 last_error = Some(text_response(
                     e.status(),
-                    format!("{} {}: {e}", e.status().as_u16(), e.status().canonical_reason().unwrap_or("")),
+                    format!(
+                        "{} {}: {e}",
+                        e.status().as_u16(),
+                        e.status().canonical_reason().unwrap_or("")
+                    ),
                 ));
                 if !retry {
                     return finish(last_error.expect("just set"), &request_id);
@@ -117,4 +128,3 @@ fn finish(mut resp: Response<ResBody>, request_id: &str) -> Response<ResBody> {
     }
     resp
 }
-

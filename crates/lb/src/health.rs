@@ -170,8 +170,7 @@ impl ServerSet {
         let mut next = Instant::now();
         loop {
             next += self.check.interval;
-            let result = match tokio::time::timeout(self.check.timeout, self.check_once(i)).await
-            {
+            let result = match tokio::time::timeout(self.check.timeout, self.check_once(i)).await {
                 Ok(r) => r,
                 Err(_) => Err(format!("timed out after {:?}", self.check.timeout)),
             };

@@ -44,7 +44,11 @@ pub async fn serve(listener: UnixListener, sup: Arc<Supervisor>, shutdown: Arc<N
     }
 }
 
-async fn handle(req: Request<Incoming>, sup: &Arc<Supervisor>, shutdown: &Notify) -> Response<Full<Bytes>> {
+async fn handle(
+    req: Request<Incoming>,
+    sup: &Arc<Supervisor>,
+    shutdown: &Notify,
+) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     let reply = |code: StatusCode, body: Value| {
         Response::builder()
@@ -64,7 +68,10 @@ async fn handle(req: Request<Incoming>, sup: &Arc<Supervisor>, shutdown: &Notify
         }
         (Method::POST, p) if p.starts_with("/start/") || p.starts_with("/stop/") => {
             let (verb, name) = p[1..].split_once('/').expect("checked prefix");
-            let names: Vec<String> = select(sup.specs(), name).iter().map(|c| c.name.clone()).collect();
+            let names: Vec<String> = select(sup.specs(), name)
+                .iter()
+                .map(|c| c.name.clone())
+                .collect();
             if names.is_empty() {
                 return reply(
                     StatusCode::NOT_FOUND,
@@ -79,12 +86,18 @@ async fn handle(req: Request<Incoming>, sup: &Arc<Supervisor>, shutdown: &Notify
                     Ok(())
                 };
                 if let Err(e) = result {
-                    return reply(StatusCode::INTERNAL_SERVER_ERROR, json!({ "error": format!("{e:#}") }));
+                    return reply(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        json!({ "error": format!("{e:#}") }),
+                    );
                 }
             }
             reply(StatusCode::OK, json!({ verb: names }))
         }
-        _ => reply(StatusCode::NOT_FOUND, json!({ "error": "unknown control request" })),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            json!({ "error": "unknown control request" }),
+        ),
     }
 }
 

@@ -52,7 +52,12 @@ pub struct Supervisor {
 
 impl Supervisor {
     /// A supervisor for `specs`; `exe` is the webinfra binary to run roles with.
-    pub fn new(exe: PathBuf, topology: PathBuf, state_dir: PathBuf, specs: Vec<ComponentSpec>) -> Arc<Self> {
+    pub fn new(
+        exe: PathBuf,
+        topology: PathBuf,
+        state_dir: PathBuf,
+        specs: Vec<ComponentSpec>,
+    ) -> Arc<Self> {
         Arc::new(Supervisor {
             exe,
             topology,
@@ -100,7 +105,8 @@ impl Supervisor {
             .open(&log_path)
             .with_context(|| format!("opening {}", log_path.display()))?;
         let mut cmd = Command::new(&self.exe);
-        cmd.arg("run")
+        cmd.env("WEBINFRA_SUPERVISED", "1")
+            .arg("run")
             .arg(spec.role.as_str())
             .arg("--host")
             .arg(&spec.host)
@@ -112,9 +118,7 @@ impl Supervisor {
             .stdout(log.try_clone()?)
             .stderr(log);
         webinfra_process::die_with_parent(&mut cmd, webinfra_process::SIGTERM);
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("starting {name}"))?;
+        let mut child = cmd.spawn().with_context(|| format!("starting {name}"))?;
         let pid = child.id().expect("a just-spawned child has a pid");
         let (tx, rx) = watch::channel(false);
         let exit = Arc::new(Mutex::new(None));
@@ -126,7 +130,7 @@ impl Supervisor {
                 Ok(s) => describe_exit(s),
                 Err(e) => e.to_string(),
             };
-            tracing::info!(component = %name_owned, pid, exit = %text, "process ended");
+            tracing::warn!(component = %name_owned, pid, exit = %text, "process ended");
             *exit_slot.lock().expect("exit lock") = Some(text);
             let _ = tx.send(true);
         });

@@ -84,7 +84,10 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.app_password.len(), 32);
         assert_ne!(a.app_password, a.repl_password);
-        let mode = std::fs::metadata(dir.join("credentials.json")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.join("credentials.json"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         std::fs::remove_dir_all(dir).unwrap();
     }

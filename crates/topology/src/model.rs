@@ -159,7 +159,9 @@ impl Topology {
 
     /// `name`'s address with `port`. Panics on an unknown host: validation rules that out.
     pub fn addr(&self, name: &str, port: u16) -> SocketAddr {
-        let host = self.host(name).unwrap_or_else(|| panic!("unknown host {name}"));
+        let host = self
+            .host(name)
+            .unwrap_or_else(|| panic!("unknown host {name}"));
         SocketAddr::new(host.address, port)
     }
 

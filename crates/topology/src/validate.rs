@@ -122,7 +122,13 @@ pub fn validate(raw: RawTopology, src: &str, file: &str) -> Result<Topology, Top
     let app_hosts: Vec<String> = raw
         .app
         .iter()
-        .flat_map(|a| a.get_ref().hosts.get_ref().iter().map(|h| h.get_ref().clone()))
+        .flat_map(|a| {
+            a.get_ref()
+                .hosts
+                .get_ref()
+                .iter()
+                .map(|h| h.get_ref().clone())
+        })
         .collect();
     let web = raw.web.as_ref().map(|w| web(&mut c, w, &app_hosts));
     let load_balancer = raw
@@ -285,7 +291,12 @@ fn web(c: &mut Checker, raw: &S<RawWeb>, app_hosts: &[String]) -> Web {
 fn load_balancer(c: &mut Checker, lb: &RawLoadBalancer, web: Option<&Web>) -> Option<LoadBalancer> {
     let ip = c.host_ref(&lb.host, "load_balancer.host")?;
     let listen = c.listen(ip, &lb.port, "load_balancer.port", lb.host.get_ref());
-    let admin = c.listen(ip, &lb.admin_port, "load_balancer.admin_port", lb.host.get_ref());
+    let admin = c.listen(
+        ip,
+        &lb.admin_port,
+        "load_balancer.admin_port",
+        lb.host.get_ref(),
+    );
     let algorithm = match lb.algorithm.as_ref().map(|a| a.get_ref().as_str()) {
         None | Some("round-robin") => Algorithm::RoundRobin,
         Some(other) => {

@@ -13,9 +13,17 @@ fn assert_one(src: &str, line: usize, column: usize, key: &str, words: &str) {
     let err = errors(src);
     assert_eq!(err.diagnostics.len(), 1, "{err}");
     let d = &err.diagnostics[0];
-    assert_eq!((d.line, d.column, d.key.as_str()), (line, column, key), "{err}");
+    assert_eq!(
+        (d.line, d.column, d.key.as_str()),
+        (line, column, key),
+        "{err}"
+    );
     assert!(d.message.contains(words), "{err}");
-    assert!(err.to_string().starts_with(&format!("t.toml:{line}:{column}: key `{key}`")), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("t.toml:{line}:{column}: key `{key}`")),
+        "{err}"
+    );
 }
 
 /// Line (1-based) of the first line of `src` containing `needle`.
@@ -41,7 +49,13 @@ fn the_shipped_topology_is_the_seed_design() {
 #[test]
 fn unknown_key_is_named_with_its_table() {
     let src = FOOBAR.replace("port = 8000", "port = 8000\nportt = 8001");
-    assert_one(&src, line_of(&src, "portt"), 1, "web.portt", "unknown field");
+    assert_one(
+        &src,
+        line_of(&src, "portt"),
+        1,
+        "web.portt",
+        "unknown field",
+    );
 }
 
 #[test]
@@ -78,14 +92,24 @@ fn two_listeners_on_one_address_and_port() {
     let d = &err.diagnostics[0];
     assert_eq!(d.key, "web.port", "{err}");
     assert_eq!(d.line, line_of(&src, "port = 8000"));
-    assert!(d.message.contains("127.0.0.11:8000 is already a listener of app.port"), "{err}");
+    assert!(
+        d.message
+            .contains("127.0.0.11:8000 is already a listener of app.port"),
+        "{err}"
+    );
 }
 
 #[test]
 fn lb_admin_port_equal_to_its_listener() {
     let src = FOOBAR.replace("admin_port = 8404", "admin_port = 8080");
     let line = line_of(&src, "admin_port = 8080");
-    assert_one(&src, line, 14, "load_balancer.admin_port", "already a listener");
+    assert_one(
+        &src,
+        line,
+        14,
+        "load_balancer.admin_port",
+        "already a listener",
+    );
 }
 
 #[test]
@@ -102,7 +126,13 @@ fn role_naming_a_missing_host() {
 fn replica_without_a_primary() {
     let src = FOOBAR.replace("primary = \"db-01\"\n", "");
     let line = line_of(&src, "replicas = ");
-    assert_one(&src, line, 12, "database.replicas", "replicas need a primary");
+    assert_one(
+        &src,
+        line,
+        12,
+        "database.replicas",
+        "replicas need a primary",
+    );
 }
 
 #[test]
@@ -125,5 +155,9 @@ fn syntax_error_has_a_position() {
 #[test]
 fn missing_file_names_the_file() {
     let err = Topology::load("/nonexistent/topology.toml").unwrap_err();
-    assert!(err.to_string().starts_with("/nonexistent/topology.toml: cannot read"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("/nonexistent/topology.toml: cannot read"),
+        "{err}"
+    );
 }

@@ -84,7 +84,10 @@ async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Resp
         return state.statics.serve(rel, req.method(), req.headers()).await;
     }
     if path == "/favicon.ico" {
-        return state.statics.serve("favicon.ico", req.method(), req.headers()).await;
+        return state
+            .statics
+            .serve("favicon.ico", req.method(), req.headers())
+            .await;
     }
     proxy(state, req, peer).await
 }
@@ -118,7 +121,11 @@ async fn proxy(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Respo
             tracing::warn!(id = %request_id, %method, %path, error = %e, "application failed");
             text_response(
                 e.status(),
-                format!("{} {}: {e}", e.status().as_u16(), e.status().canonical_reason().unwrap_or("")),
+                format!(
+                    "{} {}: {e}",
+                    e.status().as_u16(),
+                    e.status().canonical_reason().unwrap_or("")
+                ),
             )
         }
     }

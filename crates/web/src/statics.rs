@@ -2,6 +2,10 @@
 //! `Last-Modified` with `304 Not Modified` on revalidation, and gzip when the
 //! client accepts it. Contents and their gzip form are cached in memory, keyed
 //! by the file's size and modification time, so an edited file is picked up.
+//!
+//! Unlike nginx (size + mtime), the `ETag` is a hash of the content, so the
+//! same file on two servers behind the load balancer has the same `ETag` and a
+//! revalidation answered by the other server is still a 304.
 
 use bytes::Bytes;
 use flate2::{write::GzEncoder, Compression};
@@ -17,6 +21,8 @@ use webinfra_proxy::{full, text_response, ResBody};
 const MIN_GZIP_SIZE: usize = 256;
 
 struct Cached {
+    /// (size, mtime in ns) the entry was read at.
+    stamp: (u64, u128),
     etag: String,
     raw: Bytes,
     gzip: Option<Bytes>,
@@ -57,9 +63,15 @@ impl StaticFiles {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        let etag = format!("\"{:x}-{:x}\"", meta.len(), nanos);
         let mime = mime_guess::from_path(&path).first_or_octet_stream();
         let compressible = is_compressible(mime.essence_str());
+        let (etag, raw, gzip) = match self.load(&path, (meta.len(), nanos), compressible).await {
+            Ok(entry) => entry,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read static file");
+                return text_response(StatusCode::INTERNAL_SERVER_ERROR, "500 cannot read file");
+            }
+        };
         let want_gzip = compressible && accepts_gzip(req);
         let variant_etag = if want_gzip {
             format!("{}-gz\"", etag.trim_end_matches('"'))
@@ -79,13 +91,6 @@ impl StaticFiles {
                 .body(full(Bytes::new()))
                 .expect("valid response");
         }
-        let (raw, gzip) = match self.load(&path, &etag, compressible).await {
-            Ok(pair) => pair,
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot read static file");
-                return text_response(StatusCode::INTERNAL_SERVER_ERROR, "500 cannot read file");
-            }
-        };
         let content_type = if mime.type_() == mime_guess::mime::TEXT {
             format!("{}; charset=utf-8", mime.essence_str())
         } else {
@@ -118,24 +123,38 @@ impl StaticFiles {
         r
     }
 
-    async fn load(&self, path: &Path, etag: &str, compressible: bool) -> std::io::Result<(Bytes, Option<Bytes>)> {
+    async fn load(
+        &self,
+        path: &Path,
+        stamp: (u64, u128),
+        compressible: bool,
+    ) -> std::io::Result<(String, Bytes, Option<Bytes>)> {
         if let Some(c) = self.cache.lock().expect("cache lock").get(path) {
-            if c.etag == etag {
-                return Ok((c.raw.clone(), c.gzip.clone()));
+            if c.stamp == stamp {
+                return Ok((c.etag.clone(), c.raw.clone(), c.gzip.clone()));
             }
         }
         let raw = Bytes::from(tokio::fs::read(path).await?);
+        let etag = format!("\"{:016x}-{:x}\"", content_hash(&raw), raw.len());
         let gzip = (compressible && raw.len() >= MIN_GZIP_SIZE).then(|| gzip(&raw));
         self.cache.lock().expect("cache lock").insert(
             path.to_path_buf(),
             Cached {
-                etag: etag.to_string(),
+                stamp,
+                etag: etag.clone(),
                 raw: raw.clone(),
                 gzip: gzip.clone(),
             },
         );
-        Ok((raw, gzip))
+        Ok((etag, raw, gzip))
     }
+}
+
+/// FNV-1a: stable across processes and builds, so every server agrees.
+fn content_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+    })
 }
 
 /// Joins `rel` under `root`, refusing anything that could leave it.
@@ -189,7 +208,11 @@ fn not_modified(req: &HeaderMap, etag: &str, variant: &str, modified: SystemTime
         .and_then(|v| v.to_str().ok())
         .and_then(|v| httpdate::parse_http_date(v).ok())
         .is_some_and(|since| {
-            let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let secs = |t: SystemTime| {
+                t.duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0)
+            };
             secs(modified) <= secs(since)
         })
 }
@@ -207,7 +230,10 @@ mod tests {
     #[test]
     fn paths_cannot_leave_the_root() {
         let root = Path::new("/srv");
-        assert_eq!(safe_join(root, "style.css"), Some(PathBuf::from("/srv/style.css")));
+        assert_eq!(
+            safe_join(root, "style.css"),
+            Some(PathBuf::from("/srv/style.css"))
+        );
         assert_eq!(safe_join(root, "../etc/passwd"), None);
         assert_eq!(safe_join(root, "a/../../x"), None);
         assert_eq!(safe_join(root, "/etc/passwd"), None);
@@ -242,7 +268,10 @@ mod tests {
         h.insert(header::ACCEPT_ENCODING, "gzip".parse().unwrap());
         let r = files.serve("a.css", &Method::GET, &h).await;
         assert_eq!(r.headers()[header::CONTENT_ENCODING], "gzip");
-        assert_eq!(files.serve("nope.css", &Method::GET, &h).await.status(), 404);
+        assert_eq!(
+            files.serve("nope.css", &Method::GET, &h).await.status(),
+            404
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -1,0 +1,108 @@
+//! Command-line arguments; the doc comments here are the `--help` text.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// webinfra: the classic distributed web stack (load balancer, web servers,
+/// application servers, MariaDB primary and replica) from one topology file.
+#[derive(Debug, Parser)]
+#[command(name = "webinfra", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the stack's topology and state live.
+#[derive(Debug, clap::Args, Clone)]
+pub struct StackArgs {
+    /// Topology file.
+    #[arg(long, short = 't', default_value = webinfra_topology::DEFAULT_TOPOLOGY, env = "WEBINFRA_TOPOLOGY")]
+    pub topology: PathBuf,
+    /// Directory for data, logs and credentials; kept between runs.
+    #[arg(
+        long,
+        short = 's',
+        default_value = ".webinfra",
+        env = "WEBINFRA_STATE_DIR"
+    )]
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the stack: every role as its own process, MariaDB provisioned.
+    Up {
+        #[command(flatten)]
+        stack: StackArgs,
+        /// Return once everything is healthy and leave the stack running.
+        #[arg(long)]
+        detach: bool,
+        /// Run only the components of these hosts (one machine of many).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// Stop the stack when standard input closes (used by tests).
+        #[arg(long, hide = true)]
+        exit_on_stdin_eof: bool,
+    },
+    /// Stop a running stack (started with `up --detach` or in another shell).
+    Down {
+        /// State directory of the stack.
+        #[arg(
+            long,
+            short = 's',
+            default_value = ".webinfra",
+            env = "WEBINFRA_STATE_DIR"
+        )]
+        state_dir: PathBuf,
+    },
+    /// Show every component: role, address, pid, health, database replication.
+    Status {
+        #[command(flatten)]
+        stack: StackArgs,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate a topology file; errors name the line, column and key.
+    Check {
+        /// The file to check.
+        #[arg(default_value = webinfra_topology::DEFAULT_TOPOLOGY)]
+        file: PathBuf,
+    },
+    /// Start a stopped or dead component (`server-01/web`) or a host's components (`server-01`).
+    Start {
+        /// Component or host name.
+        name: String,
+        /// State directory of the stack.
+        #[arg(
+            long,
+            short = 's',
+            default_value = ".webinfra",
+            env = "WEBINFRA_STATE_DIR"
+        )]
+        state_dir: PathBuf,
+    },
+    /// Stop a component or a host's components (SIGTERM, like a clean shutdown).
+    Stop {
+        /// Component or host name.
+        name: String,
+        /// State directory of the stack.
+        #[arg(
+            long,
+            short = 's',
+            default_value = ".webinfra",
+            env = "WEBINFRA_STATE_DIR"
+        )]
+        state_dir: PathBuf,
+    },
+    /// Run one role in the foreground (what `up` starts for each component).
+    Run {
+        /// load-balancer (lb), web, app or database (db).
+        role: String,
+        /// The host whose share of the role to run.
+        #[arg(long)]
+        host: Option<String>,
+        #[command(flatten)]
+        stack: StackArgs,
+    },
+}

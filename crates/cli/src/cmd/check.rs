@@ -1,0 +1,19 @@
+//! `webinfra check [FILE]`: validate a topology file.
+
+use std::path::Path;
+
+pub fn check(file: &Path) -> i32 {
+    match super::load(file) {
+        Ok(t) => {
+            let comps = webinfra_supervisor::components::components(&t);
+            println!(
+                "{}: ok ({} hosts, {} components)",
+                file.display(),
+                t.hosts.len(),
+                comps.len()
+            );
+            0
+        }
+        Err(code) => code,
+    }
+}

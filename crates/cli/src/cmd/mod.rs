@@ -1,0 +1,43 @@
+//! One module per command; each returns the process exit code.
+
+mod check;
+mod control;
+mod run;
+mod status;
+mod up;
+
+use crate::args::{Cli, Command};
+use std::path::Path;
+use webinfra_topology::Topology;
+
+/// Runs the parsed command.
+pub async fn dispatch(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Check { file } => check::check(&file),
+        Command::Run { role, host, stack } => run::run(&role, host.as_deref(), &stack).await,
+        Command::Up {
+            stack,
+            detach,
+            hosts,
+            exit_on_stdin_eof,
+        } => up::up(&stack, detach, &hosts, exit_on_stdin_eof).await,
+        Command::Down { state_dir } => control::down(&state_dir).await,
+        Command::Status { stack, json } => status::status(&stack, json).await,
+        Command::Start { name, state_dir } => control::start_stop(&state_dir, "start", &name).await,
+        Command::Stop { name, state_dir } => control::start_stop(&state_dir, "stop", &name).await,
+    }
+}
+
+/// Loads a topology or prints its errors; Err carries the exit code.
+fn load(path: &Path) -> Result<Topology, i32> {
+    Topology::load(path).map_err(|e| {
+        eprintln!("{e}");
+        2
+    })
+}
+
+/// Prints an error chain and returns exit code 1.
+fn fail(e: anyhow::Error) -> i32 {
+    eprintln!("webinfra: {e:#}");
+    1
+}

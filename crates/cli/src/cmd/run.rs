@@ -1,0 +1,135 @@
+//! `webinfra run ROLE --host H`: one role process. It binds its own host's
+//! addresses, then hands the listeners to the role's `run`.
+
+use crate::args::StackArgs;
+use crate::signals::shutdown;
+use anyhow::{bail, Context};
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+use webinfra_supervisor::Role;
+use webinfra_topology::{Credentials, Topology};
+
+pub async fn run(role: &str, host: Option<&str>, stack: &StackArgs) -> i32 {
+    let Some(role) = Role::parse(role) else {
+        eprintln!("webinfra: unknown role `{role}` (load-balancer, web, app, database)");
+        return 2;
+    };
+    let topology = match super::load(&stack.topology) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let result = match role {
+        Role::LoadBalancer => load_balancer(&topology, host).await,
+        Role::Web => web(&topology, host, stack).await,
+        Role::App => app(&topology, host, stack).await,
+        Role::Database => database(&topology, host, stack).await,
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            super::fail(e)
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} ({what})"))
+}
+
+/// The host to run on: `--host`, or the only candidate.
+fn pick_host(hosts: &[String], host: Option<&str>, role: &str) -> anyhow::Result<String> {
+    match host {
+        Some(h) if hosts.iter().any(|x| x == h) => Ok(h.to_string()),
+        Some(h) => bail!(
+            "host `{h}` runs no {role} in this topology (hosts: {})",
+            hosts.join(", ")
+        ),
+        None if hosts.len() == 1 => Ok(hosts[0].clone()),
+        None => bail!(
+            "several hosts run a {role}: pass --host (one of {})",
+            hosts.join(", ")
+        ),
+    }
+}
+
+async fn load_balancer(t: &Topology, host: Option<&str>) -> anyhow::Result<()> {
+    let lb = t
+        .load_balancer
+        .clone()
+        .context("the topology has no [load_balancer]")?;
+    pick_host(std::slice::from_ref(&lb.host), host, "load balancer")?;
+    let listener = bind(lb.listen, "load balancer").await?;
+    let admin = bind(lb.admin, "load balancer admin").await?;
+    webinfra_lb::run(listener, admin, lb, shutdown()).await;
+    Ok(())
+}
+
+async fn web(t: &Topology, host: Option<&str>, stack: &StackArgs) -> anyhow::Result<()> {
+    let web = t.web.as_ref().context("the topology has no [web]")?;
+    let app = t.app.as_ref().context("the topology has no [app]")?;
+    let host = pick_host(&web.hosts, host, "web server")?;
+    let static_root = match &web.static_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            let dir = stack.state_dir.join(&host).join("static");
+            webinfra_app::assets::write_to(&dir)
+                .with_context(|| format!("writing the static files to {}", dir.display()))?;
+            std::path::absolute(dir)?
+        }
+    };
+    let config = webinfra_web::WebConfig {
+        server_name: host.clone(),
+        app: webinfra_proxy::Upstream {
+            name: format!("{host}/app"),
+            addr: t.addr(&host, app.port),
+        },
+        static_root,
+    };
+    let listener = bind(t.addr(&host, web.port), "web server").await?;
+    webinfra_web::run(listener, config, shutdown()).await;
+    Ok(())
+}
+
+async fn app(t: &Topology, host: Option<&str>, stack: &StackArgs) -> anyhow::Result<()> {
+    let app = t.app.as_ref().context("the topology has no [app]")?;
+    let host = pick_host(&app.hosts, host, "application server")?;
+    let credentials = Credentials::load_or_create(&stack.state_dir)?;
+    let config = webinfra_app::AppConfig {
+        server_name: host.clone(),
+        database: t
+            .database
+            .clone()
+            .context("the topology has no [database]")?,
+        credentials,
+    };
+    let listener = bind(t.addr(&host, app.port), "application server").await?;
+    webinfra_app::run(listener, config, shutdown()).await?;
+    Ok(())
+}
+
+async fn database(t: &Topology, host: Option<&str>, stack: &StackArgs) -> anyhow::Result<()> {
+    let db = t
+        .database
+        .clone()
+        .context("the topology has no [database]")?;
+    let names: Vec<String> = db.nodes.iter().map(|n| n.name.clone()).collect();
+    let host = pick_host(&names, host, "database")?;
+    let node = db.node(&host).expect("picked from the nodes").clone();
+    let app_hosts = t
+        .app
+        .iter()
+        .flat_map(|a| a.hosts.iter().map(|h| t.addr(h, 0).ip()))
+        .collect();
+    let config = webinfra_db::NodeConfig {
+        dir: stack.state_dir.join(&host).join("mariadb"),
+        credentials: Credentials::load_or_create(&stack.state_dir)?,
+        node: node.clone(),
+        database: db,
+        app_hosts,
+    };
+    let admin = bind(node.admin, "database admin").await?;
+    webinfra_db::run(admin, config, shutdown()).await
+}

@@ -1,0 +1,165 @@
+//! `webinfra status [--json]`: every component with its process and health.
+//! Exits 0 when everything is healthy, 1 otherwise.
+
+use crate::args::StackArgs;
+use http::Method;
+use serde::Serialize;
+use serde_json::Value;
+use std::path::Path;
+use std::time::Duration;
+use webinfra_supervisor::components::{components, ComponentSpec};
+use webinfra_supervisor::health::{probe, Health};
+use webinfra_supervisor::{control, Role};
+
+/// One line of the status table.
+#[derive(Debug, Serialize)]
+pub struct Row {
+    pub name: String,
+    pub role: &'static str,
+    pub host: String,
+    pub address: String,
+    pub port: u16,
+    pub pid: Option<u32>,
+    /// `running`, `exited`, `stopped`, `not started`, or `unknown` with no supervisor.
+    pub process: String,
+    pub exit: Option<String>,
+    pub health: String,
+    pub detail: String,
+    /// The component's own `/healthz` answer (for a database: role, GTID, replication).
+    pub info: Option<Value>,
+}
+
+/// Probes every component of `specs` and asks the supervisor about processes.
+pub async fn gather(specs: &[ComponentSpec], state_dir: &Path) -> Vec<Row> {
+    let processes = control::request(state_dir, Method::GET, "/status")
+        .await
+        .ok()
+        .map(|(_, body)| body["components"].as_array().cloned().unwrap_or_default())
+        .unwrap_or_default();
+    let probes = specs
+        .iter()
+        .map(|s| probe(s.health, Duration::from_secs(2)));
+    let mut healths = Vec::new();
+    let handles: Vec<_> = probes.map(tokio::spawn).collect();
+    for h in handles {
+        healths.push(h.await.expect("probe task"));
+    }
+    specs
+        .iter()
+        .zip(healths)
+        .map(|(spec, health)| {
+            let proc_info = processes.iter().find(|p| p["name"] == spec.name.as_str());
+            Row {
+                name: spec.name.clone(),
+                role: spec.role.as_str(),
+                host: spec.host.clone(),
+                address: spec.address.ip().to_string(),
+                port: spec.address.port(),
+                pid: proc_info.and_then(|p| p["pid"].as_u64()).map(|p| p as u32),
+                process: proc_info
+                    .and_then(|p| p["state"].as_str())
+                    .unwrap_or("unknown")
+                    .to_string(),
+                exit: proc_info.and_then(|p| p["exit"].as_str()).map(String::from),
+                detail: describe(spec, &health),
+                health: health.status.clone(),
+                info: health.body,
+            }
+        })
+        .collect()
+}
+
+/// A short human description of what a component reports.
+pub fn describe(spec: &ComponentSpec, health: &Health) -> String {
+    let body = health.body.as_ref();
+    let own = match (spec.role, body) {
+        (Role::Database, Some(b)) => {
+            let role = b["db_role"].as_str().unwrap_or("?");
+            let gtid = b["gtid_current_pos"].as_str().unwrap_or("");
+            let gtid = if gtid.is_empty() { "-" } else { gtid };
+            match b.get("replication").filter(|r| !r.is_null()) {
+                Some(r) => format!(
+                    "{role} of {}, io={} sql={}, lag {}, gtid {gtid}",
+                    r["source"].as_str().unwrap_or("?"),
+                    r["io_running"].as_str().unwrap_or("?"),
+                    r["sql_running"].as_str().unwrap_or("?"),
+                    r["seconds_behind"]
+                        .as_u64()
+                        .map(|s| format!("{s}s"))
+                        .unwrap_or_else(|| "?".into()),
+                ),
+                None => format!("{role}, gtid {gtid}"),
+            }
+        }
+        (Role::LoadBalancer, Some(b)) => {
+            let servers = b["servers"].as_array().cloned().unwrap_or_default();
+            let up: Vec<&str> = servers
+                .iter()
+                .filter(|s| s["up"] == true)
+                .filter_map(|s| s["name"].as_str())
+                .collect();
+            format!(
+                "{}/{} servers up ({})",
+                up.len(),
+                servers.len(),
+                up.join(", ")
+            )
+        }
+        _ => String::new(),
+    };
+    match &health.detail {
+        Some(d) if own.is_empty() => d.clone(),
+        Some(d) => format!("{own}; {d}"),
+        None => own,
+    }
+}
+
+/// Prints rows as an aligned table.
+pub fn print_table(rows: &[Row]) {
+    println!(
+        "{:<24} {:<14} {:<22} {:<8} {:<12} {:<9} DETAIL",
+        "COMPONENT", "ROLE", "ADDRESS", "PID", "PROCESS", "HEALTH"
+    );
+    for r in rows {
+        let process = match &r.exit {
+            Some(exit) if r.process != "running" => format!("{} ({exit})", r.process),
+            _ => r.process.clone(),
+        };
+        println!(
+            "{:<24} {:<14} {:<22} {:<8} {:<12} {:<9} {}",
+            r.name,
+            r.role,
+            format!("{}:{}", r.address, r.port),
+            r.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            process,
+            r.health,
+            r.detail
+        );
+    }
+}
+
+pub async fn status(stack: &StackArgs, json: bool) -> i32 {
+    let topology = match super::load(&stack.topology) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let rows = gather(&components(&topology), &stack.state_dir).await;
+    if json {
+        let doc = serde_json::json!({
+            "site": topology.site,
+            "url": topology.site_url(),
+            "components": rows,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).expect("serialisable")
+        );
+    } else {
+        print_table(&rows);
+    }
+    if rows.iter().all(|r| r.health == "ok") {
+        0
+    } else {
+        1
+    }
+}

@@ -1,0 +1,26 @@
+//! Shutdown signals. A role started by the supervisor stops on SIGTERM only
+//! (a Ctrl-C in the terminal reaches the whole process group, and the
+//! supervisor wants to stop the tiers in order); anything else also stops on
+//! SIGINT.
+
+use tokio::signal::unix::{signal, SignalKind};
+
+/// Set by the supervisor in its children's environment.
+pub const SUPERVISED_ENV: &str = "WEBINFRA_SUPERVISED";
+
+/// Resolves on SIGTERM, or SIGINT when not supervised.
+pub async fn shutdown() {
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    let supervised = std::env::var_os(SUPERVISED_ENV).is_some();
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => {
+                if !supervised {
+                    return;
+                }
+            }
+        }
+    }
+}
