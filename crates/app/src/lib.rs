@@ -78,6 +78,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", axum::routing::get(healthz))
         .merge(api::routes())
         .fallback(error::not_found)
+        .layer(axum::middleware::from_fn(log_request))
         .layer(axum::middleware::map_response(
             move |mut resp: axum::response::Response| {
                 let served_by = served_by.clone();
@@ -88,6 +89,33 @@ pub fn router(state: Arc<AppState>) -> Router {
             },
         ))
         .with_state(state)
+}
+
+/// Logs every request with the request id the load balancer assigned.
+async fn log_request(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_string();
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let start = std::time::Instant::now();
+    let resp = next.run(req).await;
+    if path != "/healthz" {
+        tracing::info!(
+            %id,
+            %method,
+            %path,
+            status = resp.status().as_u16(),
+            ms = start.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+    }
+    resp
 }
 
 async fn healthz(

@@ -11,14 +11,12 @@ mod cmd;
 mod signals;
 
 use clap::Parser;
-use std::io::IsTerminal;
 
 fn main() {
     let args = args::Cli::parse();
     // Role processes log to their own files; interactive commands stay quiet.
     let level = match args.command {
         args::Command::Run { .. } => "info",
-        args::Command::Up { detach: false, .. } if !std::io::stdout().is_terminal() => "info",
         _ => "warn",
     };
     webinfra_telemetry::init(level);

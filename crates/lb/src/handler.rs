@@ -8,6 +8,7 @@ use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
+use tracing::Instrument;
 use webinfra_proxy::{body, headers, text_response, ResBody, UpstreamClient};
 
 /// Largest request body accepted; bodies are buffered so a failed connect can be retried.
@@ -32,20 +33,30 @@ pub async fn handle(
     headers::append_forwarded_for(&mut parts.headers, peer.ip());
     headers::set_forwarded_proto(&mut parts.headers, "http");
     let span = tracing::info_span!("request", id = %request_id, %peer);
-    let _enter = span.enter();
+    forward(&state, parts, incoming, &request_id, start)
+        .instrument(span)
+        .await
+}
 
+async fn forward(
+    state: &State,
+    parts: http::request::Parts,
+    incoming: Incoming,
+    request_id: &str,
+    start: Instant,
+) -> Response<ResBody> {
     let payload = match Limited::new(incoming, MAX_BODY).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             return finish(
                 text_response(StatusCode::PAYLOAD_TOO_LARGE, "413 Payload Too Large"),
-                &request_id,
+                request_id,
             )
         }
         Err(e) => {
             return finish(
                 text_response(StatusCode::BAD_REQUEST, format!("400 Bad Request: {e}")),
-                &request_id,
+                request_id,
             )
         }
     };
@@ -69,7 +80,7 @@ pub async fn handle(
                 }
             };
             tracing::warn!(method = %parts.method, path = %parts.uri.path(), status = resp.status().as_u16(), "no server could answer");
-            return finish(resp, &request_id);
+            return finish(resp, request_id);
         };
         let upstream = &state.servers.upstreams[i];
         let mut builder = Request::builder()
@@ -95,7 +106,7 @@ pub async fn handle(
                 );
                 return finish(
                     Response::from_parts(rparts, body::stream(rbody)),
-                    &request_id,
+                    request_id,
                 );
             }
             Err(e) => {
@@ -114,7 +125,7 @@ pub async fn handle(
                     ),
                 ));
                 if !retry {
-                    return finish(last_error.expect("just set"), &request_id);
+                    return finish(last_error.expect("just set"), request_id);
                 }
             }
         }

@@ -1,1 +1,30 @@
-//! placeholder
+//! Test support: whole webinfra stacks as real processes on loopback, and
+//! small real clients (HTTP over a TCP socket, the `mariadb` CLI).
+//!
+//! A [`Stack`] takes its own 127.X.Y.0/24 block so stacks never collide,
+//! runs `webinfra up` in its own process group, and kills that group when
+//! dropped, even on panic. `up` also stops everything when its standard
+//! input closes, so a stack shared by a whole test binary goes away when the
+//! binary exits.
+
+pub mod http;
+pub mod mariadb;
+mod stack;
+
+pub use stack::{topology_toml, Stack};
+
+use std::time::{Duration, Instant};
+
+/// Polls `f` every 50 ms until it returns Some, or panics after `deadline` naming `what`.
+pub fn poll<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > end {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

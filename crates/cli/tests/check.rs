@@ -1,0 +1,84 @@
+//! `webinfra check` as a user runs it: exit codes and messages that point at
+//! the line, column and key of a wrong topology file.
+
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_webinfra");
+const FOOBAR: &str = include_str!("../../../topologies/foobar.toml");
+
+fn check(src: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("site.toml");
+    std::fs::write(&path, src).unwrap();
+    let out = Command::new(BIN).arg("check").arg(&path).output().unwrap();
+    let stderr =
+        String::from_utf8_lossy(&out.stderr).replace(&path.display().to_string(), "site.toml");
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        stderr,
+    )
+}
+
+#[test]
+fn the_shipped_topology_checks_clean() {
+    let (code, stdout, _) = check(FOOBAR);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("ok (5 hosts, 7 components)"), "{stdout}");
+}
+
+#[test]
+fn unknown_key_exits_2_naming_file_line_column_and_key() {
+    let src = FOOBAR.replace("[web]\n", "[web]\nthreads = 4\n");
+    let line = src.lines().position(|l| l == "threads = 4").unwrap() + 1;
+    let (code, _, stderr) = check(&src);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.starts_with(&format!(
+            "site.toml:{line}:1: key `web.threads`: unknown field `threads`"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn every_error_is_listed() {
+    let src = FOOBAR
+        .replace("address = \"127.0.0.12\"", "address = \"127.0.0.11\"")
+        .replace(
+            "servers = [\"server-01\", \"server-02\"]",
+            "servers = [\"server-01\", \"server-09\"]",
+        );
+    let (code, _, stderr) = check(&src);
+    assert_eq!(code, 2);
+    assert!(
+        stderr
+            .contains("key `host.address`: 127.0.0.11 is already the address of host `server-01`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("key `load_balancer.servers`: no host named `server-09`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn missing_file_is_a_clear_error() {
+    let out = Command::new(BIN)
+        .args(["check", "/nonexistent.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("/nonexistent.toml: cannot read the topology file"));
+}
+
+#[test]
+fn unknown_role_is_a_usage_error() {
+    let out = Command::new(BIN)
+        .args(["run", "cache", "--topology", "../../topologies/foobar.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown role `cache`"));
+}
