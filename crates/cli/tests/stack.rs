@@ -132,6 +132,9 @@ fn the_application_user_has_only_its_schema() {
     assert!(!out.ok, "root logs in over TCP without a password");
 }
 
+/// (what, headers, body, expected status).
+type BadCase<'a> = (&'a str, Vec<(&'a str, &'a str)>, String, u16);
+
 #[test]
 fn bad_api_input_gets_a_json_4xx_and_stores_nothing() {
     let (stack, _serial) = stack();
@@ -149,7 +152,7 @@ fn bad_api_input_gets_a_json_4xx_and_stores_nothing() {
     let json_type = [("Content-Type", "application/json")];
     let long_text = "x".repeat(1001);
     let huge = format!("{{\"author\":\"a\",\"text\":\"{}\"}}", "y".repeat(20_000));
-    let cases: Vec<(&str, Vec<(&str, &str)>, String, u16)> = vec![
+    let cases: Vec<BadCase> = vec![
         (
             "no content type",
             vec![],

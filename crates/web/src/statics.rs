@@ -72,13 +72,14 @@ impl StaticFiles {
                 return text_response(StatusCode::INTERNAL_SERVER_ERROR, "500 cannot read file");
             }
         };
-        let want_gzip = compressible && accepts_gzip(req);
-        let variant_etag = if want_gzip {
-            format!("{}-gz\"", etag.trim_end_matches('"'))
-        } else {
-            etag.clone()
+        // The gzip form is its own representation, with its own ETag.
+        let (bytes, variant_etag, gzipped) = match gzip {
+            Some(gz) if accepts_gzip(req) => {
+                let tag = format!("{}-gz\"", etag.trim_end_matches('"'));
+                (gz, tag, true)
+            }
+            _ => (raw, etag.clone(), false),
         };
-
         let mut resp = Response::builder()
             .header(header::ETAG, &variant_etag)
             .header(header::LAST_MODIFIED, httpdate::fmt_http_date(modified));
@@ -96,31 +97,18 @@ impl StaticFiles {
         } else {
             mime.essence_str().to_string()
         };
-        resp = resp.header(header::CONTENT_TYPE, content_type);
-        let bytes = match (want_gzip, gzip) {
-            (true, Some(gz)) => {
-                resp = resp.header(header::CONTENT_ENCODING, "gzip");
-                gz
-            }
-            (true, None) => {
-                // Too small to compress: the identity form under its own ETag.
-                resp = resp.header(header::ETAG, &etag);
-                raw
-            }
-            _ => raw,
-        };
-        resp = resp.header(header::CONTENT_LENGTH, bytes.len());
+        resp = resp
+            .header(header::CONTENT_TYPE, content_type)
+            .header(header::CONTENT_LENGTH, bytes.len());
+        if gzipped {
+            resp = resp.header(header::CONTENT_ENCODING, "gzip");
+        }
         let body = if method == Method::HEAD {
             Bytes::new()
         } else {
             bytes
         };
-        let mut r = resp.body(full(body)).expect("valid response");
-        // `header()` appends: keep only the last ETag set.
-        if let Some(last) = r.headers().get_all(header::ETAG).iter().last().cloned() {
-            r.headers_mut().insert(header::ETAG, last);
-        }
-        r
+        resp.body(full(body)).expect("valid response")
     }
 
     async fn load(

@@ -1,0 +1,64 @@
+//! Losing a server: kill -9 both of server-01's processes under sequential
+//! load through the load balancer. No client request may fail; once it is
+//! started again, traffic returns to both servers. Own block: 127.77.2.0/24.
+
+use std::time::{Duration, Instant};
+use webinfra_test_support::{http, poll, Stack};
+
+const BIN: &str = env!("CARGO_BIN_EXE_webinfra");
+
+#[test]
+fn killing_server_01_fails_no_request_and_restarting_it_brings_traffic_back() {
+    let stack = Stack::start(BIN.as_ref(), 77, 2);
+    let get = || http::get(stack.site(), "/api/messages").expect("the load balancer answers");
+
+    for _ in 0..20 {
+        assert_eq!(get().status, 200);
+    }
+    let pids = stack.pids_of("server-01");
+    assert_eq!(pids.len(), 2, "server-01 runs a web and an app server");
+    for pid in &pids {
+        assert!(webinfra_process_kill9(*pid), "kill -9 {pid}");
+    }
+
+    // Bounded load: 300 requests or 20 s, whichever ends first.
+    let start = Instant::now();
+    let mut served = Vec::new();
+    while served.len() < 300 && start.elapsed() < Duration::from_secs(20) {
+        let r = get();
+        assert_eq!(r.status, 200, "request {} after the kill failed: {}", served.len(), r.text());
+        served.push(r.header("x-served-by").unwrap_or("").to_string());
+    }
+    assert!(served.len() >= 100, "only {} requests in 20 s", served.len());
+    assert!(served.iter().all(|s| s == "server-02"), "{served:?}");
+
+    // The load balancer reports server-01 down within 2 s of the kill (it already is).
+    let lb = stack.status()["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["role"] == "load-balancer")
+        .unwrap()["info"]["servers"]
+        .clone();
+    assert_eq!(lb[0]["name"], "server-01");
+    assert_eq!(lb[0]["up"], false, "{lb}");
+
+    let out = stack.webinfra(&["start", "server-01"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    poll("server-01 to answer through the load balancer again", Duration::from_secs(20), || {
+        let r = get();
+        assert_eq!(r.status, 200);
+        (r.header("x-served-by") == Some("server-01")).then_some(())
+    });
+    let served: Vec<String> = (0..10)
+        .map(|_| get().header("x-served-by").unwrap().to_string())
+        .collect();
+    assert_eq!(served.iter().filter(|s| *s == "server-01").count(), 5, "{served:?}");
+}
+
+fn webinfra_process_kill9(pid: u32) -> bool {
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success())
+}
