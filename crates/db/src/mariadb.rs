@@ -136,6 +136,7 @@ impl Server {
              log-basename = {node}\n\
              user = {user}\n\
              datadir = {data}\n\
+             tmpdir = {tmp}\n\
              socket = {socket}\n\
              pid-file = {pid}\n\
              log-error = {err}\n\
@@ -155,6 +156,7 @@ impl Server {
             node = self.node,
             user = self.user.name,
             data = self.data_dir().display(),
+            tmp = self.dir.join("tmp").display(),
             socket = self.socket().display(),
             pid = self.dir.join("run/mariadb.pid").display(),
             err = self.error_log().display(),
@@ -167,6 +169,7 @@ impl Server {
     /// Writes the config and initialises the data dir on first run.
     pub async fn prepare(&self) -> anyhow::Result<()> {
         std::fs::create_dir_all(self.dir.join("run"))?;
+        std::fs::create_dir_all(self.dir.join("tmp"))?;
         std::fs::write(self.config_file(), self.config_text())?;
         self.kill_stale();
         let initialised = self.data_dir().join("mysql").is_dir();
