@@ -26,40 +26,70 @@ fn processes_mentioning(needle: &str) -> Vec<u32> {
 fn up_stop_up_keeps_the_data_and_down_stops_a_detached_stack() {
     let mut stack = Stack::start(BIN.as_ref(), 77, 3);
     let state = stack.state_dir.display().to_string();
-    let r = http::post_json(stack.site(), "/api/messages", &json!({"author": "eve", "text": "still here?"})).unwrap();
+    let r = http::post_json(
+        stack.site(),
+        "/api/messages",
+        &json!({"author": "eve", "text": "still here?"}),
+    )
+    .unwrap();
     assert_eq!(r.status, 201, "{}", r.text());
     let id = r.json()["id"].as_u64().unwrap();
 
     assert_eq!(stack.stop(), Some(0), "up exits 0 after SIGTERM");
     let left = processes_mentioning(&state);
     assert!(left.is_empty(), "processes left after stop: {left:?}");
-    assert!(http::get(stack.site(), "/").is_err(), "the site still answers");
+    assert!(
+        http::get(stack.site(), "/").is_err(),
+        "the site still answers"
+    );
 
     stack.up();
     let r = http::get(stack.site(), &format!("/api/messages/{id}")).unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["text"], "still here?");
-    let r = http::post_json(stack.site(), "/api/messages", &json!({"author": "eve", "text": "second life"})).unwrap();
+    let r = http::post_json(
+        stack.site(),
+        "/api/messages",
+        &json!({"author": "eve", "text": "second life"}),
+    )
+    .unwrap();
     assert_eq!(r.status, 201);
     let second = r.json()["id"].as_u64().unwrap();
     assert!(second > id);
-    poll("the new message on the replica", Duration::from_secs(10), || {
-        let r = http::get(stack.site(), &format!("/api/messages/{second}")).unwrap();
-        (r.status == 200 && r.header("x-db-node") == Some("db-02")).then_some(())
-    });
+    poll(
+        "the new message on the replica",
+        Duration::from_secs(10),
+        || {
+            let r = http::get(stack.site(), &format!("/api/messages/{second}")).unwrap();
+            (r.status == 200 && r.header("x-db-node") == Some("db-02")).then_some(())
+        },
+    );
     assert_eq!(stack.stop(), Some(0));
 
     // Detached: `up --detach` returns once healthy; `down` stops everything.
     let guard = DownOnDrop(&stack);
     let out = stack.webinfra(&["up", "--detach"]);
-    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("is up: http://"));
     let r = http::get(stack.site(), &format!("/api/messages/{second}")).unwrap();
     assert_eq!(r.status, 200);
     let again = stack.webinfra(&["up"]);
-    assert_eq!(again.status.code(), Some(1), "a second `up` on the same state dir is refused");
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "a second `up` on the same state dir is refused"
+    );
     let out = stack.webinfra(&["down"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     drop(guard);
     let left = processes_mentioning(&state);
     assert!(left.is_empty(), "processes left after down: {left:?}");

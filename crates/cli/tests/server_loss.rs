@@ -26,10 +26,20 @@ fn killing_server_01_fails_no_request_and_restarting_it_brings_traffic_back() {
     let mut served = Vec::new();
     while served.len() < 300 && start.elapsed() < Duration::from_secs(20) {
         let r = get();
-        assert_eq!(r.status, 200, "request {} after the kill failed: {}", served.len(), r.text());
+        assert_eq!(
+            r.status,
+            200,
+            "request {} after the kill failed: {}",
+            served.len(),
+            r.text()
+        );
         served.push(r.header("x-served-by").unwrap_or("").to_string());
     }
-    assert!(served.len() >= 100, "only {} requests in 20 s", served.len());
+    assert!(
+        served.len() >= 100,
+        "only {} requests in 20 s",
+        served.len()
+    );
     assert!(served.iter().all(|s| s == "server-02"), "{served:?}");
 
     // The load balancer reports server-01 down within 2 s of the kill (it already is).
@@ -44,16 +54,28 @@ fn killing_server_01_fails_no_request_and_restarting_it_brings_traffic_back() {
     assert_eq!(lb[0]["up"], false, "{lb}");
 
     let out = stack.webinfra(&["start", "server-01"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    poll("server-01 to answer through the load balancer again", Duration::from_secs(20), || {
-        let r = get();
-        assert_eq!(r.status, 200);
-        (r.header("x-served-by") == Some("server-01")).then_some(())
-    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    poll(
+        "server-01 to answer through the load balancer again",
+        Duration::from_secs(20),
+        || {
+            let r = get();
+            assert_eq!(r.status, 200);
+            (r.header("x-served-by") == Some("server-01")).then_some(())
+        },
+    );
     let served: Vec<String> = (0..10)
         .map(|_| get().header("x-served-by").unwrap().to_string())
         .collect();
-    assert_eq!(served.iter().filter(|s| *s == "server-01").count(), 5, "{served:?}");
+    assert_eq!(
+        served.iter().filter(|s| *s == "server-01").count(),
+        5,
+        "{served:?}"
+    );
 }
 
 fn webinfra_process_kill9(pid: u32) -> bool {

@@ -16,6 +16,9 @@ struct Checker<'a> {
     hosts: HashMap<String, IpAddr>,
     /// address:port -> the key that claimed it first.
     listeners: HashMap<SocketAddr, String>,
+    /// Addresses given to more than one host (already reported; listener
+    /// clashes on them would only repeat that error).
+    shared_addresses: std::collections::HashSet<IpAddr>,
 }
 
 impl Checker<'_> {
@@ -53,6 +56,9 @@ impl Checker<'_> {
             self.error(port.span(), key, "port 0 is not a fixed port".into());
         }
         let claim = format!("{key} ({owner})");
+        if self.shared_addresses.contains(&ip) {
+            return addr;
+        }
         if let Some(first) = self.listeners.get(&addr).cloned() {
             self.error(
                 port.span(),
@@ -95,6 +101,7 @@ pub fn validate(raw: RawTopology, src: &str, file: &str) -> Result<Topology, Top
         errors: Vec::new(),
         hosts: HashMap::new(),
         listeners: HashMap::new(),
+        shared_addresses: Default::default(),
     };
     let hosts = hosts(&mut c, &raw.hosts);
     let site = raw
@@ -147,6 +154,7 @@ pub fn validate(raw: RawTopology, src: &str, file: &str) -> Result<Topology, Top
         })
     } else {
         c.errors.sort_by_key(|d| (d.line, d.column));
+        c.errors.dedup();
         Err(TopologyError {
             diagnostics: c.errors,
         })
@@ -181,6 +189,7 @@ fn hosts(c: &mut Checker, raw: &[RawHost]) -> Vec<Host> {
                 "host.address",
                 format!("{ip} is already the address of host `{other}`"),
             );
+            c.shared_addresses.insert(ip);
         }
         by_addr.insert(ip, name.clone());
         c.hosts.insert(name.clone(), ip);
