@@ -42,6 +42,14 @@ fn up_stop_up_keeps_the_data_and_down_stops_a_detached_stack() {
         http::get(stack.site(), "/").is_err(),
         "the site still answers"
     );
+    for node in ["db-01", "db-02"] {
+        let log = std::fs::read_to_string(stack.state_dir.join(node).join("mariadb/mariadb.err"))
+            .unwrap();
+        assert!(
+            log.trim_end().ends_with("Shutdown complete"),
+            "{node} did not shut down cleanly:\n{log}"
+        );
+    }
 
     stack.up();
     let r = http::get(stack.site(), &format!("/api/messages/{id}")).unwrap();

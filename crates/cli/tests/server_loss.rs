@@ -84,3 +84,36 @@ fn webinfra_process_kill9(pid: u32) -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+#[test]
+fn losing_only_the_application_takes_the_server_out_of_rotation() {
+    let stack = Stack::start(BIN.as_ref(), 77, 4);
+    let app_pid = stack.status()["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "server-01/app")
+        .and_then(|c| c["pid"].as_u64())
+        .unwrap() as u32;
+    assert!(webinfra_process_kill9(app_pid));
+    let lb_says_down = || {
+        stack.status()["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["role"] == "load-balancer")
+            .map(|c| c["info"]["servers"][0]["up"] == false)
+            .unwrap_or(false)
+    };
+    // Health checks every 200 ms, fall 2: well within 2 s.
+    poll(
+        "the load balancer to take server-01 down",
+        Duration::from_secs(2),
+        || lb_says_down().then_some(()),
+    );
+    for _ in 0..50 {
+        let r = http::get(stack.site(), "/api/messages").unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("x-served-by"), Some("server-02"));
+    }
+}

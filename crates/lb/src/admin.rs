@@ -21,10 +21,17 @@ pub async fn run(
             async move {
                 match req.uri().path() {
                     "/healthz" | "/servers" => {
+                        // ok: every server up; degraded: some; down: none (503).
+                        let up = servers.up().len();
+                        let (code, status) = match up {
+                            0 => (StatusCode::SERVICE_UNAVAILABLE, "down"),
+                            n if n == servers.upstreams.len() => (StatusCode::OK, "ok"),
+                            _ => (StatusCode::OK, "degraded"),
+                        };
                         let mut body = servers.status_json();
-                        body["status"] = "ok".into();
+                        body["status"] = status.into();
                         body["role"] = "load-balancer".into();
-                        json(StatusCode::OK, body)
+                        json(code, body)
                     }
                     _ => text_response(StatusCode::NOT_FOUND, "404 Not Found"),
                 }

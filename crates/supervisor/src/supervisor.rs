@@ -126,11 +126,16 @@ impl Supervisor {
         let name_owned = name.to_string();
         tokio::spawn(async move {
             let status = child.wait().await;
+            let clean = status.as_ref().is_ok_and(|s| s.success());
             let text = match status {
                 Ok(s) => describe_exit(s),
                 Err(e) => e.to_string(),
             };
-            tracing::warn!(component = %name_owned, pid, exit = %text, "process ended");
+            if clean {
+                tracing::info!(component = %name_owned, pid, "process ended");
+            } else {
+                tracing::warn!(component = %name_owned, pid, exit = %text, "process ended");
+            }
             *exit_slot.lock().expect("exit lock") = Some(text);
             let _ = tx.send(true);
         });

@@ -71,14 +71,7 @@ pub async fn run(listener: TcpListener, config: WebConfig, shutdown: impl Future
 async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Response<ResBody> {
     let path = req.uri().path();
     if path == "/healthz" {
-        let body = format!(
-            "{{\"status\":\"ok\",\"role\":\"web\",\"server\":\"{}\"}}",
-            state.config.server_name
-        );
-        return Response::builder()
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(full(body))
-            .expect("valid response");
+        return healthz(state).await;
     }
     if let Some(rel) = path.strip_prefix("/static/") {
         return state.statics.serve(rel, req.method(), req.headers()).await;
@@ -90,6 +83,41 @@ async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Resp
             .await;
     }
     proxy(state, req, peer).await
+}
+
+/// Healthy only when the application behind this web server is: the load
+/// balancer's check then sees the whole server, not just its front half.
+async fn healthz(state: &State) -> Response<ResBody> {
+    let probe = Request::get("/healthz")
+        .header(header::HOST, state.config.app.addr.to_string())
+        .body(Full::new(Bytes::new()))
+        .expect("valid request");
+    let app = tokio::time::timeout(
+        Duration::from_secs(1),
+        state.client.send(&state.config.app, probe),
+    )
+    .await;
+    let problem = match app {
+        Ok(Ok(resp)) if resp.status().is_success() => None,
+        Ok(Ok(resp)) => Some(format!("application answers {}", resp.status())),
+        Ok(Err(e)) => Some(format!("application unreachable: {e}")),
+        Err(_) => Some("application did not answer within 1 s".to_string()),
+    };
+    let (code, body) = match &problem {
+        None => (
+            StatusCode::OK,
+            serde_json::json!({"status": "ok", "role": "web", "server": state.config.server_name}),
+        ),
+        Some(p) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"status": "degraded", "role": "web", "server": state.config.server_name, "detail": p}),
+        ),
+    };
+    Response::builder()
+        .status(code)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(full(body.to_string()))
+        .expect("valid response")
 }
 
 async fn proxy(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Response<ResBody> {
