@@ -4,6 +4,7 @@
 //! type 415, malformed JSON 400, missing or invalid fields 422, oversize body
 //! 413, unknown id 404 -- each with a JSON `{"error": ...}` body.
 
+use crate::db::DbError;
 use crate::error::ApiError;
 use crate::{AppState, DB_NODE};
 use axum::body::Body;
@@ -111,7 +112,14 @@ pub async fn insert(state: &AppState, m: NewMessage) -> Result<(Message, String)
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "write failed");
-            ApiError::unavailable(format!("{e}; the message may not have been stored"))
+            match e {
+                DbError::Unreachable(m) => {
+                    ApiError::unavailable(format!("{m}; the message was not stored"))
+                }
+                DbError::Failed(m) => {
+                    ApiError::unavailable(format!("{m}; the message may not have been stored"))
+                }
+            }
         })?;
     let row =
         row.ok_or_else(|| ApiError::unavailable("the stored message could not be read back"))?;

@@ -15,6 +15,24 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
 /// How long a failed node is skipped for reads.
 const BACKOFF: Duration = Duration::from_secs(2);
 
+/// Why a database call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbError {
+    /// No connection could be had: nothing was sent, nothing was written.
+    Unreachable(String),
+    /// The connection failed or the server refused after the query was sent:
+    /// a write may or may not have been committed.
+    Failed(String),
+}
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DbError::Unreachable(m) | DbError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
 /// A future borrowing a connection, returned by query closures.
 pub type QueryFuture<'c, T> = Pin<Box<dyn Future<Output = mysql_async::Result<T>> + Send + 'c>>;
 
@@ -57,24 +75,24 @@ impl Node {
         *self.failed_until.lock().expect("node lock") = (!ok).then(|| Instant::now() + BACKOFF);
     }
 
-    async fn run<T, F>(&self, f: &F) -> Result<T, String>
+    async fn run<T, F>(&self, f: &F) -> Result<T, DbError>
     where
         F: for<'c> Fn(&'c mut Conn) -> QueryFuture<'c, T>,
     {
         let conn = tokio::time::timeout(CONNECT_TIMEOUT, self.pool.get_conn()).await;
         let mut conn = match conn {
             Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(format!("{}: {e}", self.name)),
+            Ok(Err(e)) => return Err(DbError::Unreachable(format!("{}: {e}", self.name))),
             Err(_) => {
-                return Err(format!(
+                return Err(DbError::Unreachable(format!(
                     "{}: no connection within {CONNECT_TIMEOUT:?}",
                     self.name
-                ))
+                )))
             }
         };
         f(&mut conn)
             .await
-            .map_err(|e| format!("{}: {e}", self.name))
+            .map_err(|e| DbError::Failed(format!("{}: {e}", self.name)))
     }
 }
 
@@ -99,7 +117,7 @@ impl Db {
     }
 
     /// Runs `f` on the primary. Returns the result and the node's name.
-    pub async fn write<T, F>(&self, f: F) -> Result<(T, &str), String>
+    pub async fn write<T, F>(&self, f: F) -> Result<(T, &str), DbError>
     where
         F: for<'c> Fn(&'c mut Conn) -> QueryFuture<'c, T>,
     {
@@ -109,7 +127,7 @@ impl Db {
     }
 
     /// Runs read-only `f` on the first replica that answers, else on the primary.
-    pub async fn read<T, F>(&self, f: F) -> Result<(T, &str), String>
+    pub async fn read<T, F>(&self, f: F) -> Result<(T, &str), DbError>
     where
         F: for<'c> Fn(&'c mut Conn) -> QueryFuture<'c, T>,
     {
@@ -123,15 +141,15 @@ impl Db {
                 Err(e) => {
                     tracing::warn!(error = %e, "replica read failed; trying the next node");
                     replica.mark(false);
-                    errors.push(e);
+                    errors.push(e.to_string());
                 }
             }
         }
         match self.primary.run(&f).await {
             Ok(v) => Ok((v, self.primary.name.as_str())),
             Err(e) => {
-                errors.push(e);
-                Err(errors.join("; "))
+                errors.push(e.to_string());
+                Err(DbError::Unreachable(errors.join("; ")))
             }
         }
     }

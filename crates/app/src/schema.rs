@@ -60,7 +60,8 @@ async fn migrate(state: &AppState) -> Result<usize, String> {
                 result
             })
         })
-        .await?;
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(applied)
 }
 

@@ -43,6 +43,10 @@ pub enum Command {
         /// Stop the stack when standard input closes (used by tests).
         #[arg(long, hide = true)]
         exit_on_stdin_eof: bool,
+        /// Start and supervise only; the `up --detach` that started this
+        /// process waits for health and reports.
+        #[arg(long, hide = true)]
+        background: bool,
     },
     /// Stop a running stack (started with `up --detach` or in another shell).
     Down {

@@ -75,6 +75,7 @@ impl Server {
     /// Describes the server for `config`; nothing is started or written yet.
     pub fn new(config: &NodeConfig, bins: Binaries) -> anyhow::Result<Server> {
         let dir = std::path::absolute(&config.dir)?;
+        std::fs::create_dir_all(&dir)?;
         let socket = dir.join("run/mariadb.sock");
         if socket.as_os_str().len() > 100 {
             bail!(

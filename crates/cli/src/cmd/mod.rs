@@ -20,7 +20,17 @@ pub async fn dispatch(cli: Cli) -> i32 {
             detach,
             hosts,
             exit_on_stdin_eof,
-        } => up::up(&stack, detach, &hosts, exit_on_stdin_eof).await,
+            background,
+        } => {
+            let mode = match (detach, background) {
+                (true, _) => up::Mode::Detach,
+                (false, true) => up::Mode::Background,
+                (false, false) => up::Mode::Foreground {
+                    stdin_eof: exit_on_stdin_eof,
+                },
+            };
+            up::up(&stack, mode, &hosts).await
+        }
         Command::Down { state_dir } => control::down(&state_dir).await,
         Command::Status { stack, json } => status::status(&stack, json).await,
         Command::Start { name, state_dir } => control::start_stop(&state_dir, "start", &name).await,

@@ -19,7 +19,21 @@ use webinfra_topology::{Credentials, Topology};
 /// How long the whole stack may take to become healthy.
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
 
-pub async fn up(stack: &StackArgs, detach: bool, hosts: &[String], stdin_eof: bool) -> i32 {
+/// How `up` runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Mode {
+    /// Start, wait for health, run until a signal, stop.
+    Foreground {
+        /// Also stop when standard input closes.
+        stdin_eof: bool,
+    },
+    /// Start a background supervisor, wait for health, return.
+    Detach,
+    /// The background supervisor itself: start and supervise, no health wait.
+    Background,
+}
+
+pub async fn up(stack: &StackArgs, mode: Mode, hosts: &[String]) -> i32 {
     let topology = match super::load(&stack.topology) {
         Ok(t) => t,
         Err(code) => return code,
@@ -61,10 +75,12 @@ pub async fn up(stack: &StackArgs, detach: bool, hosts: &[String], stdin_eof: bo
         stack.topology.display(),
         paths.state_dir.display()
     );
-    if detach {
-        detached(&topology, &specs, &paths, stack, hosts).await
-    } else {
-        foreground(&topology, specs, &paths, stdin_eof).await
+    match mode {
+        Mode::Detach => detached(&topology, &specs, &paths, stack, hosts).await,
+        Mode::Foreground { stdin_eof } => {
+            foreground(&topology, specs, &paths, stdin_eof, true).await
+        }
+        Mode::Background => foreground(&topology, specs, &paths, false, false).await,
     }
 }
 
@@ -84,11 +100,15 @@ fn prepare(stack: &StackArgs) -> anyhow::Result<Paths> {
     })
 }
 
+/// Runs the supervisor in this process until stopped. With `wait`, shows
+/// progress until healthy and gives up (stopping everything) if a component
+/// dies or the deadline passes; without, the caller does that.
 async fn foreground(
     topology: &Topology,
     specs: Vec<ComponentSpec>,
     paths: &Paths,
     stdin_eof: bool,
+    wait: bool,
 ) -> i32 {
     let sock = control::socket_path(&paths.state_dir);
     let _ = std::fs::remove_file(&sock);
@@ -118,6 +138,12 @@ async fn foreground(
     }
     let code = match sup.start_all() {
         Err(e) => super::fail(e),
+        Ok(()) if !wait => {
+            let stopped = stop.notified();
+            tokio::pin!(stopped);
+            wait_for_stop(&mut stopped).await;
+            0
+        }
         Ok(()) => {
             let stopped = stop.notified();
             tokio::pin!(stopped);
@@ -175,6 +201,7 @@ async fn detached(
             .open(&log_path)?;
         let mut cmd = tokio::process::Command::new(std::env::current_exe()?);
         cmd.arg("up")
+            .arg("--background")
             .arg("--topology")
             .arg(&paths.topology)
             .arg("--state-dir")
