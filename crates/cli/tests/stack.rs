@@ -253,6 +253,16 @@ fn a_malformed_request_is_rejected_at_the_load_balancer() {
         assert_eq!(r.status, 400, "{:?}", String::from_utf8_lossy(raw));
         assert!(r.header("x-served-by").is_none(), "reached a server");
     }
+    // Content-Length with chunked: normalised as RFC 9112 6.3 says (the
+    // chunked framing wins, Content-Length is dropped before forwarding).
+    let raw = b"POST /api/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n1d\r\n{\"author\":\"te\",\"text\":\"smug\"}\r\n0\r\n\r\n";
+    let r = http::send_raw(stack.site(), raw).unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["text"], "smug");
+    let raw = b"POST /api/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n0\r\n\r\n";
+    let r = http::send_raw(stack.site(), raw).unwrap();
+    assert_eq!(r.status, 501);
+    assert!(r.header("x-served-by").is_none(), "reached a server");
 }
 
 #[test]

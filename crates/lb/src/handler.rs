@@ -29,6 +29,10 @@ pub async fn handle(
     let start = Instant::now();
     let (mut parts, incoming) = req.into_parts();
     let request_id = headers::ensure_request_id(&mut parts.headers);
+    if let Err((status, why)) = headers::check_framing(&parts.headers) {
+        tracing::warn!(id = %request_id, %peer, why, "request refused");
+        return finish(text_response(status, why), &request_id);
+    }
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::append_forwarded_for(&mut parts.headers, peer.ip());
     headers::set_forwarded_proto(&mut parts.headers, "http");
@@ -40,13 +44,16 @@ pub async fn handle(
 
 async fn forward(
     state: &State,
-    parts: http::request::Parts,
+    mut parts: http::request::Parts,
     incoming: Incoming,
     request_id: &str,
     start: Instant,
 ) -> Response<ResBody> {
     let payload = match Limited::new(incoming, MAX_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
+        Ok(collected) => {
+            headers::body_buffered(&mut parts.headers);
+            collected.to_bytes()
+        }
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             return finish(
                 text_response(StatusCode::PAYLOAD_TOO_LARGE, "413 Payload Too Large"),

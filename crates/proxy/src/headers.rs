@@ -39,6 +39,43 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Rejects request framing a server behind us could read differently
+/// (request smuggling): `Content-Length` together with `Transfer-Encoding`
+/// is a 400, a transfer coding other than `chunked` is a 501 (we do not
+/// implement it, and stripping it would change the body's meaning).
+pub fn check_framing(headers: &HeaderMap) -> Result<(), (http::StatusCode, &'static str)> {
+    let te: Vec<&[u8]> = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    if te.is_empty() {
+        return Ok(());
+    }
+    if headers.contains_key(header::CONTENT_LENGTH) {
+        return Err((
+            http::StatusCode::BAD_REQUEST,
+            "400 Bad Request: both Content-Length and Transfer-Encoding",
+        ));
+    }
+    let only_chunked = te.len() == 1 && te[0].trim_ascii().eq_ignore_ascii_case(b"chunked");
+    if !only_chunked {
+        return Err((
+            http::StatusCode::NOT_IMPLEMENTED,
+            "501 Not Implemented: only the chunked transfer coding is supported",
+        ));
+    }
+    Ok(())
+}
+
+/// Prepares the headers of a request whose body is now buffered: the body's
+/// length is set anew when sending, and `Expect: 100-continue` was already
+/// answered.
+pub fn body_buffered(headers: &mut HeaderMap) {
+    headers.remove(header::CONTENT_LENGTH);
+    headers.remove(header::EXPECT);
+}
+
 /// Appends `client` to `X-Forwarded-For` (one comma-separated value, like HAProxy's `option forwardfor`).
 pub fn append_forwarded_for(headers: &mut HeaderMap, client: IpAddr) {
     let value = match headers.get(&FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
@@ -99,6 +136,19 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn framing_that_could_smuggle_is_refused() {
+        let mut h = HeaderMap::new();
+        assert!(check_framing(&h).is_ok());
+        h.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
+        assert!(check_framing(&h).is_ok());
+        h.insert(header::CONTENT_LENGTH, "5".parse().unwrap());
+        assert_eq!(check_framing(&h).unwrap_err().0, 400);
+        h.remove(header::CONTENT_LENGTH);
+        h.insert(header::TRANSFER_ENCODING, "gzip, chunked".parse().unwrap());
+        assert_eq!(check_framing(&h).unwrap_err().0, 501);
     }
 
     #[test]

@@ -123,13 +123,20 @@ async fn healthz(state: &State) -> Response<ResBody> {
 async fn proxy(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Response<ResBody> {
     let (mut parts, incoming) = req.into_parts();
     let request_id = headers::ensure_request_id(&mut parts.headers);
+    if let Err((status, why)) = headers::check_framing(&parts.headers) {
+        tracing::warn!(id = %request_id, %peer, why, "request refused");
+        return text_response(status, why);
+    }
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::append_forwarded_for(&mut parts.headers, peer.ip());
     if !parts.headers.contains_key(headers::FORWARDED_PROTO) {
         headers::set_forwarded_proto(&mut parts.headers, "http");
     }
     let payload: Bytes = match Limited::new(incoming, MAX_BODY).collect().await {
-        Ok(c) => c.to_bytes(),
+        Ok(c) => {
+            headers::body_buffered(&mut parts.headers);
+            c.to_bytes()
+        }
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             return text_response(StatusCode::PAYLOAD_TOO_LARGE, "413 Payload Too Large")
         }
