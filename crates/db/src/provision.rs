@@ -1,5 +1,6 @@
-//! Users, grants, the application schema and replication, applied at every
-//! start (idempotently) over the administrator's unix socket.
+//! Users, grants and schemas, applied at every start (idempotently) over the
+//! administrator's unix socket. Replication is not set up here: which node is
+//! the primary is the database monitor's decision.
 //!
 //! Users are created on each node locally with `sql_log_bin=0`, so nothing of
 //! it enters the binary log and replicas never replay it. Each user gets only
@@ -10,16 +11,15 @@ use crate::NodeConfig;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use webinfra_topology::credentials::{APP_USER, MONITOR_USER, REPL_USER};
-use webinfra_topology::DbRole;
 
-/// Applies users, grants, schema and (on a replica) replication.
+/// Applies users, grants and schemas.
 pub async fn provision(server: &Server, config: &NodeConfig) -> anyhow::Result<()> {
     server.sql(&bootstrap_sql(config)).await?;
-    if config.node.role == DbRole::Replica {
-        server.sql(&replication_sql(config)).await?;
-    }
     Ok(())
 }
+
+/// webinfra's own schema: the monitor's heartbeat table lives there.
+pub const META_SCHEMA: &str = "webinfra";
 
 /// Client addresses MariaDB will see for connections from `hosts`. On
 /// loopback the kernel picks 127.0.0.1 as the source whatever the target, so
@@ -59,6 +59,14 @@ pub fn bootstrap_sql(config: &NodeConfig) -> String {
     let creds = &config.credentials;
     let db_hosts = client_hosts(config.database.nodes.iter().map(|n| n.sql.ip()));
     let app_hosts = client_hosts(config.app_hosts.iter().copied());
+    let monitor_hosts = client_hosts(
+        config
+            .database
+            .nodes
+            .iter()
+            .map(|n| n.sql.ip())
+            .chain([config.database.monitor.ip()]),
+    );
     let mut sql = String::from("SET SESSION sql_log_bin = 0;\n");
     // mariadb-install-db creates anonymous users; 10.11 cannot skip them.
     sql.push_str(
@@ -66,22 +74,24 @@ pub fn bootstrap_sql(config: &NodeConfig) -> String {
          FLUSH PRIVILEGES;\n",
     );
     sql.push_str(&format!(
-        "CREATE DATABASE IF NOT EXISTS `{schema}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;\n"
+        "CREATE DATABASE IF NOT EXISTS `{schema}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;\n\
+         CREATE DATABASE IF NOT EXISTS `{META_SCHEMA}`;\n"
     ));
     user_sql(
         &mut sql,
         APP_USER,
         &creds.app_password,
         &app_hosts,
-        &[&format!(
-            "SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX ON `{schema}`.*"
-        )],
+        &[
+            &format!("SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX ON `{schema}`.*"),
+            &format!("SELECT ON `{META_SCHEMA}`.*"),
+        ],
     );
     user_sql(
         &mut sql,
         REPL_USER,
         &creds.repl_password,
-        &db_hosts,
+        &monitor_hosts,
         &["REPLICATION SLAVE ON *.*"],
     );
     user_sql(
@@ -89,22 +99,11 @@ pub fn bootstrap_sql(config: &NodeConfig) -> String {
         MONITOR_USER,
         &creds.monitor_password,
         &db_hosts,
-        &["SLAVE MONITOR, BINLOG MONITOR, PROCESS ON *.*"],
+        // The monitor runs replication: promotes, demotes, repoints.
+        &[
+            "SUPER, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, SLAVE MONITOR, BINLOG MONITOR, PROCESS ON *.*",
+            &format!("SELECT, INSERT, UPDATE, DELETE, CREATE ON `{META_SCHEMA}`.*"),
+        ],
     );
     sql
-}
-
-/// Points a replica at the primary with GTID, keeping its own position.
-pub fn replication_sql(config: &NodeConfig) -> String {
-    let primary = config.database.primary();
-    format!(
-        "STOP SLAVE;\n\
-         CHANGE MASTER TO MASTER_HOST = '{host}', MASTER_PORT = {port}, \
-         MASTER_USER = '{REPL_USER}', MASTER_PASSWORD = '{password}', \
-         MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1;\n\
-         START SLAVE;\n",
-        host = primary.sql.ip(),
-        port = primary.sql.port(),
-        password = config.credentials.repl_password,
-    )
 }

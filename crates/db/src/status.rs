@@ -36,8 +36,11 @@ pub struct NodeStatus {
     pub role: &'static str,
     /// The node's name.
     pub node: String,
-    /// `primary` or `replica` as the topology configures it.
-    pub db_role: &'static str,
+    /// What the node is now: `primary` (writable), `replica` (replicating) or
+    /// `read-only` (waiting for the monitor); None while unknown.
+    pub db_role: Option<&'static str>,
+    /// The role the topology file gives it.
+    pub configured_role: &'static str,
     /// MariaDB's SQL address.
     pub address: String,
     /// `@@read_only`.
@@ -91,7 +94,8 @@ impl Monitor {
             status: "starting".into(),
             role: "database",
             node: self.node.clone(),
-            db_role: self.db_role.as_str(),
+            db_role: None,
+            configured_role: self.db_role.as_str(),
             address: self.address.clone(),
             read_only: None,
             gtid_current_pos: None,
@@ -147,23 +151,14 @@ impl Monitor {
                 },
             }
         });
-        let healthy = match (&self.db_role, &s.replication) {
-            (DbRole::Primary, _) => !read_only,
-            (DbRole::Replica, Some(r)) => {
-                read_only && r.io_running == "Yes" && r.sql_running == "Yes"
-            }
-            (DbRole::Replica, None) => false,
-        };
-        if healthy {
-            s.status = "ok".into();
-        } else {
-            s.status = "degraded".into();
-            s.detail = Some(match &s.replication {
-                Some(r) if !r.last_error.is_empty() => r.last_error.clone(),
-                Some(r) => format!("replication io={} sql={}", r.io_running, r.sql_running),
-                None if self.db_role == DbRole::Replica => "replication is not configured".into(),
-                None => "the primary is read-only".into(),
-            });
+        s.db_role = Some(match (&s.replication, read_only) {
+            (_, false) => "primary",
+            (Some(_), true) => "replica",
+            (None, true) => "read-only",
+        });
+        s.status = "ok".into();
+        if let Some(r) = s.replication.as_ref().filter(|r| !r.last_error.is_empty()) {
+            s.detail = Some(format!("replication error: {}", r.last_error));
         }
         Ok(())
     }

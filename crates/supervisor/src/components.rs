@@ -10,6 +10,8 @@ use webinfra_topology::Topology;
 pub enum Role {
     /// A supervised MariaDB node.
     Database,
+    /// The database monitor (failover, rejoin, switchover).
+    DbMonitor,
     /// An application server.
     App,
     /// A web server.
@@ -23,6 +25,7 @@ impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Database => "database",
+            Role::DbMonitor => "db-monitor",
             Role::App => "app",
             Role::Web => "web",
             Role::LoadBalancer => "load-balancer",
@@ -33,6 +36,7 @@ impl Role {
     pub fn parse(s: &str) -> Option<Role> {
         Some(match s {
             "database" | "db" => Role::Database,
+            "db-monitor" | "monitor" => Role::DbMonitor,
             "app" => Role::App,
             "web" => Role::Web,
             "load-balancer" | "lb" => Role::LoadBalancer,
@@ -56,7 +60,7 @@ pub struct ComponentSpec {
     pub health: SocketAddr,
 }
 
-/// Every component of `t`, in start order: databases, apps, webs, load balancer.
+/// Every component of `t`, in start order: databases, monitor, apps, webs, load balancer.
 pub fn components(t: &Topology) -> Vec<ComponentSpec> {
     let mut out = Vec::new();
     let mut add = |role: Role, host: &str, address: SocketAddr, health: SocketAddr| {
@@ -72,6 +76,7 @@ pub fn components(t: &Topology) -> Vec<ComponentSpec> {
         for n in &db.nodes {
             add(Role::Database, &n.name, n.sql, n.admin);
         }
+        add(Role::DbMonitor, &db.monitor_host, db.monitor, db.monitor);
     }
     if let Some(app) = &t.app {
         for h in &app.hosts {

@@ -63,6 +63,7 @@ primary = "db-01"
 replicas = ["db-02"]
 port = 13306
 admin_port = 19104
+monitor_port = 19105
 "#,
         lb = ip(1),
         s1 = ip(11),

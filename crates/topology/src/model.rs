@@ -132,6 +132,12 @@ pub struct Database {
     pub nodes: Vec<DbNode>,
     /// The application's schema (database) name.
     pub schema: String,
+    /// Host of the database monitor (failover, rejoin, switchover).
+    pub monitor_host: String,
+    /// The monitor's HTTP address.
+    pub monitor: SocketAddr,
+    /// Replicas further behind than this serve no reads.
+    pub max_replica_lag: Duration,
 }
 
 impl Database {

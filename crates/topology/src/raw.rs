@@ -79,4 +79,7 @@ pub struct RawDatabase {
     pub port: S<u16>,
     pub admin_port: S<u16>,
     pub schema: Option<S<String>>,
+    pub monitor_host: Option<S<String>>,
+    pub monitor_port: Option<S<u16>>,
+    pub max_replica_lag_ms: Option<S<u64>>,
 }

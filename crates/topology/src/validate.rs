@@ -108,7 +108,12 @@ pub fn validate(raw: RawTopology, src: &str, file: &str) -> Result<Topology, Top
         .site
         .map(|s| s.name.into_inner())
         .unwrap_or_else(|| "www.foobar.com".into());
-    let database = raw.database.as_ref().and_then(|d| database(&mut c, d));
+    // The monitor defaults to the load balancer's host: it must outlive the primary's.
+    let lb_host = raw.load_balancer.as_ref().map(|lb| lb.get_ref().host.get_ref().clone());
+    let database = raw
+        .database
+        .as_ref()
+        .and_then(|d| database(&mut c, d, lb_host.as_deref()));
     let app = raw.app.as_ref().map(|a| App {
         hosts: c.host_list(&a.get_ref().hosts, "app.hosts"),
         port: *a.get_ref().port.get_ref(),
@@ -209,7 +214,7 @@ fn valid_name(name: &str) -> bool {
             .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
 }
 
-fn database(c: &mut Checker, raw: &S<RawDatabase>) -> Option<Database> {
+fn database(c: &mut Checker, raw: &S<RawDatabase>, lb_host: Option<&str>) -> Option<Database> {
     let d = raw.get_ref();
     let Some(primary) = &d.primary else {
         let (span, key) = match &d.replicas {
@@ -268,7 +273,39 @@ fn database(c: &mut Checker, raw: &S<RawDatabase>) -> Option<Database> {
             format!("`{schema}` is not a valid schema name (letters, digits, '_')"),
         );
     }
-    (nodes.len() == names.len()).then_some(Database { nodes, schema })
+    let monitor_host = match &d.monitor_host {
+        Some(h) => c.host_ref(h, "database.monitor_host").map(|_| h.get_ref().clone()),
+        None => Some(
+            lb_host
+                .filter(|h| c.hosts.contains_key(*h))
+                .unwrap_or(primary.get_ref())
+                .to_string(),
+        ),
+    };
+    let default_port = toml::Spanned::new(raw.span(), 9105u16);
+    let port = d.monitor_port.as_ref().unwrap_or(&default_port);
+    let monitor = monitor_host.as_ref().and_then(|h| {
+        let ip = *c.hosts.get(h)?;
+        Some(c.listen(ip, port, "database.monitor_port", h))
+    });
+    let max_replica_lag = match &d.max_replica_lag_ms {
+        Some(v) if *v.get_ref() == 0 => {
+            c.error(v.span(), "database.max_replica_lag_ms", "must be greater than 0".into());
+            Duration::from_secs(2)
+        }
+        Some(v) => Duration::from_millis(*v.get_ref()),
+        None => Duration::from_secs(2),
+    };
+    let (Some(monitor_host), Some(monitor)) = (monitor_host, monitor) else {
+        return None;
+    };
+    (nodes.len() == names.len()).then_some(Database {
+        nodes,
+        schema,
+        monitor_host,
+        monitor,
+        max_replica_lag,
+    })
 }
 
 fn web(c: &mut Checker, raw: &S<RawWeb>, app_hosts: &[String]) -> Web {

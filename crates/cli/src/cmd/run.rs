@@ -11,7 +11,7 @@ use webinfra_topology::{Credentials, Topology};
 
 pub async fn run(role: &str, host: Option<&str>, stack: &StackArgs) -> i32 {
     let Some(role) = Role::parse(role) else {
-        eprintln!("webinfra: unknown role `{role}` (load-balancer, web, app, database)");
+        eprintln!("webinfra: unknown role `{role}` (load-balancer, web, app, database, db-monitor)");
         return 2;
     };
     let topology = match super::load(&stack.topology) {
@@ -23,6 +23,7 @@ pub async fn run(role: &str, host: Option<&str>, stack: &StackArgs) -> i32 {
         Role::Web => web(&topology, host, stack).await,
         Role::App => app(&topology, host, stack).await,
         Role::Database => database(&topology, host, stack).await,
+        Role::DbMonitor => db_monitor(&topology, host, stack).await,
     };
     match result {
         Ok(()) => 0,
@@ -132,4 +133,13 @@ async fn database(t: &Topology, host: Option<&str>, stack: &StackArgs) -> anyhow
     };
     let admin = bind(node.admin, "database admin").await?;
     webinfra_db::run(admin, config, shutdown()).await
+}
+
+async fn db_monitor(t: &Topology, host: Option<&str>, stack: &StackArgs) -> anyhow::Result<()> {
+    let db = t.database.clone().context("the topology has no [database]")?;
+    pick_host(std::slice::from_ref(&db.monitor_host), host, "database monitor")?;
+    let credentials = Credentials::load_or_create(&stack.state_dir)?;
+    let listener = bind(db.monitor, "database monitor").await?;
+    webinfra_monitor::run(listener, &db, &credentials, &stack.state_dir, shutdown()).await;
+    Ok(())
 }

@@ -91,6 +91,23 @@ pub fn describe(spec: &ComponentSpec, health: &Health) -> String {
                 None => format!("{role}, gtid {gtid}"),
             }
         }
+        (Role::DbMonitor, Some(b)) => {
+            let mut text = format!(
+                "primary {}, semi-sync {}",
+                b["primary"].as_str().unwrap_or("none"),
+                if b["semi_sync"] == true { "on" } else { "OFF (async)" }
+            );
+            if let Some(f) = b.get("last_failover").filter(|f| !f.is_null()) {
+                text.push_str(&format!(
+                    ", last {} {} -> {} ({} ms)",
+                    f["kind"].as_str().unwrap_or("?"),
+                    f["from"].as_str().unwrap_or("?"),
+                    f["to"].as_str().unwrap_or("?"),
+                    f["duration_ms"]
+                ));
+            }
+            text
+        }
         (Role::LoadBalancer, Some(b)) => {
             let servers = b["servers"].as_array().cloned().unwrap_or_default();
             let up: Vec<&str> = servers

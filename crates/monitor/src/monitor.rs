@@ -1,0 +1,557 @@
+//! The control loop: every tick it probes every node, keeps exactly one
+//! writable primary, fails over when the primary is confirmed dead, points
+//! every other node at the primary, and keeps diverged nodes out.
+
+use crate::gtid::Position;
+use crate::probe::{probe, Probe};
+use crate::state::{self, ClusterState, Failover};
+use crate::actions;
+use arc_swap::ArcSwap;
+use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::Mutex;
+use webinfra_topology::credentials::MONITOR_USER;
+use webinfra_topology::{Credentials, Database, DbNode};
+
+/// Time between probes.
+pub const TICK: Duration = Duration::from_millis(200);
+/// How long one probe may take.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(600);
+/// Consecutive failed probes before the primary is suspected dead.
+const SUSPECT_AFTER: u32 = 3;
+/// MariaDB's error when a replica asks for GTIDs the primary does not have.
+const ER_MASTER_FATAL_ERROR_READING_BINLOG: u32 = 1236;
+
+struct Node {
+    spec: DbNode,
+    pool: Pool,
+}
+
+/// One node as the API reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeView {
+    /// Node name.
+    pub name: String,
+    /// SQL address.
+    pub address: String,
+    /// `primary`, `replica`, `diverged`, `down` or `read-only`.
+    pub role: String,
+    /// Whether it answered the last probe.
+    pub reachable: bool,
+    /// The last probe, when it answered.
+    pub probe: Option<Probe>,
+    /// Why it did not answer.
+    pub error: Option<String>,
+}
+
+/// The cluster as the API reports it.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ClusterView {
+    /// `ok`, `degraded` or `down`.
+    pub status: String,
+    /// Why it is not ok.
+    pub detail: Option<String>,
+    /// The current primary.
+    pub primary: Option<String>,
+    /// Whether the primary's commits wait for a replica (semi-sync active).
+    pub semi_sync: bool,
+    /// Every node.
+    pub nodes: Vec<NodeView>,
+    /// Nodes kept out after diverging.
+    pub diverged: Vec<String>,
+    /// How many times the primary changed.
+    pub changes: u64,
+    /// The last change of primary.
+    pub last_failover: Option<Failover>,
+}
+
+/// The database monitor.
+pub struct Monitor {
+    nodes: Vec<Node>,
+    repl_password: String,
+    state_path: PathBuf,
+    state: std::sync::Mutex<ClusterState>,
+    /// Serialises ticks and operator requests.
+    ops: Mutex<Tick>,
+    view: ArcSwap<ClusterView>,
+}
+
+/// Loop-local memory.
+#[derive(Default)]
+struct Tick {
+    primary_failures: u32,
+    first_failure: Option<Instant>,
+    semi_sync_warned: bool,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Monitor {
+    /// A monitor for `database`, remembering its state under `state_dir`.
+    pub fn new(database: &Database, credentials: &Credentials, state_dir: &std::path::Path) -> Monitor {
+        let nodes = database
+            .nodes
+            .iter()
+            .map(|n| {
+                let opts = OptsBuilder::default()
+                    .ip_or_hostname(n.sql.ip().to_string())
+                    .tcp_port(n.sql.port())
+                    .user(Some(MONITOR_USER))
+                    .pass(Some(credentials.monitor_password.clone()))
+                    .prefer_socket(false)
+                    .pool_opts(PoolOpts::default().with_constraints(PoolConstraints::new(0, 4).expect("0 <= 4")));
+                Node {
+                    spec: n.clone(),
+                    pool: Pool::new(Opts::from(opts)),
+                }
+            })
+            .collect();
+        let state_path = state::path(state_dir);
+        Monitor {
+            nodes,
+            repl_password: credentials.repl_password.clone(),
+            state: std::sync::Mutex::new(ClusterState::load(&state_path)),
+            state_path,
+            ops: Mutex::new(Tick::default()),
+            view: ArcSwap::from_pointee(ClusterView {
+                status: "starting".into(),
+                ..Default::default()
+            }),
+        }
+    }
+
+    /// The last published view.
+    pub fn view(&self) -> Arc<ClusterView> {
+        self.view.load_full()
+    }
+
+    fn state(&self) -> ClusterState {
+        self.state.lock().expect("state lock").clone()
+    }
+
+    fn save(&self, st: ClusterState) {
+        if let Err(e) = st.save(&self.state_path) {
+            tracing::error!(error = %e, "cannot save the cluster state");
+        }
+        *self.state.lock().expect("state lock") = st;
+    }
+
+    fn index(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.spec.name == name)
+    }
+
+    async fn conn(&self, i: usize) -> Result<Conn, String> {
+        match tokio::time::timeout(PROBE_TIMEOUT, self.nodes[i].pool.get_conn()).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no connection within {PROBE_TIMEOUT:?}")),
+        }
+    }
+
+    async fn probe_all(&self) -> Vec<Result<Probe, String>> {
+        let futs = (0..self.nodes.len()).map(|i| async move {
+            let mut conn = self.conn(i).await?;
+            match tokio::time::timeout(PROBE_TIMEOUT, probe(&mut conn)).await {
+                Ok(Ok(p)) => Ok(p),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer within {PROBE_TIMEOUT:?}")),
+            }
+        });
+        let mut out = Vec::new();
+        let handles: Vec<_> = futs.map(Box::pin).collect();
+        for h in handles {
+            out.push(h.await);
+        }
+        out
+    }
+
+    /// Runs `f` on node `i` with a deadline.
+    async fn act<F>(&self, i: usize, what: &str, f: F) -> Result<(), String>
+    where
+        F: for<'c> FnOnce(&'c mut Conn) -> std::pin::Pin<Box<dyn std::future::Future<Output = mysql_async::Result<()>> + Send + 'c>>,
+    {
+        let mut conn = self.conn(i).await?;
+        let r = tokio::time::timeout(Duration::from_secs(10), f(&mut conn)).await;
+        let r = match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("timed out".to_string()),
+        };
+        if let Err(e) = &r {
+            tracing::warn!(node = %self.nodes[i].spec.name, action = what, error = %e, "action failed");
+        }
+        r
+    }
+
+    /// One round of watching and acting.
+    pub async fn tick(&self) {
+        let mut tick = self.ops.lock().await;
+        let probes = self.probe_all().await;
+        let mut st = self.state();
+
+        // A primary to start from: the remembered one, else a single writable
+        // node, else the configured one.
+        if st.primary.is_none() {
+            let writable: Vec<usize> = probes
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.as_ref().is_ok_and(|p| !p.read_only))
+                .map(|(i, _)| i)
+                .collect();
+            let pick = match writable.as_slice() {
+                [one] => Some(*one),
+                _ => probes[0].is_ok().then_some(0),
+            };
+            if let Some(i) = pick {
+                tracing::info!(node = %self.nodes[i].spec.name, "chose the initial primary");
+                st.primary = Some(self.nodes[i].spec.name.clone());
+                self.save(st.clone());
+            }
+        }
+        let Some(p) = st.primary.as_deref().and_then(|n| self.index(n)) else {
+            self.publish(&probes, &st, Some("no primary yet".into()));
+            return;
+        };
+
+        match &probes[p] {
+            Ok(pp) => {
+                tick.primary_failures = 0;
+                tick.first_failure = None;
+                if pp.read_only {
+                    tracing::info!(node = %self.nodes[p].spec.name, "making the primary writable");
+                    let _ = self.act(p, "promote", |c| Box::pin(actions::promote(c))).await;
+                }
+                self.spawn_heartbeat(p);
+                let replicas_attached = probes.iter().enumerate().any(|(i, r)| {
+                    i != p && r.as_ref().is_ok_and(|r| r.slave.as_ref().is_some_and(|s| s.io_running == "Yes"))
+                });
+                if replicas_attached && !pp.semi_sync_active {
+                    if !tick.semi_sync_warned {
+                        tracing::error!(primary = %self.nodes[p].spec.name, "semi-synchronous replication fell back to ASYNC: acknowledged writes can be lost in a failover");
+                        tick.semi_sync_warned = true;
+                    }
+                } else if pp.semi_sync_active && tick.semi_sync_warned {
+                    tracing::info!("semi-synchronous replication is active again");
+                    tick.semi_sync_warned = false;
+                }
+            }
+            Err(e) => {
+                tick.primary_failures += 1;
+                let first = *tick.first_failure.get_or_insert_with(Instant::now);
+                // A replica still streaming from the primary means it is alive.
+                let seen_alive = probes.iter().enumerate().any(|(i, r)| {
+                    i != p
+                        && r.as_ref().is_ok_and(|r| {
+                            r.slave.as_ref().is_some_and(|s| {
+                                s.io_running == "Yes" && s.master_host == self.nodes[p].spec.sql.ip().to_string()
+                            })
+                        })
+                });
+                if tick.primary_failures >= SUSPECT_AFTER && !seen_alive {
+                    let reason = format!("{} unreachable for {} probes: {e}", self.nodes[p].spec.name, tick.primary_failures);
+                    if let Some(new) = self.promote_best(p, &probes, &mut st, "failover", &reason, first).await {
+                        tick.primary_failures = 0;
+                        tick.first_failure = None;
+                        let probes = self.probe_all().await;
+                        self.publish(&probes, &st, None);
+                        tracing::warn!(from = %self.nodes[p].spec.name, to = %self.nodes[new].spec.name, "failover done");
+                        return;
+                    }
+                }
+                self.publish(&probes, &st, Some(format!("primary {} unreachable: {e}", self.nodes[p].spec.name)));
+                return;
+            }
+        }
+
+        self.converge(p, &probes, &mut st).await;
+        self.publish(&probes, &st, None);
+    }
+
+    /// Fences stray writable nodes, points the others at the primary, keeps diverged ones out.
+    async fn converge(&self, p: usize, probes: &[Result<Probe, String>], st: &mut ClusterState) {
+        let primary_addr = self.nodes[p].spec.sql;
+        let primary_pos = probes[p].as_ref().map(|pp| Position::parse(&pp.gtid_binlog_pos)).unwrap_or_default();
+        for (i, r) in probes.iter().enumerate() {
+            let Ok(r) = r else { continue };
+            if i == p {
+                continue;
+            }
+            let name = self.nodes[i].spec.name.clone();
+            if !r.read_only {
+                tracing::error!(node = %name, "a second writable node: fencing it (read_only=ON)");
+                let _ = self.act(i, "fence", |c| Box::pin(actions::fence(c))).await;
+            }
+            if st.diverged.contains(&name) {
+                if r.slave.as_ref().is_some_and(|s| s.io_running != "No" || s.sql_running != "No") {
+                    let _ = self.act(i, "stop replication", |c| Box::pin(actions::stop_replication(c))).await;
+                }
+                continue;
+            }
+            let slave = r.slave.as_ref();
+            if let Some(s) = slave.filter(|s| s.last_io_errno == ER_MASTER_FATAL_ERROR_READING_BINLOG) {
+                self.mark_diverged(i, st, &s.last_error).await;
+                continue;
+            }
+            let pointed = slave.is_some_and(|s| {
+                s.master_host == primary_addr.ip().to_string() && s.master_port == primary_addr.port()
+            });
+            let running = slave.is_some_and(|s| s.io_running != "No" && s.sql_running == "Yes");
+            if pointed && running {
+                continue;
+            }
+            let from_own_binlog = slave.is_none();
+            if from_own_binlog {
+                // A node that was never a replica of this primary may not hold
+                // more than the primary does.
+                let own = Position::parse(&r.gtid_binlog_pos);
+                if !primary_pos.covers(&own) {
+                    let why = format!("its binlog has {} beyond the primary's {}", r.gtid_binlog_pos, probes[p].as_ref().map(|x| x.gtid_binlog_pos.as_str()).unwrap_or(""));
+                    self.mark_diverged(i, st, &why).await;
+                    continue;
+                }
+            }
+            if pointed && slave.is_some_and(|s| s.sql_running == "No" && !s.last_error.is_empty()) {
+                // A replication error an operator must look at; do not loop on it.
+                continue;
+            }
+            tracing::info!(node = %name, primary = %self.nodes[p].spec.name, from_own_binlog, "pointing the node at the primary");
+            let pw = self.repl_password.clone();
+            let _ = self
+                .act(i, "replicate", move |c| Box::pin(async move { actions::replicate_from(c, primary_addr, &pw, from_own_binlog).await }))
+                .await;
+        }
+    }
+
+    async fn mark_diverged(&self, i: usize, st: &mut ClusterState, why: &str) {
+        let name = self.nodes[i].spec.name.clone();
+        tracing::error!(node = %name, why, "node diverged from the primary: kept out (webinfra db rejoin {name} after fixing it)");
+        let _ = self.act(i, "stop replication", |c| Box::pin(actions::stop_replication(c))).await;
+        if !st.diverged.contains(&name) {
+            st.diverged.push(name);
+            self.save(st.clone());
+        }
+    }
+
+    /// Promotes the most advanced reachable replica; returns its index.
+    async fn promote_best(
+        &self,
+        old: usize,
+        probes: &[Result<Probe, String>],
+        st: &mut ClusterState,
+        kind: &str,
+        reason: &str,
+        started: Instant,
+    ) -> Option<usize> {
+        let mut candidates: Vec<(usize, &Probe)> = probes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != old)
+            .filter_map(|(i, r)| r.as_ref().ok().map(|r| (i, r)))
+            .filter(|(i, r)| r.slave.is_some() && !st.diverged.contains(&self.nodes[*i].spec.name))
+            .collect();
+        // Most received first, then most applied, then file order.
+        candidates.sort_by_key(|(i, r)| {
+            let s = r.slave.as_ref().expect("filtered");
+            (
+                std::cmp::Reverse(Position::parse(&s.gtid_io_pos).total()),
+                std::cmp::Reverse(Position::parse(&r.gtid_current_pos).total()),
+                *i,
+            )
+        });
+        let Some((best, probe)) = candidates.first().copied() else {
+            tracing::error!(reason, "the primary is gone and no replica can be promoted");
+            return None;
+        };
+        let io_pos = probe.slave.as_ref().map(|s| s.gtid_io_pos.clone()).unwrap_or_default();
+        let name = self.nodes[best].spec.name.clone();
+        tracing::warn!(to = %name, %io_pos, reason, "promoting");
+        // Everything received must be applied before the node takes writes.
+        let mut conn = self.conn(best).await.ok()?;
+        match actions::wait_applied(&mut conn, &io_pos, 10.0).await {
+            Ok(true) => {}
+            other => {
+                tracing::error!(node = %name, ?other, "the candidate did not apply its relay log in time; not promoting");
+                return None;
+            }
+        }
+        if let Err(e) = actions::promote(&mut conn).await {
+            tracing::error!(node = %name, error = %e, "promotion failed");
+            return None;
+        }
+        st.primary = Some(name.clone());
+        st.changes += 1;
+        st.last_failover = Some(Failover {
+            at_ms: now_ms(),
+            kind: kind.into(),
+            from: self.nodes[old].spec.name.clone(),
+            to: name,
+            duration_ms: started.elapsed().as_millis() as u64,
+            reason: reason.into(),
+        });
+        self.save(st.clone());
+        Some(best)
+    }
+
+    /// Moves the primary role to `to` (or the best replica) with no lost writes.
+    pub async fn switchover(&self, to: Option<&str>) -> Result<Failover, String> {
+        let _tick = self.ops.lock().await;
+        let started = Instant::now();
+        let mut st = self.state();
+        let p = st.primary.as_deref().and_then(|n| self.index(n)).ok_or("no primary")?;
+        let probes = self.probe_all().await;
+        probes[p].as_ref().map_err(|e| format!("the primary is unreachable ({e}): use `webinfra db failover`"))?;
+        let t = match to {
+            Some(name) => self.index(name).ok_or(format!("no database node named {name}"))?,
+            None => (0..self.nodes.len())
+                .filter(|i| *i != p && probes[*i].as_ref().is_ok_and(|r| r.slave.is_some()))
+                .max_by_key(|i| probes[*i].as_ref().map(|r| Position::parse(&r.gtid_current_pos).total()).unwrap_or(0))
+                .ok_or("no replica to switch over to")?,
+        };
+        if t == p {
+            return Err(format!("{} is already the primary", self.nodes[p].spec.name));
+        }
+        let tp = probes[t].as_ref().map_err(|e| format!("{} is unreachable: {e}", self.nodes[t].spec.name))?;
+        if !tp.slave.as_ref().is_some_and(|s| s.io_running == "Yes" && s.sql_running == "Yes") {
+            return Err(format!("{} is not replicating from the primary", self.nodes[t].spec.name));
+        }
+        // Writes pause here: the old primary turns read-only.
+        let mut old = self.conn(p).await?;
+        actions::fence(&mut old).await.map_err(|e| e.to_string())?;
+        let paused = Instant::now();
+        let pos: Option<String> = mysql_async::prelude::Queryable::query_first(&mut old, "SELECT @@gtid_binlog_pos")
+            .await
+            .map_err(|e| e.to_string())?;
+        let pos = pos.unwrap_or_default();
+        let mut new = self.conn(t).await?;
+        let caught_up = actions::wait_applied(&mut new, &pos, 5.0).await.map_err(|e| e.to_string())?;
+        if !caught_up {
+            let _ = mysql_async::prelude::Queryable::query_drop(&mut old, "SET GLOBAL read_only = OFF").await;
+            return Err(format!("{} did not catch up to {pos} in 5 s; switchover cancelled", self.nodes[t].spec.name));
+        }
+        actions::promote(&mut new).await.map_err(|e| e.to_string())?;
+        let pause = paused.elapsed();
+        let record = Failover {
+            at_ms: now_ms(),
+            kind: "switchover".into(),
+            from: self.nodes[p].spec.name.clone(),
+            to: self.nodes[t].spec.name.clone(),
+            duration_ms: started.elapsed().as_millis() as u64,
+            reason: format!("requested; writes paused {} ms", pause.as_millis()),
+        };
+        st.primary = Some(self.nodes[t].spec.name.clone());
+        st.changes += 1;
+        st.last_failover = Some(record.clone());
+        self.save(st);
+        let addr = self.nodes[t].spec.sql;
+        let _ = actions::replicate_from(&mut old, addr, &self.repl_password, true).await;
+        tracing::warn!(from = %record.from, to = %record.to, pause_ms = pause.as_millis() as u64, "switchover done");
+        Ok(record)
+    }
+
+    /// Promotes the best replica now, fencing the primary first if it answers.
+    pub async fn force_failover(&self) -> Result<Failover, String> {
+        let reachable = {
+            let st = self.state();
+            let p = st.primary.as_deref().and_then(|n| self.index(n)).ok_or("no primary")?;
+            self.conn(p).await.is_ok()
+        };
+        if reachable {
+            return self.switchover(None).await;
+        }
+        let _tick = self.ops.lock().await;
+        let mut st = self.state();
+        let p = st.primary.as_deref().and_then(|n| self.index(n)).ok_or("no primary")?;
+        let probes = self.probe_all().await;
+        let started = Instant::now();
+        self.promote_best(p, &probes, &mut st, "forced", "requested by the operator", started)
+            .await
+            .ok_or_else(|| "no replica could be promoted".to_string())?;
+        st.last_failover.clone().ok_or_else(|| "no record".to_string())
+    }
+
+    /// Lets a diverged node try to rejoin (after an operator fixed its data).
+    pub fn rejoin(&self, name: &str) -> Result<(), String> {
+        self.index(name).ok_or(format!("no database node named {name}"))?;
+        let mut st = self.state();
+        st.diverged.retain(|n| n != name);
+        self.save(st);
+        Ok(())
+    }
+
+    fn spawn_heartbeat(&self, p: usize) {
+        let pool = self.nodes[p].pool.clone();
+        tokio::spawn(async move {
+            let beat = async {
+                let mut conn = pool.get_conn().await?;
+                actions::heartbeat(&mut conn).await
+            };
+            if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(2), beat).await {
+                tracing::debug!(error = %e, "heartbeat failed");
+            }
+        });
+    }
+
+    fn publish(&self, probes: &[Result<Probe, String>], st: &ClusterState, problem: Option<String>) {
+        let primary = st.primary.clone();
+        let mut nodes = Vec::new();
+        let mut problems: Vec<String> = problem.into_iter().collect();
+        let mut semi_sync = false;
+        for (node, r) in self.nodes.iter().zip(probes) {
+            let name = node.spec.name.clone();
+            let is_primary = primary.as_deref() == Some(name.as_str());
+            let role = match r {
+                Err(_) => "down",
+                Ok(_) if st.diverged.contains(&name) => "diverged",
+                Ok(p) if is_primary && !p.read_only => "primary",
+                Ok(p) if p.slave.as_ref().is_some_and(|s| s.io_running == "Yes" && s.sql_running == "Yes") => "replica",
+                Ok(_) => "read-only",
+            };
+            if is_primary {
+                semi_sync = r.as_ref().is_ok_and(|p| p.semi_sync_active);
+            }
+            match role {
+                "primary" | "replica" => {}
+                other => problems.push(format!("{name} is {other}")),
+            }
+            nodes.push(NodeView {
+                name,
+                address: node.spec.sql.to_string(),
+                role: role.into(),
+                reachable: r.is_ok(),
+                probe: r.as_ref().ok().cloned(),
+                error: r.as_ref().err().cloned(),
+            });
+        }
+        let has_primary = nodes.iter().any(|n| n.role == "primary");
+        let status = match (has_primary, problems.is_empty()) {
+            (true, true) => "ok",
+            (true, false) => "degraded",
+            (false, _) => "down",
+        };
+        self.view.store(Arc::new(ClusterView {
+            status: status.into(),
+            detail: (!problems.is_empty()).then(|| problems.join("; ")),
+            primary,
+            semi_sync,
+            nodes,
+            diverged: st.diverged.clone(),
+            changes: st.changes,
+            last_failover: st.last_failover.clone(),
+        }));
+    }
+
+    /// Closes every connection.
+    pub async fn disconnect(&self) {
+        for n in &self.nodes {
+            let _ = n.pool.clone().disconnect().await;
+        }
+    }
+}

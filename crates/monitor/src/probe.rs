@@ -1,0 +1,96 @@
+//! What the monitor sees of one node, read through the monitoring user.
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Row};
+use serde::Serialize;
+
+/// `SHOW SLAVE STATUS`, the parts failover decisions need.
+#[derive(Debug, Clone, Serialize)]
+pub struct SlaveStatus {
+    /// `Master_Host`.
+    pub master_host: String,
+    /// `Master_Port`.
+    pub master_port: u16,
+    /// `Slave_IO_Running`: Yes, No, Connecting.
+    pub io_running: String,
+    /// `Slave_SQL_Running`: Yes, No.
+    pub sql_running: String,
+    /// `Gtid_IO_Pos`: what it has received.
+    pub gtid_io_pos: String,
+    /// `Last_IO_Errno`: 1236 means the primary lacks what this node has.
+    pub last_io_errno: u32,
+    /// The last IO or SQL error.
+    pub last_error: String,
+    /// `Seconds_Behind_Master`.
+    pub seconds_behind: Option<u64>,
+}
+
+/// One probe of one node.
+#[derive(Debug, Clone, Serialize)]
+pub struct Probe {
+    /// `@@read_only`.
+    pub read_only: bool,
+    /// `@@gtid_current_pos`.
+    pub gtid_current_pos: String,
+    /// `@@gtid_binlog_pos`.
+    pub gtid_binlog_pos: String,
+    /// Replication, when configured.
+    pub slave: Option<SlaveStatus>,
+    /// `Rpl_semi_sync_master_status` (meaningful on the primary).
+    pub semi_sync_active: bool,
+    /// `Rpl_semi_sync_master_clients`.
+    pub semi_sync_clients: u64,
+}
+
+/// Reads a node's state.
+pub async fn probe(conn: &mut Conn) -> mysql_async::Result<Probe> {
+    let (read_only, gtid_current_pos, gtid_binlog_pos): (bool, String, String) = conn
+        .query_first("SELECT @@read_only, @@gtid_current_pos, @@gtid_binlog_pos")
+        .await?
+        .unwrap_or_default();
+    let row: Option<Row> = conn.query_first("SHOW SLAVE STATUS").await?;
+    let slave = row.map(|row| {
+        let text = |name: &str| -> String {
+            row.get_opt::<Option<String>, _>(name)
+                .and_then(|r| r.ok())
+                .flatten()
+                .unwrap_or_default()
+        };
+        let io_error = text("Last_IO_Error");
+        SlaveStatus {
+            master_host: text("Master_Host"),
+            master_port: text("Master_Port").parse().unwrap_or(0),
+            io_running: text("Slave_IO_Running"),
+            sql_running: text("Slave_SQL_Running"),
+            gtid_io_pos: text("Gtid_IO_Pos"),
+            last_io_errno: text("Last_IO_Errno").parse().unwrap_or(0),
+            last_error: if io_error.is_empty() {
+                text("Last_SQL_Error")
+            } else {
+                io_error
+            },
+            seconds_behind: text("Seconds_Behind_Master").parse().ok(),
+        }
+    });
+    let status: Vec<(String, String)> = conn
+        .query(
+            "SHOW GLOBAL STATUS WHERE Variable_name IN \
+             ('Rpl_semi_sync_master_status', 'Rpl_semi_sync_master_clients')",
+        )
+        .await?;
+    let get = |name: &str| {
+        status
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    Ok(Probe {
+        read_only,
+        gtid_current_pos,
+        gtid_binlog_pos,
+        slave,
+        semi_sync_active: get("Rpl_semi_sync_master_status").eq_ignore_ascii_case("ON"),
+        semi_sync_clients: get("Rpl_semi_sync_master_clients").parse().unwrap_or(0),
+    })
+}
