@@ -92,9 +92,48 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/messages/{id}", get(show))
 }
 
+/// The cookie that carries a client's last write, for read-your-writes.
+pub const GTID_COOKIE: &str = "wi_gtid";
+
+/// The GTID of the client's last write, from its cookie.
+pub fn written_gtid(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == GTID_COOKIE)
+        .map(|(_, v)| v.to_string())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 200
+                && v.bytes()
+                    .all(|b| b.is_ascii_digit() || b == b'-' || b == b',')
+        })
+}
+
+/// `Set-Cookie` for a write's GTID: later reads wait for it on a replica.
+pub fn gtid_cookie(gtid: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "{GTID_COOKIE}={gtid}; Path=/; Max-Age=300; HttpOnly; SameSite=Lax"
+    ))
+    .expect("digits and dashes")
+}
+
+/// A stored message, the node that stored it and the write's GTID.
+pub struct Stored {
+    /// The message as stored.
+    pub message: Message,
+    /// The primary's name.
+    pub node: String,
+    /// The commit's GTID (`@@last_gtid`).
+    pub gtid: String,
+}
+
 /// Stores a validated message on the primary and reads it back.
-pub async fn insert(state: &AppState, m: NewMessage) -> Result<(Message, String), ApiError> {
-    let (row, node) = state
+pub async fn insert(state: &AppState, m: NewMessage) -> Result<Stored, ApiError> {
+    let ((row, gtid), node) = state
         .db
         .write(|conn| {
             let (author, text) = (m.author.clone(), m.text.clone());
@@ -105,8 +144,11 @@ pub async fn insert(state: &AppState, m: NewMessage) -> Result<(Message, String)
                 )
                 .await?;
                 let id = conn.last_insert_id().unwrap_or(0);
-                conn.exec_first::<Row, _, _>(format!("{SELECT} WHERE id = ?"), (id,))
-                    .await
+                let gtid: Option<String> = conn.query_first("SELECT @@last_gtid").await?;
+                let row = conn
+                    .exec_first::<Row, _, _>(format!("{SELECT} WHERE id = ?"), (id,))
+                    .await?;
+                Ok((row, gtid.unwrap_or_default()))
             })
         })
         .await
@@ -123,7 +165,11 @@ pub async fn insert(state: &AppState, m: NewMessage) -> Result<(Message, String)
         })?;
     let row =
         row.ok_or_else(|| ApiError::unavailable("the stored message could not be read back"))?;
-    Ok((to_message(row), node.to_string()))
+    Ok(Stored {
+        message: to_message(row),
+        node: node.to_string(),
+        gtid,
+    })
 }
 
 /// The newest messages, newest first, older than `before` when given.
@@ -131,10 +177,11 @@ pub async fn latest(
     state: &AppState,
     before: Option<u64>,
     limit: u32,
+    after: Option<&str>,
 ) -> Result<(Vec<Message>, String), ApiError> {
     let (rows, node) = state
         .db
-        .read(|conn| {
+        .read(after, |conn| {
             Box::pin(async move {
                 conn.exec::<Row, _, _>(
                     format!("{SELECT} WHERE id < ? ORDER BY id DESC LIMIT ?"),
@@ -157,6 +204,7 @@ fn with_node(mut resp: Response, node: &str) -> Response {
 
 async fn list(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let mut limit = DEFAULT_LIMIT;
@@ -193,7 +241,8 @@ async fn list(
             }
         }
     }
-    let (messages, node) = latest(&state, before, limit).await?;
+    let after = written_gtid(&headers);
+    let (messages, node) = latest(&state, before, limit, after.as_deref()).await?;
     let next = (messages.len() == limit as usize)
         .then(|| {
             messages
@@ -207,22 +256,32 @@ async fn list(
 
 async fn show(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::new(StatusCode::NOT_FOUND, format!("no message with id {id}"));
     let Ok(numeric) = id.parse::<u64>() else {
         return Err(not_found());
     };
-    let (row, node) = state
-        .db
-        .read(|conn| {
-            Box::pin(async move {
-                conn.exec_first::<Row, _, _>(format!("{SELECT} WHERE id = ?"), (numeric,))
-                    .await
-            })
+    fn by_id(conn: &mut mysql_async::Conn, id: u64) -> crate::db::QueryFuture<'_, Option<Row>> {
+        Box::pin(async move {
+            conn.exec_first::<Row, _, _>(format!("{SELECT} WHERE id = ?"), (id,))
+                .await
         })
+    }
+    let after = written_gtid(&headers);
+    let (mut row, mut node) = state
+        .db
+        .read(after.as_deref(), |c| by_id(c, numeric))
         .await
         .map_err(ApiError::unavailable)?;
+    if row.is_none() && Some(node) != state.db.primary_name() {
+        // A replica may not have it yet (a client without our cookie): only
+        // the primary can say it does not exist.
+        if let Ok((r, n)) = state.db.read_primary(|c| by_id(c, numeric)).await {
+            (row, node) = (r, n);
+        }
+    }
     let message = row.map(to_message).ok_or_else(not_found)?;
     Ok(with_node(Json(message).into_response(), node))
 }
@@ -256,12 +315,17 @@ async fn create(
         };
         ApiError::new(status, format!("invalid message: {e}"))
     })?;
-    let (message, node) = insert(&state, new.validate()?).await?;
-    tracing::info!(id = message.id, %node, "message stored");
-    let mut resp = (StatusCode::CREATED, Json(&message)).into_response();
+    let stored = insert(&state, new.validate()?).await?;
+    let message = &stored.message;
+    tracing::info!(id = message.id, node = %stored.node, gtid = %stored.gtid, "message stored");
+    let mut resp = (StatusCode::CREATED, Json(message)).into_response();
     resp.headers_mut().insert(
         header::LOCATION,
         HeaderValue::from_str(&format!("/api/messages/{}", message.id)).expect("digits"),
     );
-    Ok(with_node(resp, &node))
+    if !stored.gtid.is_empty() {
+        resp.headers_mut()
+            .insert(header::SET_COOKIE, gtid_cookie(&stored.gtid));
+    }
+    Ok(with_node(resp, &stored.node))
 }

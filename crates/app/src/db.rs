@@ -1,19 +1,30 @@
-//! Database routing: writes to the primary, reads to a replica, and to the
-//! primary when no replica answers. A node that failed is skipped for a short
-//! while so a dead replica costs one failed attempt, not one per request.
+//! Database routing. A discovery task probes every node a few times a second:
+//! the one writable node is the primary (the database monitor keeps it to
+//! one), the read-only ones are replicas, and the monitor's heartbeat tells
+//! how far behind each replica is. Writes go to the primary; reads go to a
+//! replica that is close enough (and, for read-your-writes, has applied a
+//! given GTID), else to the primary. Nothing needs a restart when the primary
+//! moves: the next probe sees it.
 
+use arc_swap::ArcSwap;
+use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
 use webinfra_topology::credentials::APP_USER;
 use webinfra_topology::{Credentials, Database};
 
 /// How long to wait for a connection from one node.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
-/// How long a failed node is skipped for reads.
-const BACKOFF: Duration = Duration::from_secs(2);
+/// Time between discovery probes.
+const DISCOVERY_INTERVAL: Duration = Duration::from_millis(150);
+/// How long one discovery probe may take.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a replica may take to apply a client's last write before the read goes elsewhere.
+const GTID_WAIT_SECONDS: f64 = 0.1;
 
 /// Why a database call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +52,23 @@ pub struct Node {
     /// The node's name (`X-DB-Node`).
     pub name: String,
     pool: Pool,
-    failed_until: Mutex<Option<Instant>>,
+}
+
+/// What discovery found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Roles {
+    /// Index of the writable node.
+    pub primary: Option<usize>,
+    /// Read-only nodes that answered, with their lag behind the primary when known.
+    pub replicas: Vec<(usize, Option<Duration>)>,
+}
+
+/// The nodes and what they are now.
+pub struct Db {
+    nodes: Vec<Node>,
+    roles: ArcSwap<Roles>,
+    rediscover: Notify,
+    max_lag: Duration,
 }
 
 impl Node {
@@ -60,59 +87,91 @@ impl Node {
         Node {
             name: name.to_string(),
             pool: Pool::new(Opts::from(opts)),
-            failed_until: Mutex::new(None),
         }
     }
 
-    fn backing_off(&self) -> bool {
-        self.failed_until
-            .lock()
-            .expect("node lock")
-            .is_some_and(|t| Instant::now() < t)
-    }
-
-    fn mark(&self, ok: bool) {
-        *self.failed_until.lock().expect("node lock") = (!ok).then(|| Instant::now() + BACKOFF);
+    async fn conn(&self) -> Result<Conn, DbError> {
+        match tokio::time::timeout(CONNECT_TIMEOUT, self.pool.get_conn()).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(DbError::Unreachable(format!("{}: {e}", self.name))),
+            Err(_) => Err(DbError::Unreachable(format!(
+                "{}: no connection within {CONNECT_TIMEOUT:?}",
+                self.name
+            ))),
+        }
     }
 
     async fn run<T, F>(&self, f: &F) -> Result<T, DbError>
     where
         F: for<'c> Fn(&'c mut Conn) -> QueryFuture<'c, T>,
     {
-        let conn = tokio::time::timeout(CONNECT_TIMEOUT, self.pool.get_conn()).await;
-        let mut conn = match conn {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(DbError::Unreachable(format!("{}: {e}", self.name))),
-            Err(_) => {
-                return Err(DbError::Unreachable(format!(
-                    "{}: no connection within {CONNECT_TIMEOUT:?}",
-                    self.name
-                )))
-            }
-        };
+        let mut conn = self.conn().await?;
         f(&mut conn)
             .await
             .map_err(|e| DbError::Failed(format!("{}: {e}", self.name)))
     }
-}
 
-/// The primary and replicas, with routing.
-pub struct Db {
-    /// Takes every write.
-    pub primary: Node,
-    /// Serve reads.
-    pub replicas: Vec<Node>,
+    /// (read_only, heartbeat age) of the node.
+    async fn probe(&self) -> Option<(bool, Option<i64>)> {
+        let q = async {
+            let mut conn = self.pool.get_conn().await?;
+            let ro: Option<bool> = conn.query_first("SELECT @@read_only").await?;
+            // The heartbeat table appears once the monitor has written to the primary.
+            let age: Option<Option<i64>> = conn
+                .query_first("SELECT TIMESTAMPDIFF(MICROSECOND, ts, UTC_TIMESTAMP(6)) FROM webinfra.heartbeat WHERE id = 1")
+                .await
+                .unwrap_or(None);
+            Ok::<_, mysql_async::Error>((ro.unwrap_or(true), age.flatten()))
+        };
+        tokio::time::timeout(PROBE_TIMEOUT, q).await.ok()?.ok()
+    }
 }
 
 impl Db {
     /// Pools for every node (connections are made lazily).
     pub fn new(database: &Database, credentials: &Credentials) -> Db {
-        let node = |n: &webinfra_topology::DbNode| {
-            Node::new(&n.name, n.sql, &database.schema, &credentials.app_password)
-        };
         Db {
-            primary: node(database.primary()),
-            replicas: database.replicas().iter().map(node).collect(),
+            nodes: database
+                .nodes
+                .iter()
+                .map(|n| Node::new(&n.name, n.sql, &database.schema, &credentials.app_password))
+                .collect(),
+            roles: ArcSwap::from_pointee(Roles::default()),
+            rediscover: Notify::new(),
+            max_lag: database.max_replica_lag,
+        }
+    }
+
+    /// What discovery last found.
+    pub fn roles(&self) -> Arc<Roles> {
+        self.roles.load_full()
+    }
+
+    /// Probes every node until the process ends; run it as a task.
+    pub async fn discover_forever(self: Arc<Self>) {
+        loop {
+            let probes: Vec<_> = self.nodes.iter().map(|n| n.probe()).collect();
+            let mut results = Vec::new();
+            for p in probes {
+                results.push(p.await);
+            }
+            let roles = roles_from(&results);
+            let changed =
+                *self.roles.load_full() != roles && roles.primary != self.roles.load().primary;
+            if changed {
+                tracing::info!(
+                    primary = roles
+                        .primary
+                        .map(|i| self.nodes[i].name.as_str())
+                        .unwrap_or("none"),
+                    "database primary changed"
+                );
+            }
+            self.roles.store(Arc::new(roles));
+            tokio::select! {
+                _ = tokio::time::sleep(DISCOVERY_INTERVAL) => {}
+                _ = self.rediscover.notified() => {}
+            }
         }
     }
 
@@ -121,32 +180,72 @@ impl Db {
     where
         F: for<'c> Fn(&'c mut Conn) -> QueryFuture<'c, T>,
     {
-        let out = self.primary.run(&f).await;
-        self.primary.mark(out.is_ok());
-        out.map(|v| (v, self.primary.name.as_str()))
+        let Some(p) = self.roles().primary else {
+            self.rediscover.notify_one();
+            return Err(DbError::Unreachable(
+                "no writable primary right now (failover in progress?)".into(),
+            ));
+        };
+        let out = self.nodes[p].run(&f).await;
+        if out.is_err() {
+            self.rediscover.notify_one();
+        }
+        out.map(|v| (v, self.nodes[p].name.as_str()))
     }
 
-    /// Runs read-only `f` on the first replica that answers, else on the primary.
-    pub async fn read<T, F>(&self, f: F) -> Result<(T, &str), DbError>
+    /// Runs read-only `f` on the primary.
+    pub async fn read_primary<T, F>(&self, f: F) -> Result<(T, &str), DbError>
     where
         F: for<'c> Fn(&'c mut Conn) -> QueryFuture<'c, T>,
     {
+        let p = self
+            .roles()
+            .primary
+            .ok_or_else(|| DbError::Unreachable("no primary right now".into()))?;
+        self.nodes[p]
+            .run(&f)
+            .await
+            .map(|v| (v, self.nodes[p].name.as_str()))
+    }
+
+    /// Runs read-only `f` on a replica that is within the lag bound and has
+    /// applied `after` (a GTID the client wrote), else on the primary.
+    pub async fn read<T, F>(&self, after: Option<&str>, f: F) -> Result<(T, &str), DbError>
+    where
+        F: for<'c> Fn(&'c mut Conn) -> QueryFuture<'c, T>,
+    {
+        let roles = self.roles();
         let mut errors = Vec::new();
-        for replica in self.replicas.iter().filter(|r| !r.backing_off()) {
-            match replica.run(&f).await {
-                Ok(v) => {
-                    replica.mark(true);
-                    return Ok((v, replica.name.as_str()));
+        for (i, lag) in &roles.replicas {
+            if lag.is_some_and(|l| l > self.max_lag) {
+                continue;
+            }
+            let node = &self.nodes[*i];
+            let attempt = async {
+                let mut conn = node.conn().await?;
+                if let Some(gtid) = after {
+                    let waited: Option<Option<i64>> = conn
+                        .exec_first("SELECT MASTER_GTID_WAIT(?, ?)", (gtid, GTID_WAIT_SECONDS))
+                        .await
+                        .map_err(|e| DbError::Failed(e.to_string()))?;
+                    if waited.flatten() != Some(0) {
+                        return Err(DbError::Failed(format!(
+                            "{} has not applied {gtid} yet",
+                            node.name
+                        )));
+                    }
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "replica read failed; trying the next node");
-                    replica.mark(false);
-                    errors.push(e.to_string());
-                }
+                f(&mut conn)
+                    .await
+                    .map_err(|e| DbError::Failed(format!("{}: {e}", node.name)))
+            };
+            match attempt.await {
+                Ok(v) => return Ok((v, node.name.as_str())),
+                Err(e) => errors.push(e.to_string()),
             }
         }
-        match self.primary.run(&f).await {
-            Ok(v) => Ok((v, self.primary.name.as_str())),
+        match self.read_primary(f).await {
+            Ok(v) => Ok(v),
             Err(e) => {
                 errors.push(e.to_string());
                 Err(DbError::Unreachable(errors.join("; ")))
@@ -154,11 +253,75 @@ impl Db {
         }
     }
 
+    /// The name of the current primary, if any.
+    pub fn primary_name(&self) -> Option<&str> {
+        self.roles().primary.map(|i| self.nodes[i].name.as_str())
+    }
+
     /// Closes every pool (at shutdown).
     pub async fn disconnect(&self) {
-        let _ = self.primary.pool.clone().disconnect().await;
-        for r in &self.replicas {
-            let _ = r.pool.clone().disconnect().await;
+        for n in &self.nodes {
+            let _ = n.pool.clone().disconnect().await;
         }
+    }
+}
+
+/// Roles from probe results: exactly one writable node is the primary (two
+/// would be a split brain: then none, and writes wait for the monitor).
+fn roles_from(results: &[Option<(bool, Option<i64>)>]) -> Roles {
+    let writable: Vec<usize> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.is_some_and(|(ro, _)| !ro))
+        .map(|(i, _)| i)
+        .collect();
+    let primary = match writable.as_slice() {
+        [one] => Some(*one),
+        [] => None,
+        _ => {
+            tracing::error!(
+                ?writable,
+                "more than one writable database node: sending no writes"
+            );
+            None
+        }
+    };
+    let primary_age = primary.and_then(|p| results[p].and_then(|(_, age)| age));
+    let replicas = results
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            let (ro, age) = (*r)?;
+            ro.then(|| {
+                let lag = match (age, primary_age) {
+                    (Some(a), Some(p)) => Some(Duration::from_micros((a - p).max(0) as u64)),
+                    _ => None,
+                };
+                (i, lag)
+            })
+        })
+        .collect();
+    Roles { primary, replicas }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_writable_node_is_the_primary_and_lag_is_relative_to_it() {
+        let r = roles_from(&[
+            Some((false, Some(100_000))),
+            Some((true, Some(400_000))),
+            None,
+        ]);
+        assert_eq!(r.primary, Some(0));
+        assert_eq!(r.replicas, vec![(1, Some(Duration::from_millis(300)))]);
+    }
+
+    #[test]
+    fn two_writable_nodes_mean_no_primary() {
+        let r = roles_from(&[Some((false, None)), Some((false, None))]);
+        assert_eq!(r.primary, None);
     }
 }

@@ -42,7 +42,7 @@ pub struct AppState {
     /// This host's name.
     pub server_name: String,
     /// Database routing.
-    pub db: db::Db,
+    pub db: Arc<db::Db>,
     /// Set once the schema is migrated.
     pub ready: AtomicBool,
 }
@@ -55,15 +55,17 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let state = Arc::new(AppState {
         server_name: config.server_name.clone(),
-        db: db::Db::new(&config.database, &config.credentials),
+        db: Arc::new(db::Db::new(&config.database, &config.credentials)),
         ready: AtomicBool::new(false),
     });
+    let discovery = tokio::spawn(state.db.clone().discover_forever());
     let migrator = tokio::spawn(schema::migrate_until_done(state.clone()));
     tracing::info!(addr = %listener.local_addr()?, "application server started");
     let result = axum::serve(listener, router(state.clone()))
         .with_graceful_shutdown(shutdown)
         .await;
     migrator.abort();
+    discovery.abort();
     state.db.disconnect().await;
     tracing::info!("application server stopped");
     result

@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use crate::{AppState, DB_NODE};
 use axum::extract::rejection::FormRejection;
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
 use std::sync::Arc;
@@ -26,8 +26,13 @@ fn escape(s: &str) -> String {
     out
 }
 
-async fn page(state: &AppState, status: StatusCode, error: Option<&str>) -> Response {
-    let (list, node) = match api::latest(state, None, 50).await {
+async fn page(
+    state: &AppState,
+    status: StatusCode,
+    error: Option<&str>,
+    after: Option<&str>,
+) -> Response {
+    let (list, node) = match api::latest(state, None, 50, after).await {
         Ok((messages, node)) if messages.is_empty() => (
             "<p class=\"empty\">No messages yet. Be the first!</p>".to_string(),
             Some(node),
@@ -96,8 +101,9 @@ async fn page(state: &AppState, status: StatusCode, error: Option<&str>) -> Resp
 }
 
 /// `GET /`: the board.
-pub async fn index(State(state): State<Arc<AppState>>) -> Response {
-    page(&state, StatusCode::OK, None).await
+pub async fn index(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let after = api::written_gtid(&headers);
+    page(&state, StatusCode::OK, None, after.as_deref()).await
 }
 
 /// `POST /messages` from the form: store, then back to the board.
@@ -105,15 +111,22 @@ pub async fn post_form(
     State(state): State<Arc<AppState>>,
     form: Result<Form<NewMessage>, FormRejection>,
 ) -> Response {
-    let result: Result<(), ApiError> = async {
+    let result = async {
         let Form(new) =
             form.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()))?;
-        api::insert(&state, new.validate()?).await.map(|_| ())
+        api::insert(&state, new.validate()?).await
     }
     .await;
     match result {
-        Ok(()) => Redirect::to("/").into_response(),
-        Err(e) => page(&state, e.status, Some(&e.message)).await,
+        Ok(stored) => {
+            let mut resp = Redirect::to("/").into_response();
+            if !stored.gtid.is_empty() {
+                resp.headers_mut()
+                    .insert(header::SET_COOKIE, api::gtid_cookie(&stored.gtid));
+            }
+            resp
+        }
+        Err(e) => page(&state, e.status, Some(&e.message), None).await,
     }
 }
 

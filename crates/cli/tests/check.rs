@@ -24,7 +24,7 @@ fn check(src: &str) -> (i32, String, String) {
 fn the_shipped_topology_checks_clean() {
     let (code, stdout, _) = check(FOOBAR);
     assert_eq!(code, 0);
-    assert!(stdout.contains("ok (5 hosts, 7 components)"), "{stdout}");
+    assert!(stdout.contains("ok (5 hosts, 8 components)"), "{stdout}");
 }
 
 #[test]

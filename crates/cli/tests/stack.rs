@@ -378,7 +378,7 @@ fn status_lists_every_component_healthy_with_the_replication_state() {
     let status = stack.status();
     assert_eq!(status["url"], format!("http://{}/", stack.site()));
     let comps = status["components"].as_array().unwrap();
-    assert_eq!(comps.len(), 7);
+    assert_eq!(comps.len(), 8);
     for c in comps {
         assert_eq!(c["health"], "ok", "{c}");
         assert_eq!(c["process"], "running", "{c}");

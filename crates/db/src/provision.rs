@@ -101,7 +101,7 @@ pub fn bootstrap_sql(config: &NodeConfig) -> String {
         &db_hosts,
         // The monitor runs replication: promotes, demotes, repoints.
         &[
-            "SUPER, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, SLAVE MONITOR, BINLOG MONITOR, PROCESS ON *.*",
+            "SUPER, RELOAD, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, SLAVE MONITOR, BINLOG MONITOR, PROCESS ON *.*",
             &format!("SELECT, INSERT, UPDATE, DELETE, CREATE ON `{META_SCHEMA}`.*"),
         ],
     );

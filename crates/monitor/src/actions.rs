@@ -39,7 +39,8 @@ pub async fn replicate_from(
 ) -> mysql_async::Result<()> {
     conn.query_drop("STOP SLAVE").await?;
     if from_own_binlog {
-        conn.query_drop("SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos").await?;
+        conn.query_drop("SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos")
+            .await?;
     }
     conn.query_drop(format!(
         "CHANGE MASTER TO MASTER_HOST = '{}', MASTER_PORT = {}, MASTER_USER = '{REPL_USER}', \

@@ -17,7 +17,11 @@ fn json_response(code: StatusCode, body: serde_json::Value) -> Response<ResBody>
         .expect("valid response")
 }
 
-pub async fn serve(listener: TcpListener, monitor: Arc<Monitor>, shutdown: impl std::future::Future<Output = ()>) {
+pub async fn serve(
+    listener: TcpListener,
+    monitor: Arc<Monitor>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     webinfra_proxy::serve(
         listener,
         move |req, _peer| {
@@ -39,15 +43,25 @@ pub async fn serve(listener: TcpListener, monitor: Arc<Monitor>, shutdown: impl 
                     }
                     (Method::GET, "/metrics") => metrics(&monitor),
                     (Method::POST, "/switchover") => {
-                        let to = query.split('&').find_map(|kv| kv.strip_prefix("to=")).map(str::to_string);
+                        let to = query
+                            .split('&')
+                            .find_map(|kv| kv.strip_prefix("to="))
+                            .map(str::to_string);
                         done(monitor.switchover(to.as_deref()).await)
                     }
                     (Method::POST, "/failover") => done(monitor.force_failover().await),
-                    (Method::POST, p) if p.starts_with("/rejoin/") => match monitor.rejoin(&p["/rejoin/".len()..]) {
-                        Ok(()) => json_response(StatusCode::OK, json!({ "rejoining": &p["/rejoin/".len()..] })),
-                        Err(e) => json_response(StatusCode::NOT_FOUND, json!({ "error": e })),
-                    },
-                    _ => json_response(StatusCode::NOT_FOUND, json!({ "error": "unknown request" })),
+                    (Method::POST, p) if p.starts_with("/rejoin/") => {
+                        match monitor.rejoin(&p["/rejoin/".len()..]) {
+                            Ok(()) => json_response(
+                                StatusCode::OK,
+                                json!({ "rejoining": &p["/rejoin/".len()..] }),
+                            ),
+                            Err(e) => json_response(StatusCode::NOT_FOUND, json!({ "error": e })),
+                        }
+                    }
+                    _ => {
+                        json_response(StatusCode::NOT_FOUND, json!({ "error": "unknown request" }))
+                    }
                 }
             }
         },
@@ -58,7 +72,10 @@ pub async fn serve(listener: TcpListener, monitor: Arc<Monitor>, shutdown: impl 
 
 fn done(r: Result<crate::state::Failover, String>) -> Response<ResBody> {
     match r {
-        Ok(f) => json_response(StatusCode::OK, serde_json::to_value(f).expect("serialisable")),
+        Ok(f) => json_response(
+            StatusCode::OK,
+            serde_json::to_value(f).expect("serialisable"),
+        ),
         Err(e) => json_response(StatusCode::CONFLICT, json!({ "error": e })),
     }
 }
@@ -67,12 +84,23 @@ fn metrics(monitor: &Monitor) -> Response<ResBody> {
     let v = monitor.view();
     let mut out = String::new();
     out.push_str("# HELP webinfra_db_semi_sync_active 1 when the primary's commits wait for a replica.\n# TYPE webinfra_db_semi_sync_active gauge\n");
-    out.push_str(&format!("webinfra_db_semi_sync_active {}\n", u8::from(v.semi_sync)));
+    out.push_str(&format!(
+        "webinfra_db_semi_sync_active {}\n",
+        u8::from(v.semi_sync)
+    ));
     out.push_str("# HELP webinfra_db_primary_changes_total Failovers and switchovers.\n# TYPE webinfra_db_primary_changes_total counter\n");
-    out.push_str(&format!("webinfra_db_primary_changes_total {}\n", v.changes));
+    out.push_str(&format!(
+        "webinfra_db_primary_changes_total {}\n",
+        v.changes
+    ));
     out.push_str("# HELP webinfra_db_node_up 1 when the node answered the last probe.\n# TYPE webinfra_db_node_up gauge\n");
     for n in &v.nodes {
-        out.push_str(&format!("webinfra_db_node_up{{node=\"{}\",role=\"{}\"}} {}\n", n.name, n.role, u8::from(n.reachable)));
+        out.push_str(&format!(
+            "webinfra_db_node_up{{node=\"{}\",role=\"{}\"}} {}\n",
+            n.name,
+            n.role,
+            u8::from(n.reachable)
+        ));
     }
     Response::builder()
         .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")

@@ -2,10 +2,10 @@
 //! writable primary, fails over when the primary is confirmed dead, points
 //! every other node at the primary, and keeps diverged nodes out.
 
+use crate::actions;
 use crate::gtid::Position;
 use crate::probe::{probe, Probe};
 use crate::state::{self, ClusterState, Failover};
-use crate::actions;
 use arc_swap::ArcSwap;
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
 use serde::Serialize;
@@ -96,7 +96,11 @@ fn now_ms() -> u64 {
 
 impl Monitor {
     /// A monitor for `database`, remembering its state under `state_dir`.
-    pub fn new(database: &Database, credentials: &Credentials, state_dir: &std::path::Path) -> Monitor {
+    pub fn new(
+        database: &Database,
+        credentials: &Credentials,
+        state_dir: &std::path::Path,
+    ) -> Monitor {
         let nodes = database
             .nodes
             .iter()
@@ -107,7 +111,10 @@ impl Monitor {
                     .user(Some(MONITOR_USER))
                     .pass(Some(credentials.monitor_password.clone()))
                     .prefer_socket(false)
-                    .pool_opts(PoolOpts::default().with_constraints(PoolConstraints::new(0, 4).expect("0 <= 4")));
+                    .pool_opts(
+                        PoolOpts::default()
+                            .with_constraints(PoolConstraints::new(0, 4).expect("0 <= 4")),
+                    );
                 Node {
                     spec: n.clone(),
                     pool: Pool::new(Opts::from(opts)),
@@ -176,7 +183,11 @@ impl Monitor {
     /// Runs `f` on node `i` with a deadline.
     async fn act<F>(&self, i: usize, what: &str, f: F) -> Result<(), String>
     where
-        F: for<'c> FnOnce(&'c mut Conn) -> std::pin::Pin<Box<dyn std::future::Future<Output = mysql_async::Result<()>> + Send + 'c>>,
+        F: for<'c> FnOnce(
+            &'c mut Conn,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = mysql_async::Result<()>> + Send + 'c>,
+        >,
     {
         let mut conn = self.conn(i).await?;
         let r = tokio::time::timeout(Duration::from_secs(10), f(&mut conn)).await;
@@ -227,11 +238,18 @@ impl Monitor {
                 tick.first_failure = None;
                 if pp.read_only {
                     tracing::info!(node = %self.nodes[p].spec.name, "making the primary writable");
-                    let _ = self.act(p, "promote", |c| Box::pin(actions::promote(c))).await;
+                    let _ = self
+                        .act(p, "promote", |c| Box::pin(actions::promote(c)))
+                        .await;
+                } else {
+                    // Only on a writable primary: the monitor's privileges
+                    // would let it write to a read-only node too.
+                    self.spawn_heartbeat(p);
                 }
-                self.spawn_heartbeat(p);
                 let replicas_attached = probes.iter().enumerate().any(|(i, r)| {
-                    i != p && r.as_ref().is_ok_and(|r| r.slave.as_ref().is_some_and(|s| s.io_running == "Yes"))
+                    i != p
+                        && r.as_ref()
+                            .is_ok_and(|r| r.slave.as_ref().is_some_and(|s| s.io_running == "Yes"))
                 });
                 if replicas_attached && !pp.semi_sync_active {
                     if !tick.semi_sync_warned {
@@ -251,13 +269,20 @@ impl Monitor {
                     i != p
                         && r.as_ref().is_ok_and(|r| {
                             r.slave.as_ref().is_some_and(|s| {
-                                s.io_running == "Yes" && s.master_host == self.nodes[p].spec.sql.ip().to_string()
+                                s.io_running == "Yes"
+                                    && s.master_host == self.nodes[p].spec.sql.ip().to_string()
                             })
                         })
                 });
                 if tick.primary_failures >= SUSPECT_AFTER && !seen_alive {
-                    let reason = format!("{} unreachable for {} probes: {e}", self.nodes[p].spec.name, tick.primary_failures);
-                    if let Some(new) = self.promote_best(p, &probes, &mut st, "failover", &reason, first).await {
+                    let reason = format!(
+                        "{} unreachable for {} probes: {e}",
+                        self.nodes[p].spec.name, tick.primary_failures
+                    );
+                    if let Some(new) = self
+                        .promote_best(p, &probes, &mut st, "failover", &reason, first)
+                        .await
+                    {
                         tick.primary_failures = 0;
                         tick.first_failure = None;
                         let probes = self.probe_all().await;
@@ -266,7 +291,14 @@ impl Monitor {
                         return;
                     }
                 }
-                self.publish(&probes, &st, Some(format!("primary {} unreachable: {e}", self.nodes[p].spec.name)));
+                self.publish(
+                    &probes,
+                    &st,
+                    Some(format!(
+                        "primary {} unreachable: {e}",
+                        self.nodes[p].spec.name
+                    )),
+                );
                 return;
             }
         }
@@ -278,7 +310,10 @@ impl Monitor {
     /// Fences stray writable nodes, points the others at the primary, keeps diverged ones out.
     async fn converge(&self, p: usize, probes: &[Result<Probe, String>], st: &mut ClusterState) {
         let primary_addr = self.nodes[p].spec.sql;
-        let primary_pos = probes[p].as_ref().map(|pp| Position::parse(&pp.gtid_binlog_pos)).unwrap_or_default();
+        let primary_pos = probes[p]
+            .as_ref()
+            .map(|pp| Position::parse(&pp.gtid_binlog_pos))
+            .unwrap_or_default();
         for (i, r) in probes.iter().enumerate() {
             let Ok(r) = r else { continue };
             if i == p {
@@ -290,18 +325,28 @@ impl Monitor {
                 let _ = self.act(i, "fence", |c| Box::pin(actions::fence(c))).await;
             }
             if st.diverged.contains(&name) {
-                if r.slave.as_ref().is_some_and(|s| s.io_running != "No" || s.sql_running != "No") {
-                    let _ = self.act(i, "stop replication", |c| Box::pin(actions::stop_replication(c))).await;
+                if r.slave
+                    .as_ref()
+                    .is_some_and(|s| s.io_running != "No" || s.sql_running != "No")
+                {
+                    let _ = self
+                        .act(i, "stop replication", |c| {
+                            Box::pin(actions::stop_replication(c))
+                        })
+                        .await;
                 }
                 continue;
             }
             let slave = r.slave.as_ref();
-            if let Some(s) = slave.filter(|s| s.last_io_errno == ER_MASTER_FATAL_ERROR_READING_BINLOG) {
+            if let Some(s) =
+                slave.filter(|s| s.last_io_errno == ER_MASTER_FATAL_ERROR_READING_BINLOG)
+            {
                 self.mark_diverged(i, st, &s.last_error).await;
                 continue;
             }
             let pointed = slave.is_some_and(|s| {
-                s.master_host == primary_addr.ip().to_string() && s.master_port == primary_addr.port()
+                s.master_host == primary_addr.ip().to_string()
+                    && s.master_port == primary_addr.port()
             });
             let running = slave.is_some_and(|s| s.io_running != "No" && s.sql_running == "Yes");
             if pointed && running {
@@ -313,7 +358,14 @@ impl Monitor {
                 // more than the primary does.
                 let own = Position::parse(&r.gtid_binlog_pos);
                 if !primary_pos.covers(&own) {
-                    let why = format!("its binlog has {} beyond the primary's {}", r.gtid_binlog_pos, probes[p].as_ref().map(|x| x.gtid_binlog_pos.as_str()).unwrap_or(""));
+                    let why = format!(
+                        "its binlog has {} beyond the primary's {}",
+                        r.gtid_binlog_pos,
+                        probes[p]
+                            .as_ref()
+                            .map(|x| x.gtid_binlog_pos.as_str())
+                            .unwrap_or("")
+                    );
                     self.mark_diverged(i, st, &why).await;
                     continue;
                 }
@@ -325,7 +377,11 @@ impl Monitor {
             tracing::info!(node = %name, primary = %self.nodes[p].spec.name, from_own_binlog, "pointing the node at the primary");
             let pw = self.repl_password.clone();
             let _ = self
-                .act(i, "replicate", move |c| Box::pin(async move { actions::replicate_from(c, primary_addr, &pw, from_own_binlog).await }))
+                .act(i, "replicate", move |c| {
+                    Box::pin(async move {
+                        actions::replicate_from(c, primary_addr, &pw, from_own_binlog).await
+                    })
+                })
                 .await;
         }
     }
@@ -333,7 +389,11 @@ impl Monitor {
     async fn mark_diverged(&self, i: usize, st: &mut ClusterState, why: &str) {
         let name = self.nodes[i].spec.name.clone();
         tracing::error!(node = %name, why, "node diverged from the primary: kept out (webinfra db rejoin {name} after fixing it)");
-        let _ = self.act(i, "stop replication", |c| Box::pin(actions::stop_replication(c))).await;
+        let _ = self
+            .act(i, "stop replication", |c| {
+                Box::pin(actions::stop_replication(c))
+            })
+            .await;
         if !st.diverged.contains(&name) {
             st.diverged.push(name);
             self.save(st.clone());
@@ -370,7 +430,11 @@ impl Monitor {
             tracing::error!(reason, "the primary is gone and no replica can be promoted");
             return None;
         };
-        let io_pos = probe.slave.as_ref().map(|s| s.gtid_io_pos.clone()).unwrap_or_default();
+        let io_pos = probe
+            .slave
+            .as_ref()
+            .map(|s| s.gtid_io_pos.clone())
+            .unwrap_or_default();
         let name = self.nodes[best].spec.name.clone();
         tracing::warn!(to = %name, %io_pos, reason, "promoting");
         // Everything received must be applied before the node takes writes.
@@ -405,38 +469,73 @@ impl Monitor {
         let _tick = self.ops.lock().await;
         let started = Instant::now();
         let mut st = self.state();
-        let p = st.primary.as_deref().and_then(|n| self.index(n)).ok_or("no primary")?;
+        let p = st
+            .primary
+            .as_deref()
+            .and_then(|n| self.index(n))
+            .ok_or("no primary")?;
         let probes = self.probe_all().await;
-        probes[p].as_ref().map_err(|e| format!("the primary is unreachable ({e}): use `webinfra db failover`"))?;
+        probes[p]
+            .as_ref()
+            .map_err(|e| format!("the primary is unreachable ({e}): use `webinfra db failover`"))?;
         let t = match to {
-            Some(name) => self.index(name).ok_or(format!("no database node named {name}"))?,
+            Some(name) => self
+                .index(name)
+                .ok_or(format!("no database node named {name}"))?,
             None => (0..self.nodes.len())
                 .filter(|i| *i != p && probes[*i].as_ref().is_ok_and(|r| r.slave.is_some()))
-                .max_by_key(|i| probes[*i].as_ref().map(|r| Position::parse(&r.gtid_current_pos).total()).unwrap_or(0))
+                .max_by_key(|i| {
+                    probes[*i]
+                        .as_ref()
+                        .map(|r| Position::parse(&r.gtid_current_pos).total())
+                        .unwrap_or(0)
+                })
                 .ok_or("no replica to switch over to")?,
         };
         if t == p {
-            return Err(format!("{} is already the primary", self.nodes[p].spec.name));
+            return Err(format!(
+                "{} is already the primary",
+                self.nodes[p].spec.name
+            ));
         }
-        let tp = probes[t].as_ref().map_err(|e| format!("{} is unreachable: {e}", self.nodes[t].spec.name))?;
-        if !tp.slave.as_ref().is_some_and(|s| s.io_running == "Yes" && s.sql_running == "Yes") {
-            return Err(format!("{} is not replicating from the primary", self.nodes[t].spec.name));
+        let tp = probes[t]
+            .as_ref()
+            .map_err(|e| format!("{} is unreachable: {e}", self.nodes[t].spec.name))?;
+        if !tp
+            .slave
+            .as_ref()
+            .is_some_and(|s| s.io_running == "Yes" && s.sql_running == "Yes")
+        {
+            return Err(format!(
+                "{} is not replicating from the primary",
+                self.nodes[t].spec.name
+            ));
         }
         // Writes pause here: the old primary turns read-only.
         let mut old = self.conn(p).await?;
         actions::fence(&mut old).await.map_err(|e| e.to_string())?;
         let paused = Instant::now();
-        let pos: Option<String> = mysql_async::prelude::Queryable::query_first(&mut old, "SELECT @@gtid_binlog_pos")
-            .await
-            .map_err(|e| e.to_string())?;
+        let pos: Option<String> =
+            mysql_async::prelude::Queryable::query_first(&mut old, "SELECT @@gtid_binlog_pos")
+                .await
+                .map_err(|e| e.to_string())?;
         let pos = pos.unwrap_or_default();
         let mut new = self.conn(t).await?;
-        let caught_up = actions::wait_applied(&mut new, &pos, 5.0).await.map_err(|e| e.to_string())?;
+        let caught_up = actions::wait_applied(&mut new, &pos, 5.0)
+            .await
+            .map_err(|e| e.to_string())?;
         if !caught_up {
-            let _ = mysql_async::prelude::Queryable::query_drop(&mut old, "SET GLOBAL read_only = OFF").await;
-            return Err(format!("{} did not catch up to {pos} in 5 s; switchover cancelled", self.nodes[t].spec.name));
+            let _ =
+                mysql_async::prelude::Queryable::query_drop(&mut old, "SET GLOBAL read_only = OFF")
+                    .await;
+            return Err(format!(
+                "{} did not catch up to {pos} in 5 s; switchover cancelled",
+                self.nodes[t].spec.name
+            ));
         }
-        actions::promote(&mut new).await.map_err(|e| e.to_string())?;
+        actions::promote(&mut new)
+            .await
+            .map_err(|e| e.to_string())?;
         let pause = paused.elapsed();
         let record = Failover {
             at_ms: now_ms(),
@@ -460,7 +559,11 @@ impl Monitor {
     pub async fn force_failover(&self) -> Result<Failover, String> {
         let reachable = {
             let st = self.state();
-            let p = st.primary.as_deref().and_then(|n| self.index(n)).ok_or("no primary")?;
+            let p = st
+                .primary
+                .as_deref()
+                .and_then(|n| self.index(n))
+                .ok_or("no primary")?;
             self.conn(p).await.is_ok()
         };
         if reachable {
@@ -468,18 +571,32 @@ impl Monitor {
         }
         let _tick = self.ops.lock().await;
         let mut st = self.state();
-        let p = st.primary.as_deref().and_then(|n| self.index(n)).ok_or("no primary")?;
+        let p = st
+            .primary
+            .as_deref()
+            .and_then(|n| self.index(n))
+            .ok_or("no primary")?;
         let probes = self.probe_all().await;
         let started = Instant::now();
-        self.promote_best(p, &probes, &mut st, "forced", "requested by the operator", started)
-            .await
-            .ok_or_else(|| "no replica could be promoted".to_string())?;
-        st.last_failover.clone().ok_or_else(|| "no record".to_string())
+        self.promote_best(
+            p,
+            &probes,
+            &mut st,
+            "forced",
+            "requested by the operator",
+            started,
+        )
+        .await
+        .ok_or_else(|| "no replica could be promoted".to_string())?;
+        st.last_failover
+            .clone()
+            .ok_or_else(|| "no record".to_string())
     }
 
     /// Lets a diverged node try to rejoin (after an operator fixed its data).
     pub fn rejoin(&self, name: &str) -> Result<(), String> {
-        self.index(name).ok_or(format!("no database node named {name}"))?;
+        self.index(name)
+            .ok_or(format!("no database node named {name}"))?;
         let mut st = self.state();
         st.diverged.retain(|n| n != name);
         self.save(st);
@@ -499,7 +616,12 @@ impl Monitor {
         });
     }
 
-    fn publish(&self, probes: &[Result<Probe, String>], st: &ClusterState, problem: Option<String>) {
+    fn publish(
+        &self,
+        probes: &[Result<Probe, String>],
+        st: &ClusterState,
+        problem: Option<String>,
+    ) {
         let primary = st.primary.clone();
         let mut nodes = Vec::new();
         let mut problems: Vec<String> = problem.into_iter().collect();
@@ -511,7 +633,13 @@ impl Monitor {
                 Err(_) => "down",
                 Ok(_) if st.diverged.contains(&name) => "diverged",
                 Ok(p) if is_primary && !p.read_only => "primary",
-                Ok(p) if p.slave.as_ref().is_some_and(|s| s.io_running == "Yes" && s.sql_running == "Yes") => "replica",
+                Ok(p)
+                    if p.slave
+                        .as_ref()
+                        .is_some_and(|s| s.io_running == "Yes" && s.sql_running == "Yes") =>
+                {
+                    "replica"
+                }
                 Ok(_) => "read-only",
             };
             if is_primary {

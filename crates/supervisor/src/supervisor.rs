@@ -176,7 +176,13 @@ impl Supervisor {
     /// monitor just before them, so it does not fail over a planned stop);
     /// the components of one tier stop in parallel.
     pub async fn stop_all(self: &Arc<Self>) {
-        for role in [Role::LoadBalancer, Role::Web, Role::App, Role::DbMonitor, Role::Database] {
+        for role in [
+            Role::LoadBalancer,
+            Role::Web,
+            Role::App,
+            Role::DbMonitor,
+            Role::Database,
+        ] {
             let mut stops = tokio::task::JoinSet::new();
             for spec in self.specs.iter().filter(|s| s.role == role) {
                 let me = self.clone();

@@ -109,7 +109,10 @@ pub fn validate(raw: RawTopology, src: &str, file: &str) -> Result<Topology, Top
         .map(|s| s.name.into_inner())
         .unwrap_or_else(|| "www.foobar.com".into());
     // The monitor defaults to the load balancer's host: it must outlive the primary's.
-    let lb_host = raw.load_balancer.as_ref().map(|lb| lb.get_ref().host.get_ref().clone());
+    let lb_host = raw
+        .load_balancer
+        .as_ref()
+        .map(|lb| lb.get_ref().host.get_ref().clone());
     let database = raw
         .database
         .as_ref()
@@ -274,7 +277,9 @@ fn database(c: &mut Checker, raw: &S<RawDatabase>, lb_host: Option<&str>) -> Opt
         );
     }
     let monitor_host = match &d.monitor_host {
-        Some(h) => c.host_ref(h, "database.monitor_host").map(|_| h.get_ref().clone()),
+        Some(h) => c
+            .host_ref(h, "database.monitor_host")
+            .map(|_| h.get_ref().clone()),
         None => Some(
             lb_host
                 .filter(|h| c.hosts.contains_key(*h))
@@ -290,7 +295,11 @@ fn database(c: &mut Checker, raw: &S<RawDatabase>, lb_host: Option<&str>) -> Opt
     });
     let max_replica_lag = match &d.max_replica_lag_ms {
         Some(v) if *v.get_ref() == 0 => {
-            c.error(v.span(), "database.max_replica_lag_ms", "must be greater than 0".into());
+            c.error(
+                v.span(),
+                "database.max_replica_lag_ms",
+                "must be greater than 0".into(),
+            );
             Duration::from_secs(2)
         }
         Some(v) => Duration::from_millis(*v.get_ref()),

@@ -11,7 +11,9 @@ use webinfra_topology::{Credentials, Topology};
 
 pub async fn run(role: &str, host: Option<&str>, stack: &StackArgs) -> i32 {
     let Some(role) = Role::parse(role) else {
-        eprintln!("webinfra: unknown role `{role}` (load-balancer, web, app, database, db-monitor)");
+        eprintln!(
+            "webinfra: unknown role `{role}` (load-balancer, web, app, database, db-monitor)"
+        );
         return 2;
     };
     let topology = match super::load(&stack.topology) {
@@ -136,8 +138,15 @@ async fn database(t: &Topology, host: Option<&str>, stack: &StackArgs) -> anyhow
 }
 
 async fn db_monitor(t: &Topology, host: Option<&str>, stack: &StackArgs) -> anyhow::Result<()> {
-    let db = t.database.clone().context("the topology has no [database]")?;
-    pick_host(std::slice::from_ref(&db.monitor_host), host, "database monitor")?;
+    let db = t
+        .database
+        .clone()
+        .context("the topology has no [database]")?;
+    pick_host(
+        std::slice::from_ref(&db.monitor_host),
+        host,
+        "database monitor",
+    )?;
     let credentials = Credentials::load_or_create(&stack.state_dir)?;
     let listener = bind(db.monitor, "database monitor").await?;
     webinfra_monitor::run(listener, &db, &credentials, &stack.state_dir, shutdown()).await;

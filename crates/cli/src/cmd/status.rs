@@ -95,7 +95,11 @@ pub fn describe(spec: &ComponentSpec, health: &Health) -> String {
             let mut text = format!(
                 "primary {}, semi-sync {}",
                 b["primary"].as_str().unwrap_or("none"),
-                if b["semi_sync"] == true { "on" } else { "OFF (async)" }
+                if b["semi_sync"] == true {
+                    "on"
+                } else {
+                    "OFF (async)"
+                }
             );
             if let Some(f) = b.get("last_failover").filter(|f| !f.is_null()) {
                 text.push_str(&format!(
