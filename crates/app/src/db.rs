@@ -23,6 +23,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
 const DISCOVERY_INTERVAL: Duration = Duration::from_millis(150);
 /// How long one discovery probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// A primary heartbeat older than this (µs) means the monitor is not writing it.
+const FRESH_HEARTBEAT_US: i64 = 1_000_000;
 /// How long a replica may take to apply a client's last write before the read goes elsewhere.
 const GTID_WAIT_SECONDS: f64 = 0.1;
 
@@ -217,7 +219,8 @@ impl Db {
         let roles = self.roles();
         let mut errors = Vec::new();
         for (i, lag) in &roles.replicas {
-            if lag.is_some_and(|l| l > self.max_lag) {
+            // Unknown lag (no fresh heartbeat) is not within the bound.
+            if !lag.is_some_and(|l| l <= self.max_lag) {
                 continue;
             }
             let node = &self.nodes[*i];
@@ -286,7 +289,10 @@ fn roles_from(results: &[Option<(bool, Option<i64>)>]) -> Roles {
             None
         }
     };
-    let primary_age = primary.and_then(|p| results[p].and_then(|(_, age)| age));
+    // The primary's heartbeat must be fresh for a replica's lag to mean anything.
+    let primary_age = primary
+        .and_then(|p| results[p].and_then(|(_, age)| age))
+        .filter(|age| *age < FRESH_HEARTBEAT_US);
     let replicas = results
         .iter()
         .enumerate()

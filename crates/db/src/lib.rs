@@ -60,7 +60,11 @@ async fn supervise(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let binaries = mariadb::Binaries::locate()?;
-    let server = mariadb::Server::new(config, binaries)?;
+    let mut server = mariadb::Server::new(config, binaries)?;
+    server.rejoining = replaced_as_primary(config).await;
+    if server.rejoining {
+        tracing::info!(node = %config.node.name, "another node is the primary: recovering as a replica");
+    }
     server
         .prepare()
         .await
@@ -89,4 +93,18 @@ async fn supervise(
             Ok(())
         }
     }
+}
+
+/// Asks the database monitor whether another node is the primary now. When
+/// the monitor cannot be asked, assume not: recovering everything keeps every
+/// acknowledged write, and a divergence is caught (and reported) at rejoin.
+async fn replaced_as_primary(config: &NodeConfig) -> bool {
+    let health =
+        webinfra_proxy::probe::probe(config.database.monitor, std::time::Duration::from_secs(1))
+            .await;
+    health
+        .body
+        .as_ref()
+        .and_then(|b| b["primary"].as_str())
+        .is_some_and(|p| p != config.node.name)
 }

@@ -9,6 +9,7 @@
 pub mod body;
 pub mod client;
 pub mod headers;
+pub mod probe;
 pub mod serve;
 
 pub use body::{full, text_response, ResBody};

@@ -8,7 +8,7 @@
 
 pub mod components;
 pub mod control;
-pub mod health;
+pub use webinfra_proxy::probe as health;
 mod supervisor;
 
 pub use components::{ComponentSpec, Role};

@@ -1,4 +1,6 @@
 //! Probing a component's `/healthz`: a fresh connection, a short timeout, JSON back.
+//! Used by the supervisor (readiness, `status`) and by a database node asking
+//! the monitor who the primary is.
 
 use bytes::Bytes;
 use http::{header, Request};
