@@ -155,7 +155,7 @@ pub async fn insert(state: &AppState, m: NewMessage) -> Result<Stored, ApiError>
         .map_err(|e| {
             tracing::warn!(error = %e, "write failed");
             match e {
-                DbError::Unreachable(m) => {
+                DbError::Unreachable(m) | DbError::Refused(m) => {
                     ApiError::unavailable(format!("{m}; the message was not stored"))
                 }
                 DbError::Failed(m) => {

@@ -23,6 +23,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
 const DISCOVERY_INTERVAL: Duration = Duration::from_millis(150);
 /// How long one discovery probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a write may wait for a primary (a failover or switchover in
+/// progress) when nothing was written yet.
+const WRITE_PATIENCE: Duration = Duration::from_millis(2000);
+/// MariaDB: the server runs with --read-only.
+const ER_OPTION_PREVENTS_STATEMENT: u16 = 1290;
 /// A primary heartbeat older than this (µs) means the monitor is not writing it.
 const FRESH_HEARTBEAT_US: i64 = 1_000_000;
 /// How long a replica may take to apply a client's last write before the read goes elsewhere.
@@ -33,6 +38,9 @@ const GTID_WAIT_SECONDS: f64 = 0.1;
 pub enum DbError {
     /// No connection could be had: nothing was sent, nothing was written.
     Unreachable(String),
+    /// The node refused the statement as read-only (it is no longer the
+    /// primary): nothing was written.
+    Refused(String),
     /// The connection failed or the server refused after the query was sent:
     /// a write may or may not have been committed.
     Failed(String),
@@ -41,7 +49,7 @@ pub enum DbError {
 impl std::fmt::Display for DbError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            DbError::Unreachable(m) | DbError::Failed(m) => f.write_str(m),
+            DbError::Unreachable(m) | DbError::Refused(m) | DbError::Failed(m) => f.write_str(m),
         }
     }
 }
@@ -108,9 +116,12 @@ impl Node {
         F: for<'c> Fn(&'c mut Conn) -> QueryFuture<'c, T>,
     {
         let mut conn = self.conn().await?;
-        f(&mut conn)
-            .await
-            .map_err(|e| DbError::Failed(format!("{}: {e}", self.name)))
+        f(&mut conn).await.map_err(|e| match &e {
+            mysql_async::Error::Server(se) if se.code == ER_OPTION_PREVENTS_STATEMENT => {
+                DbError::Refused(format!("{}: {e}", self.name))
+            }
+            _ => DbError::Failed(format!("{}: {e}", self.name)),
+        })
     }
 
     /// (read_only, heartbeat age) of the node.
@@ -178,21 +189,42 @@ impl Db {
     }
 
     /// Runs `f` on the primary. Returns the result and the node's name.
+    ///
+    /// While no primary takes it and nothing was written (no primary known,
+    /// no connection, or refused as read-only), the write waits for discovery
+    /// to find the new primary, up to [`WRITE_PATIENCE`]: a switchover or a
+    /// failover is a pause, not an error. A failure after the statement may
+    /// have run is returned at once: repeating it could write twice.
     pub async fn write<T, F>(&self, f: F) -> Result<(T, &str), DbError>
     where
         F: for<'c> Fn(&'c mut Conn) -> QueryFuture<'c, T>,
     {
-        let Some(p) = self.roles().primary else {
-            self.rediscover.notify_one();
-            return Err(DbError::Unreachable(
-                "no writable primary right now (failover in progress?)".into(),
-            ));
-        };
-        let out = self.nodes[p].run(&f).await;
-        if out.is_err() {
-            self.rediscover.notify_one();
+        let deadline = tokio::time::Instant::now() + WRITE_PATIENCE;
+        loop {
+            let result = match self.roles().primary {
+                None => Err(DbError::Unreachable(
+                    "no writable primary right now (failover in progress?)".into(),
+                )),
+                Some(p) => self.nodes[p]
+                    .run(&f)
+                    .await
+                    .map(|v| (v, self.nodes[p].name.as_str())),
+            };
+            match result {
+                Ok(v) => return Ok(v),
+                Err(e @ DbError::Failed(_)) => {
+                    self.rediscover.notify_one();
+                    return Err(e);
+                }
+                Err(e) => {
+                    self.rediscover.notify_one();
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(DISCOVERY_INTERVAL / 2).await;
+                }
+            }
         }
-        out.map(|v| (v, self.nodes[p].name.as_str()))
     }
 
     /// Runs read-only `f` on the primary.

@@ -99,6 +99,13 @@ pub enum Command {
         )]
         state_dir: PathBuf,
     },
+    /// The database tier: status, switchover, failover, rejoin.
+    Db {
+        #[command(flatten)]
+        stack: StackArgs,
+        #[command(subcommand)]
+        command: DbCommand,
+    },
     /// Run one role in the foreground (what `up` starts for each component).
     Run {
         /// load-balancer (lb), web, app or database (db).
@@ -108,5 +115,28 @@ pub enum Command {
         host: Option<String>,
         #[command(flatten)]
         stack: StackArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Each node's role, GTID positions, lag, semi-sync state and the last failover.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move the primary role with no lost writes (writes pause briefly).
+    Switchover {
+        /// The node to promote (default: the most advanced replica).
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Promote the most advanced replica now (fencing the primary if it answers).
+    Failover,
+    /// Let a node that was kept out after diverging try to rejoin.
+    Rejoin {
+        /// The node.
+        node: String,
     },
 }

@@ -39,7 +39,7 @@ impl Health {
 
 /// GETs `http://addr/healthz` within `timeout`.
 pub async fn probe(addr: SocketAddr, timeout: Duration) -> Health {
-    match tokio::time::timeout(timeout, fetch(addr)).await {
+    match tokio::time::timeout(timeout, fetch(addr, http::Method::GET, "/healthz")).await {
         Ok(Ok((code, body))) => {
             let json: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
             let said = json
@@ -69,13 +69,29 @@ pub async fn probe(addr: SocketAddr, timeout: Duration) -> Health {
     }
 }
 
-async fn fetch(addr: SocketAddr) -> Result<(u16, Bytes), String> {
+/// Sends `method path` (no body) to `addr` and returns the status and the JSON body.
+pub async fn call(
+    addr: SocketAddr,
+    method: http::Method,
+    path: &str,
+    timeout: Duration,
+) -> Result<(u16, Option<serde_json::Value>), String> {
+    match tokio::time::timeout(timeout, fetch(addr, method, path)).await {
+        Ok(Ok((code, body))) => Ok((code, serde_json::from_slice(&body).ok())),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(format!("no answer within {timeout:?}")),
+    }
+}
+
+async fn fetch(addr: SocketAddr, method: http::Method, path: &str) -> Result<(u16, Bytes), String> {
     let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
-    let req = Request::get("/healthz")
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
         .header(header::HOST, addr.to_string())
         .header(header::CONNECTION, "close")
         .body(Empty::<Bytes>::new())

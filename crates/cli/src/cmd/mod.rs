@@ -1,6 +1,7 @@
 //! One module per command; each returns the process exit code.
 
 mod check;
+mod db;
 mod control;
 mod run;
 mod status;
@@ -31,6 +32,7 @@ pub async fn dispatch(cli: Cli) -> i32 {
             };
             up::up(&stack, mode, &hosts).await
         }
+        Command::Db { stack, command } => db::db(&stack, &command).await,
         Command::Down { state_dir } => control::down(&state_dir).await,
         Command::Status { stack, json } => status::status(&stack, json).await,
         Command::Start { name, state_dir } => control::start_stop(&state_dir, "start", &name).await,
