@@ -64,6 +64,16 @@ pub struct Node {
     pool: Pool,
 }
 
+/// One discovery probe of one node.
+#[derive(Debug, Clone, PartialEq)]
+struct NodeProbe {
+    read_only: bool,
+    /// Age of the monitor's heartbeat row, as this node sees it.
+    heartbeat_age_us: Option<i64>,
+    /// The primary that wrote that heartbeat.
+    heartbeat_source: Option<String>,
+}
+
 /// What discovery found.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Roles {
@@ -124,17 +134,24 @@ impl Node {
         })
     }
 
-    /// (read_only, heartbeat age) of the node.
-    async fn probe(&self) -> Option<(bool, Option<i64>)> {
+    async fn probe(&self) -> Option<NodeProbe> {
         let q = async {
             let mut conn = self.pool.get_conn().await?;
             let ro: Option<bool> = conn.query_first("SELECT @@read_only").await?;
             // The heartbeat table appears once the monitor has written to the primary.
-            let age: Option<Option<i64>> = conn
-                .query_first("SELECT TIMESTAMPDIFF(MICROSECOND, ts, UTC_TIMESTAMP(6)) FROM webinfra.heartbeat WHERE id = 1")
+            let beat: Option<(Option<i64>, String)> = conn
+                .query_first(
+                    "SELECT TIMESTAMPDIFF(MICROSECOND, ts, UTC_TIMESTAMP(6)), source \
+                     FROM webinfra.heartbeat WHERE id = 1",
+                )
                 .await
                 .unwrap_or(None);
-            Ok::<_, mysql_async::Error>((ro.unwrap_or(true), age.flatten()))
+            let (age, source) = beat.map(|(a, s)| (a, Some(s))).unwrap_or((None, None));
+            Ok::<_, mysql_async::Error>(NodeProbe {
+                read_only: ro.unwrap_or(true),
+                heartbeat_age_us: age,
+                heartbeat_source: source,
+            })
         };
         tokio::time::timeout(PROBE_TIMEOUT, q).await.ok()?.ok()
     }
@@ -168,7 +185,8 @@ impl Db {
             for p in probes {
                 results.push(p.await);
             }
-            let roles = roles_from(&results);
+            let names: Vec<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
+            let roles = roles_from(&results, &names);
             let changed =
                 *self.roles.load_full() != roles && roles.primary != self.roles.load().primary;
             if changed {
@@ -302,12 +320,14 @@ impl Db {
 }
 
 /// Roles from probe results: exactly one writable node is the primary (two
-/// would be a split brain: then none, and writes wait for the monitor).
-fn roles_from(results: &[Option<(bool, Option<i64>)>]) -> Roles {
+/// would be a split brain: then none, and writes wait for the monitor). A
+/// read-only node is a replica only if its heartbeat comes from that primary;
+/// its lag is how much older its heartbeat is than the primary's.
+fn roles_from(results: &[Option<NodeProbe>], names: &[&str]) -> Roles {
     let writable: Vec<usize> = results
         .iter()
         .enumerate()
-        .filter(|(_, r)| r.is_some_and(|(ro, _)| !ro))
+        .filter(|(_, r)| r.as_ref().is_some_and(|r| !r.read_only))
         .map(|(i, _)| i)
         .collect();
     let primary = match writable.as_slice() {
@@ -323,20 +343,23 @@ fn roles_from(results: &[Option<(bool, Option<i64>)>]) -> Roles {
     };
     // The primary's heartbeat must be fresh for a replica's lag to mean anything.
     let primary_age = primary
-        .and_then(|p| results[p].and_then(|(_, age)| age))
+        .and_then(|p| results[p].as_ref().and_then(|r| r.heartbeat_age_us))
         .filter(|age| *age < FRESH_HEARTBEAT_US);
     let replicas = results
         .iter()
         .enumerate()
         .filter_map(|(i, r)| {
-            let (ro, age) = (*r)?;
-            ro.then(|| {
-                let lag = match (age, primary_age) {
-                    (Some(a), Some(p)) => Some(Duration::from_micros((a - p).max(0) as u64)),
-                    _ => None,
-                };
-                (i, lag)
-            })
+            let r = r.as_ref()?;
+            if !r.read_only {
+                return None;
+            }
+            let from_primary =
+                primary.is_some_and(|p| r.heartbeat_source.as_deref() == Some(names[p]));
+            let lag = match (r.heartbeat_age_us, primary_age, from_primary) {
+                (Some(a), Some(p), true) => Some(Duration::from_micros((a - p).max(0) as u64)),
+                _ => None,
+            };
+            Some((i, lag))
         })
         .collect();
     Roles { primary, replicas }
@@ -346,20 +369,34 @@ fn roles_from(results: &[Option<(bool, Option<i64>)>]) -> Roles {
 mod tests {
     use super::*;
 
+    fn probe(read_only: bool, age_ms: i64, source: &str) -> Option<NodeProbe> {
+        Some(NodeProbe {
+            read_only,
+            heartbeat_age_us: Some(age_ms * 1000),
+            heartbeat_source: Some(source.into()),
+        })
+    }
+
     #[test]
     fn one_writable_node_is_the_primary_and_lag_is_relative_to_it() {
-        let r = roles_from(&[
-            Some((false, Some(100_000))),
-            Some((true, Some(400_000))),
-            None,
-        ]);
+        let r = roles_from(
+            &[probe(false, 100, "a"), probe(true, 400, "a"), None],
+            &["a", "b", "c"],
+        );
         assert_eq!(r.primary, Some(0));
         assert_eq!(r.replicas, vec![(1, Some(Duration::from_millis(300)))]);
     }
 
     #[test]
+    fn a_read_only_node_with_another_primary_s_heartbeat_has_no_known_lag() {
+        let r = roles_from(&[probe(true, 50, "a"), probe(false, 100, "b")], &["a", "b"]);
+        assert_eq!(r.primary, Some(1));
+        assert_eq!(r.replicas, vec![(0, None)]);
+    }
+
+    #[test]
     fn two_writable_nodes_mean_no_primary() {
-        let r = roles_from(&[Some((false, None)), Some((false, None))]);
+        let r = roles_from(&[probe(false, 1, "a"), probe(false, 1, "b")], &["a", "b"]);
         assert_eq!(r.primary, None);
     }
 }

@@ -58,12 +58,18 @@ pub async fn stop_replication(conn: &mut Conn) -> mysql_async::Result<()> {
 }
 
 /// Writes the heartbeat the application servers measure replica lag with.
-pub async fn heartbeat(conn: &mut Conn) -> mysql_async::Result<()> {
+/// It names the primary that wrote it: a read-only node whose heartbeat
+/// comes from another (former) primary is not replicating from this one.
+pub async fn heartbeat(conn: &mut Conn, primary: &str) -> mysql_async::Result<()> {
     conn.query_drop(
         "CREATE TABLE IF NOT EXISTS webinfra.heartbeat (\
-           id TINYINT UNSIGNED NOT NULL PRIMARY KEY, ts DATETIME(6) NOT NULL) ENGINE = InnoDB",
+           id TINYINT UNSIGNED NOT NULL PRIMARY KEY, ts DATETIME(6) NOT NULL, \
+           source VARCHAR(64) NOT NULL DEFAULT '') ENGINE = InnoDB",
     )
     .await?;
-    conn.query_drop("REPLACE INTO webinfra.heartbeat (id, ts) VALUES (1, UTC_TIMESTAMP(6))")
-        .await
+    conn.exec_drop(
+        "REPLACE INTO webinfra.heartbeat (id, ts, source) VALUES (1, UTC_TIMESTAMP(6), ?)",
+        (primary,),
+    )
+    .await
 }

@@ -459,6 +459,7 @@ impl Monitor {
             to: name,
             duration_ms: started.elapsed().as_millis() as u64,
             reason: reason.into(),
+            writes_paused_ms: None,
         });
         self.save(st.clone());
         Some(best)
@@ -544,6 +545,7 @@ impl Monitor {
             to: self.nodes[t].spec.name.clone(),
             duration_ms: started.elapsed().as_millis() as u64,
             reason: format!("requested; writes paused {} ms", pause.as_millis()),
+            writes_paused_ms: Some(pause.as_millis() as u64),
         };
         st.primary = Some(self.nodes[t].spec.name.clone());
         st.changes += 1;
@@ -551,6 +553,8 @@ impl Monitor {
         self.save(st);
         let addr = self.nodes[t].spec.sql;
         let _ = actions::replicate_from(&mut old, addr, &self.repl_password, true).await;
+        let probes = self.probe_all().await;
+        self.publish(&probes, &self.state(), None);
         tracing::warn!(from = %record.from, to = %record.to, pause_ms = pause.as_millis() as u64, "switchover done");
         Ok(record)
     }
@@ -605,10 +609,11 @@ impl Monitor {
 
     fn spawn_heartbeat(&self, p: usize) {
         let pool = self.nodes[p].pool.clone();
+        let name = self.nodes[p].spec.name.clone();
         tokio::spawn(async move {
             let beat = async {
                 let mut conn = pool.get_conn().await?;
-                actions::heartbeat(&mut conn).await
+                actions::heartbeat(&mut conn, &name).await
             };
             if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(2), beat).await {
                 tracing::debug!(error = %e, "heartbeat failed");

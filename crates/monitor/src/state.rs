@@ -20,6 +20,9 @@ pub struct Failover {
     pub duration_ms: u64,
     /// Why.
     pub reason: String,
+    /// How long writes were refused (switchover: old primary read-only until the new one is writable).
+    #[serde(default)]
+    pub writes_paused_ms: Option<u64>,
 }
 
 /// What the monitor remembers.

@@ -8,6 +8,7 @@
 //! binary exits.
 
 pub mod http;
+pub mod load;
 pub mod mariadb;
 mod stack;
 

@@ -278,6 +278,42 @@ impl Stack {
         })
     }
 
+    /// `webinfra db status --json`: the database monitor's view.
+    pub fn cluster(&self) -> serde_json::Value {
+        let out = self.webinfra(&["db", "status", "--json"]);
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The current primary's name, as the monitor reports it.
+    pub fn primary(&self) -> Option<String> {
+        self.cluster()["primary"].as_str().map(String::from)
+    }
+
+    /// A node's role as the monitor reports it (`primary`, `replica`, `diverged`, `down`, ...).
+    pub fn role_of(&self, node: &str) -> Option<String> {
+        self.cluster()["nodes"]
+            .as_array()?
+            .iter()
+            .find(|n| n["name"] == node)
+            .and_then(|n| n["role"].as_str().map(String::from))
+    }
+
+    /// The pid of `node`'s mariadbd, from its pid file.
+    pub fn mariadbd_pid(&self, node: &str) -> u32 {
+        let path = self.state_dir.join(node).join("mariadb/run/mariadb.pid");
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .trim()
+            .parse()
+            .expect("a pid")
+    }
+
+    /// The SQL address of the node named `db-0N`.
+    pub fn db_named(&self, node: &str) -> SocketAddr {
+        let n: u8 = node.trim_start_matches("db-0").parse().expect("db-0N");
+        self.db(n)
+    }
+
     /// The pids of every component on `host`, from `webinfra status`.
     pub fn pids_of(&self, host: &str) -> Vec<u32> {
         self.status()["components"]

@@ -30,7 +30,10 @@ pub async fn db(stack: &StackArgs, command: &DbCommand) -> i32 {
             return 1;
         }
         Err(e) => {
-            eprintln!("webinfra: cannot reach the database monitor at {}: {e}", db.monitor);
+            eprintln!(
+                "webinfra: cannot reach the database monitor at {}: {e}",
+                db.monitor
+            );
             return 1;
         }
     };
@@ -39,9 +42,13 @@ pub async fn db(stack: &StackArgs, command: &DbCommand) -> i32 {
         return 1;
     }
     match command {
-        DbCommand::Status { json: true } => println!("{}", serde_json::to_string_pretty(&body).expect("JSON")),
+        DbCommand::Status { json: true } => {
+            println!("{}", serde_json::to_string_pretty(&body).expect("JSON"))
+        }
         DbCommand::Status { json: false } => print_cluster(&body),
-        DbCommand::Rejoin { node } => println!("{node} may rejoin; the monitor retries within a second"),
+        DbCommand::Rejoin { node } => {
+            println!("{node} may rejoin; the monitor retries within a second")
+        }
         _ => println!(
             "{} {} -> {} in {} ms ({})",
             body["kind"].as_str().unwrap_or("?"),
@@ -58,12 +65,19 @@ fn print_cluster(c: &Value) {
     println!(
         "cluster: {}{}",
         c["status"].as_str().unwrap_or("?"),
-        c["detail"].as_str().map(|d| format!(" ({d})")).unwrap_or_default()
+        c["detail"]
+            .as_str()
+            .map(|d| format!(" ({d})"))
+            .unwrap_or_default()
     );
     println!(
         "primary: {}   semi-sync: {}   primary changes: {}",
         c["primary"].as_str().unwrap_or("none"),
-        if c["semi_sync"] == true { "on" } else { "OFF (async: acknowledged writes are at risk)" },
+        if c["semi_sync"] == true {
+            "on"
+        } else {
+            "OFF (async: acknowledged writes are at risk)"
+        },
         c["changes"]
     );
     if let Some(f) = c.get("last_failover").filter(|f| !f.is_null()) {
@@ -77,7 +91,10 @@ fn print_cluster(c: &Value) {
         );
     }
     println!();
-    println!("{:<10} {:<22} {:<10} {:<28} {:<28} {:<8} REPLICATION", "NODE", "ADDRESS", "ROLE", "GTID CURRENT", "GTID RECEIVED", "LAG");
+    println!(
+        "{:<10} {:<22} {:<10} {:<28} {:<28} {:<8} REPLICATION",
+        "NODE", "ADDRESS", "ROLE", "GTID CURRENT", "GTID RECEIVED", "LAG"
+    );
     for n in c["nodes"].as_array().into_iter().flatten() {
         let p = &n["probe"];
         let slave = &p["slave"];
@@ -90,7 +107,11 @@ fn print_cluster(c: &Value) {
                 slave["master_port"],
                 slave["io_running"].as_str().unwrap_or("?"),
                 slave["sql_running"].as_str().unwrap_or("?"),
-                slave["last_error"].as_str().filter(|e| !e.is_empty()).map(|e| format!(" error: {e}")).unwrap_or_default()
+                slave["last_error"]
+                    .as_str()
+                    .filter(|e| !e.is_empty())
+                    .map(|e| format!(" error: {e}"))
+                    .unwrap_or_default()
             )
         };
         println!(
@@ -100,7 +121,10 @@ fn print_cluster(c: &Value) {
             n["role"].as_str().unwrap_or("?"),
             p["gtid_current_pos"].as_str().unwrap_or("-"),
             slave["gtid_io_pos"].as_str().unwrap_or("-"),
-            slave["seconds_behind"].as_u64().map(|s| format!("{s}s")).unwrap_or_else(|| "-".into()),
+            slave["seconds_behind"]
+                .as_u64()
+                .map(|s| format!("{s}s"))
+                .unwrap_or_else(|| "-".into()),
             repl
         );
     }

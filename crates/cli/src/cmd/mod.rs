@@ -1,8 +1,8 @@
 //! One module per command; each returns the process exit code.
 
 mod check;
-mod db;
 mod control;
+mod db;
 mod run;
 mod status;
 mod up;
