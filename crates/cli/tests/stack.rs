@@ -451,3 +451,51 @@ fn http2_prior_knowledge_is_served() {
         .expect("curl is installed");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "200 2");
 }
+
+#[test]
+fn read_your_writes_a_post_then_an_immediate_get_never_404s() {
+    let (stack, _serial) = stack();
+    for i in 0..100 {
+        let r = post(stack, "ryw", &format!("ryw {i}"));
+        assert_eq!(r.status, 201, "{}", r.text());
+        let id = r.json()["id"].as_u64().unwrap();
+        let cookie = r
+            .header("set-cookie")
+            .expect("a GTID cookie")
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        assert!(cookie.starts_with("wi_gtid=0-"), "{cookie}");
+        let path = format!("/api/messages/{id}");
+        // A browser sends the cookie back: a replica answers once it has the write.
+        let with = http::request(stack.site(), "GET", &path, &[("Cookie", &cookie)], b"").unwrap();
+        assert_eq!(
+            with.status,
+            200,
+            "with the cookie, round {i}: {}",
+            with.text()
+        );
+        // curl does not: a miss on a replica is checked on the primary before a 404.
+        let without = http::get(stack.site(), &path).unwrap();
+        assert_eq!(
+            without.status,
+            200,
+            "without the cookie, round {i}: {}",
+            without.text()
+        );
+        let listed = http::request(
+            stack.site(),
+            "GET",
+            "/api/messages?limit=1",
+            &[("Cookie", &cookie)],
+            b"",
+        )
+        .unwrap();
+        assert_eq!(
+            listed.json()["messages"][0]["id"].as_u64(),
+            Some(id),
+            "round {i}"
+        );
+    }
+}

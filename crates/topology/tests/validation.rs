@@ -114,7 +114,7 @@ fn lb_admin_port_equal_to_its_listener() {
 
 #[test]
 fn role_naming_a_missing_host() {
-    let src = FOOBAR.replace("host = \"lb-01\"", "host = \"lb-09\"");
+    let src = FOOBAR.replacen("\nhost = \"lb-01\"", "\nhost = \"lb-09\"", 1);
     let line = line_of(&src, "lb-09");
     assert_one(&src, line, 8, "load_balancer.host", "no host named `lb-09`");
     let src = FOOBAR.replace("replicas = [\"db-02\"]", "replicas = [\"db-03\"]");
