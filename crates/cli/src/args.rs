@@ -16,7 +16,7 @@ pub struct Cli {
 #[derive(Debug, clap::Args, Clone)]
 pub struct StackArgs {
     /// Topology file.
-    #[arg(long, short = 't', default_value = webinfra_topology::DEFAULT_TOPOLOGY, env = "WEBINFRA_TOPOLOGY")]
+    #[arg(long, short = 't', global = true, default_value = webinfra_topology::DEFAULT_TOPOLOGY, env = "WEBINFRA_TOPOLOGY")]
     pub topology: PathBuf,
     /// Directory for data, logs and credentials; kept between runs.
     #[arg(

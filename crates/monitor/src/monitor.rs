@@ -246,18 +246,15 @@ impl Monitor {
                     // would let it write to a read-only node too.
                     self.spawn_heartbeat(p);
                 }
-                let replicas_attached = probes.iter().enumerate().any(|(i, r)| {
-                    i != p
-                        && r.as_ref()
-                            .is_ok_and(|r| r.slave.as_ref().is_some_and(|s| s.io_running == "Yes"))
-                });
-                if replicas_attached && !pp.semi_sync_active {
-                    if !tick.semi_sync_warned {
-                        tracing::error!(primary = %self.nodes[p].spec.name, "semi-synchronous replication fell back to ASYNC: acknowledged writes can be lost in a failover");
-                        tick.semi_sync_warned = true;
-                    }
+                // With no replica acknowledging, commits do not wait: say so, loudly, once.
+                if !pp.semi_sync_active && !tick.semi_sync_warned {
+                    tracing::error!(
+                        primary = %self.nodes[p].spec.name,
+                        "semi-synchronous replication is OFF (async): acknowledged writes can be lost in a failover"
+                    );
+                    tick.semi_sync_warned = true;
                 } else if pp.semi_sync_active && tick.semi_sync_warned {
-                    tracing::info!("semi-synchronous replication is active again");
+                    tracing::warn!(primary = %self.nodes[p].spec.name, "semi-synchronous replication is active again");
                     tick.semi_sync_warned = false;
                 }
             }
