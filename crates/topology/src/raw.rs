@@ -41,8 +41,18 @@ pub struct RawLoadBalancer {
     pub port: S<u16>,
     pub admin_port: S<u16>,
     pub algorithm: Option<S<String>>,
-    pub servers: S<Vec<S<String>>>,
+    pub servers: Option<S<Vec<S<String>>>>,
+    #[serde(default, rename = "backend")]
+    pub backends: Vec<RawBackend>,
     pub health_check: Option<RawHealthCheck>,
+}
+
+/// A backend given by address (any HTTP server, not only webinfra's).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackend {
+    pub name: S<String>,
+    pub address: S<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -364,17 +364,42 @@ fn load_balancer(c: &mut Checker, lb: &RawLoadBalancer, web: Option<&Web>) -> Op
             Algorithm::RoundRobin
         }
     };
-    let names = c.host_list(&lb.servers, "load_balancer.servers");
-    let mut servers = Vec::new();
-    for (name, raw_name) in names.iter().zip(lb.servers.get_ref()) {
-        match web.filter(|w| w.hosts.contains(name)) {
-            Some(w) => servers.push((name.clone(), SocketAddr::new(c.hosts[name], w.port))),
-            None => c.error(
-                raw_name.span(),
-                "load_balancer.servers",
-                format!("`{name}` runs no web server (add it to web.hosts)"),
-            ),
+    let mut servers: Vec<(String, SocketAddr)> = Vec::new();
+    if let Some(list) = &lb.servers {
+        let names = c.host_list(list, "load_balancer.servers");
+        for raw_name in list.get_ref() {
+            let name = raw_name.get_ref();
+            if !names.contains(name) {
+                continue;
+            }
+            match web.filter(|w| w.hosts.contains(name)) {
+                Some(w) => servers.push((name.clone(), SocketAddr::new(c.hosts[name], w.port))),
+                None => c.error(
+                    raw_name.span(),
+                    "load_balancer.servers",
+                    format!("`{name}` runs no web server (add it to web.hosts, or list it as a [[load_balancer.backend]])"),
+                ),
+            }
         }
+    }
+    for b in &lb.backends {
+        let (name, addr) = (b.name.get_ref(), *b.address.get_ref());
+        if !valid_name(name) {
+            c.error(b.name.span(), "load_balancer.backend.name", format!("`{name}` is not a valid name (letters, digits, '-', '_')"));
+        } else if servers.iter().any(|(n, _)| n == name) {
+            c.error(b.name.span(), "load_balancer.backend.name", format!("duplicate server name `{name}`"));
+        } else if let Some((other, _)) = servers.iter().find(|(_, a)| *a == addr) {
+            c.error(b.address.span(), "load_balancer.backend.address", format!("{addr} is already server `{other}`"));
+        } else {
+            servers.push((name.clone(), addr));
+        }
+    }
+    if servers.is_empty() && c.errors.is_empty() {
+        c.error(
+            0..0,
+            "load_balancer",
+            "no servers: list web hosts in `servers` or add [[load_balancer.backend]] entries".into(),
+        );
     }
     let health_check = health_check(c, lb.health_check.as_ref());
     Some(LoadBalancer {

@@ -161,3 +161,22 @@ fn missing_file_names_the_file() {
         "{err}"
     );
 }
+
+const LB_ONLY: &str = include_str!("../../../topologies/lb-only.toml");
+
+#[test]
+fn a_load_balancer_alone_in_front_of_backend_addresses() {
+    let t = Topology::parse_str(LB_ONLY, "lb-only.toml").unwrap();
+    let lb = t.load_balancer.unwrap();
+    let servers: Vec<String> = lb.servers.iter().map(|(n, a)| format!("{n}={a}")).collect();
+    assert_eq!(servers, ["app-a=127.0.0.1:9001", "app-b=127.0.0.1:9002"]);
+    assert!(t.database.is_none() && t.web.is_none());
+}
+
+#[test]
+fn two_backends_on_one_address() {
+    let src = LB_ONLY.replace("127.0.0.1:9002", "127.0.0.1:9001");
+    let lines: Vec<&str> = src.lines().collect();
+    let line = lines.iter().rposition(|l| l.contains("127.0.0.1:9001")).unwrap() + 1;
+    assert_one(&src, line, 11, "load_balancer.backend.address", "already server `app-a`");
+}
