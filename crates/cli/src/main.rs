@@ -20,10 +20,19 @@ fn main() {
         _ => "warn",
     };
     webinfra_telemetry::init(level);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    // On one CPU (e.g. pinned with taskset) a single-threaded scheduler does
+    // the same work without the work-stealing machinery.
+    let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+    let runtime = if one_cpu {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    }
+    .expect("tokio runtime");
     let code = runtime.block_on(cmd::dispatch(args));
     // Do not wait for detached tasks (e.g. a blocked stdin reader).
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));

@@ -2,6 +2,7 @@
 //! server when that cannot duplicate anything.
 
 use crate::{Balancer, ServerSet};
+use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -19,6 +20,8 @@ pub struct State {
     pub servers: Arc<ServerSet>,
     pub balancer: Arc<dyn Balancer>,
     pub client: UpstreamClient,
+    /// Log every proxied request.
+    pub access_log: bool,
 }
 
 pub async fn handle(
@@ -36,10 +39,14 @@ pub async fn handle(
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::append_forwarded_for(&mut parts.headers, peer.ip());
     headers::set_forwarded_proto(&mut parts.headers, "http");
-    let span = tracing::info_span!("request", id = %request_id, %peer);
-    forward(&state, parts, incoming, &request_id, start)
-        .instrument(span)
-        .await
+    if state.access_log {
+        let span = tracing::info_span!("request", id = %request_id, %peer);
+        forward(&state, parts, incoming, &request_id, start)
+            .instrument(span)
+            .await
+    } else {
+        forward(&state, parts, incoming, &request_id, start).await
+    }
 }
 
 async fn forward(
@@ -49,22 +56,27 @@ async fn forward(
     request_id: &str,
     start: Instant,
 ) -> Response<ResBody> {
-    let payload = match Limited::new(incoming, MAX_BODY).collect().await {
-        Ok(collected) => {
-            headers::body_buffered(&mut parts.headers);
-            collected.to_bytes()
-        }
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return finish(
-                text_response(StatusCode::PAYLOAD_TOO_LARGE, "413 Payload Too Large"),
-                request_id,
-            )
-        }
-        Err(e) => {
-            return finish(
-                text_response(StatusCode::BAD_REQUEST, format!("400 Bad Request: {e}")),
-                request_id,
-            )
+    // Most requests have no body: nothing to wait for.
+    let payload = if http_body::Body::is_end_stream(&incoming) {
+        Bytes::new()
+    } else {
+        match Limited::new(incoming, MAX_BODY).collect().await {
+            Ok(collected) => {
+                headers::body_buffered(&mut parts.headers);
+                collected.to_bytes()
+            }
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return finish(
+                    text_response(StatusCode::PAYLOAD_TOO_LARGE, "413 Payload Too Large"),
+                    request_id,
+                )
+            }
+            Err(e) => {
+                return finish(
+                    text_response(StatusCode::BAD_REQUEST, format!("400 Bad Request: {e}")),
+                    request_id,
+                )
+            }
         }
     };
 
@@ -102,7 +114,8 @@ async fn forward(
             Ok(resp) => {
                 let (mut rparts, rbody) = resp.into_parts();
                 headers::strip_hop_by_hop(&mut rparts.headers);
-                tracing::info!(
+                if state.access_log {
+                    tracing::info!(
                     method = %parts.method,
                     path = %parts.uri.path(),
                     server = %upstream.name,
@@ -110,7 +123,8 @@ async fn forward(
                     retries = tried.len(),
                     ms = start.elapsed().as_secs_f64() * 1000.0,
                     "proxied"
-                );
+                    );
+                }
                 return finish(
                     Response::from_parts(rparts, body::stream(rbody)),
                     request_id,

@@ -47,6 +47,7 @@ pub async fn run(
         servers: servers.clone(),
         balancer,
         client: UpstreamClient::new(Duration::from_secs(2), Duration::from_secs(60)),
+        access_log: config.access_log,
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let admin_task = tokio::spawn(admin::run(admin, servers, stop_rx));

@@ -69,6 +69,8 @@ pub struct LoadBalancer {
     pub servers: Vec<(String, SocketAddr)>,
     /// Active health check.
     pub health_check: HealthCheck,
+    /// Log every request (with its request id); off, like `access_log off` in nginx.
+    pub access_log: bool,
 }
 
 /// The web server tier.

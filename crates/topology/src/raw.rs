@@ -45,6 +45,7 @@ pub struct RawLoadBalancer {
     #[serde(default, rename = "backend")]
     pub backends: Vec<RawBackend>,
     pub health_check: Option<RawHealthCheck>,
+    pub access_log: Option<S<bool>>,
 }
 
 /// A backend given by address (any HTTP server, not only webinfra's).

@@ -385,11 +385,23 @@ fn load_balancer(c: &mut Checker, lb: &RawLoadBalancer, web: Option<&Web>) -> Op
     for b in &lb.backends {
         let (name, addr) = (b.name.get_ref(), *b.address.get_ref());
         if !valid_name(name) {
-            c.error(b.name.span(), "load_balancer.backend.name", format!("`{name}` is not a valid name (letters, digits, '-', '_')"));
+            c.error(
+                b.name.span(),
+                "load_balancer.backend.name",
+                format!("`{name}` is not a valid name (letters, digits, '-', '_')"),
+            );
         } else if servers.iter().any(|(n, _)| n == name) {
-            c.error(b.name.span(), "load_balancer.backend.name", format!("duplicate server name `{name}`"));
+            c.error(
+                b.name.span(),
+                "load_balancer.backend.name",
+                format!("duplicate server name `{name}`"),
+            );
         } else if let Some((other, _)) = servers.iter().find(|(_, a)| *a == addr) {
-            c.error(b.address.span(), "load_balancer.backend.address", format!("{addr} is already server `{other}`"));
+            c.error(
+                b.address.span(),
+                "load_balancer.backend.address",
+                format!("{addr} is already server `{other}`"),
+            );
         } else {
             servers.push((name.clone(), addr));
         }
@@ -398,7 +410,8 @@ fn load_balancer(c: &mut Checker, lb: &RawLoadBalancer, web: Option<&Web>) -> Op
         c.error(
             0..0,
             "load_balancer",
-            "no servers: list web hosts in `servers` or add [[load_balancer.backend]] entries".into(),
+            "no servers: list web hosts in `servers` or add [[load_balancer.backend]] entries"
+                .into(),
         );
     }
     let health_check = health_check(c, lb.health_check.as_ref());
@@ -409,6 +422,7 @@ fn load_balancer(c: &mut Checker, lb: &RawLoadBalancer, web: Option<&Web>) -> Op
         algorithm,
         servers,
         health_check,
+        access_log: lb.access_log.as_ref().is_none_or(|a| *a.get_ref()),
     })
 }
 

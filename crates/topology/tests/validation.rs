@@ -177,6 +177,16 @@ fn a_load_balancer_alone_in_front_of_backend_addresses() {
 fn two_backends_on_one_address() {
     let src = LB_ONLY.replace("127.0.0.1:9002", "127.0.0.1:9001");
     let lines: Vec<&str> = src.lines().collect();
-    let line = lines.iter().rposition(|l| l.contains("127.0.0.1:9001")).unwrap() + 1;
-    assert_one(&src, line, 11, "load_balancer.backend.address", "already server `app-a`");
+    let line = lines
+        .iter()
+        .rposition(|l| l.contains("127.0.0.1:9001"))
+        .unwrap()
+        + 1;
+    assert_one(
+        &src,
+        line,
+        11,
+        "load_balancer.backend.address",
+        "already server `app-a`",
+    );
 }
