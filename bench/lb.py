@@ -123,10 +123,10 @@ def wrk(port, path, pid):
     total = int(re.search(r"(\d+) requests in", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     try:
-        p50 = to_ms(re.search(r"50%\s+(\S+)", out).group(1))
-        p99 = to_ms(re.search(r"99%\s+(\S+)", out).group(1))
+        p50 = to_ms(re.search(r"^\s+50%[ \t]+(\S+)", out, re.M).group(1))
+        p99 = to_ms(re.search(r"^\s+99%[ \t]+(\S+)", out, re.M).group(1))
     except AttributeError:
-        print("cannot parse wrk's output:\n" + out, file=sys.stderr)
+        print("cannot parse wrk's latency output:\n" + out, file=sys.stderr, flush=True)
         p50 = p99 = float("nan")
     return {"rps": rps, "p50": p50, "p99": p99, "cpu_us": used / total * 1e6 if pid else 0,
             "errors": int(errors.group(1)) if errors else 0}
@@ -151,7 +151,9 @@ try:
                 results.setdefault((name, path), []).append(res)
                 print(f"round {r + 1} {path:6} {name:9} {res['rps']:9.0f} req/s  p50 {res['p50']:.2f} ms  "
                       f"p99 {res['p99']:.2f} ms  cpu {res['cpu_us']:.1f} us/req  errors {res['errors']}", flush=True)
-    med = lambda name, path, k: statistics.median(x[k] for x in results[(name, path)])
+    def med(name, path, k):
+        xs = [x[k] for x in results[(name, path)] if x[k] == x[k]]  # skip NaN (unparsed)
+        return statistics.median(xs) if xs else float("nan")
     print()
     print(f"medians of {ROUNDS} rounds, wrk -t1 -c50 -d{SECONDS}s, proxies pinned to CPU {PROXY_CPU}, wrk and backends to CPU {LOAD_CPU}")
     print(f"{'response':9} {'path':9} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU us/req':>10} {'req/s vs HAProxy':>17} {'CPU vs HAProxy':>15}")
