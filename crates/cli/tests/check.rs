@@ -82,3 +82,30 @@ fn unknown_role_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown role `cache`"));
 }
+
+#[test]
+fn up_without_mariadb_says_what_to_install() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "up",
+            "--topology",
+            "../../topologies/foobar.toml",
+            "--state-dir",
+        ])
+        .arg(dir.path().join("state"))
+        .env("WEBINFRA_MARIADB_BIN_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("`mariadbd` not found"), "{stderr}");
+    assert!(
+        stderr.contains("apt-get install mariadb-server"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("state").exists(),
+        "nothing is started or created"
+    );
+}

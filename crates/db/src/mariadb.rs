@@ -29,13 +29,24 @@ pub struct Binaries {
 }
 
 impl Binaries {
-    /// Finds the programs in `PATH`, `/usr/sbin` and `/usr/bin`.
+    /// Finds the programs in `PATH`, `/usr/sbin` and `/usr/bin`, or only in
+    /// `$WEBINFRA_MARIADB_BIN_DIR` when that is set.
     pub fn locate() -> anyhow::Result<Binaries> {
-        let find = |name: &str| -> anyhow::Result<PathBuf> {
-            let path = std::env::var("PATH").unwrap_or_default();
-            let found = path
+        let dirs: Vec<String> = match std::env::var("WEBINFRA_MARIADB_BIN_DIR") {
+            Ok(dir) => vec![dir],
+            Err(_) => std::env::var("PATH")
+                .unwrap_or_default()
                 .split(':')
-                .chain(["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"])
+                .map(String::from)
+                .chain(
+                    ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"]
+                        .map(String::from),
+                )
+                .collect(),
+        };
+        let find = |name: &str| -> anyhow::Result<PathBuf> {
+            let found = dirs
+                .iter()
                 .map(|d| Path::new(d).join(name))
                 .find(|p| p.is_file());
             found.with_context(|| format!("`{name}` not found: {INSTALL_HINT}"))
