@@ -28,6 +28,19 @@ pub struct StackArgs {
     pub state_dir: PathBuf,
 }
 
+/// Where a running stack keeps its state (for commands that need no topology).
+#[derive(Debug, clap::Args, Clone)]
+pub struct StateArgs {
+    /// State directory of the stack.
+    #[arg(
+        long,
+        short = 's',
+        default_value = ".webinfra",
+        env = "WEBINFRA_STATE_DIR"
+    )]
+    pub state_dir: PathBuf,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start the stack: every role as its own process, MariaDB provisioned.
@@ -50,14 +63,8 @@ pub enum Command {
     },
     /// Stop a running stack (started with `up --detach` or in another shell).
     Down {
-        /// State directory of the stack.
-        #[arg(
-            long,
-            short = 's',
-            default_value = ".webinfra",
-            env = "WEBINFRA_STATE_DIR"
-        )]
-        state_dir: PathBuf,
+        #[command(flatten)]
+        state: StateArgs,
     },
     /// Show every component: role, address, pid, health, database replication.
     Status {
@@ -77,27 +84,15 @@ pub enum Command {
     Start {
         /// Component or host name.
         name: String,
-        /// State directory of the stack.
-        #[arg(
-            long,
-            short = 's',
-            default_value = ".webinfra",
-            env = "WEBINFRA_STATE_DIR"
-        )]
-        state_dir: PathBuf,
+        #[command(flatten)]
+        state: StateArgs,
     },
     /// Stop a component or a host's components (SIGTERM, like a clean shutdown).
     Stop {
         /// Component or host name.
         name: String,
-        /// State directory of the stack.
-        #[arg(
-            long,
-            short = 's',
-            default_value = ".webinfra",
-            env = "WEBINFRA_STATE_DIR"
-        )]
-        state_dir: PathBuf,
+        #[command(flatten)]
+        state: StateArgs,
     },
     /// The database tier: status, switchover, failover, rejoin.
     Db {

@@ -1,10 +1,10 @@
 //! The database node's admin address: `/healthz` with the node's status as JSON.
 
 use crate::status::Monitor;
-use http::{header, Response, StatusCode};
+use http::StatusCode;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use webinfra_proxy::{full, text_response};
+use webinfra_proxy::{json_response, text_response};
 
 pub async fn run(
     listener: TcpListener,
@@ -28,11 +28,7 @@ pub async fn run(
                 } else {
                     StatusCode::SERVICE_UNAVAILABLE
                 };
-                Response::builder()
-                    .status(code)
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .body(full(serde_json::to_string(&status).expect("serialisable")))
-                    .expect("valid response")
+                json_response(code, &serde_json::to_value(&status).expect("serialisable"))
             }
         },
         shutdown,

@@ -1,10 +1,10 @@
 //! The load balancer's admin address: `/healthz` and `/servers` (JSON).
 
 use crate::ServerSet;
-use http::{header, Response, StatusCode};
+use http::StatusCode;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use webinfra_proxy::{full, text_response, ResBody};
+use webinfra_proxy::{json_response, text_response};
 
 pub async fn run(
     listener: TcpListener,
@@ -31,7 +31,7 @@ pub async fn run(
                         let mut body = servers.status_json();
                         body["status"] = status.into();
                         body["role"] = "load-balancer".into();
-                        json(code, body)
+                        json_response(code, &body)
                     }
                     _ => text_response(StatusCode::NOT_FOUND, "404 Not Found"),
                 }
@@ -40,12 +40,4 @@ pub async fn run(
         shutdown,
     )
     .await;
-}
-
-fn json(status: StatusCode, body: serde_json::Value) -> Response<ResBody> {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(full(body.to_string()))
-        .expect("valid response")
 }

@@ -7,15 +7,7 @@ use http::{header, Method, Response, StatusCode};
 use serde_json::json;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use webinfra_proxy::{full, ResBody};
-
-fn json_response(code: StatusCode, body: serde_json::Value) -> Response<ResBody> {
-    Response::builder()
-        .status(code)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(full(body.to_string()))
-        .expect("valid response")
-}
+use webinfra_proxy::{full, json_response, ResBody};
 
 pub async fn serve(
     listener: TcpListener,
@@ -39,7 +31,7 @@ pub async fn serve(
                         } else {
                             StatusCode::OK
                         };
-                        json_response(code, body)
+                        json_response(code, &body)
                     }
                     (Method::GET, "/metrics") => metrics(&monitor),
                     (Method::POST, "/switchover") => {
@@ -54,14 +46,15 @@ pub async fn serve(
                         match monitor.rejoin(&p["/rejoin/".len()..]) {
                             Ok(()) => json_response(
                                 StatusCode::OK,
-                                json!({ "rejoining": &p["/rejoin/".len()..] }),
+                                &json!({ "rejoining": &p["/rejoin/".len()..] }),
                             ),
-                            Err(e) => json_response(StatusCode::NOT_FOUND, json!({ "error": e })),
+                            Err(e) => json_response(StatusCode::NOT_FOUND, &json!({ "error": e })),
                         }
                     }
-                    _ => {
-                        json_response(StatusCode::NOT_FOUND, json!({ "error": "unknown request" }))
-                    }
+                    _ => json_response(
+                        StatusCode::NOT_FOUND,
+                        &json!({ "error": "unknown request" }),
+                    ),
                 }
             }
         },
@@ -74,9 +67,9 @@ fn done(r: Result<crate::state::Failover, String>) -> Response<ResBody> {
     match r {
         Ok(f) => json_response(
             StatusCode::OK,
-            serde_json::to_value(f).expect("serialisable"),
+            &serde_json::to_value(f).expect("serialisable"),
         ),
-        Err(e) => json_response(StatusCode::CONFLICT, json!({ "error": e })),
+        Err(e) => json_response(StatusCode::CONFLICT, &json!({ "error": e })),
     }
 }
 

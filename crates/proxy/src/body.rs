@@ -33,3 +33,12 @@ pub fn text_response(status: StatusCode, text: impl Into<String>) -> Response<Re
 pub fn stream(body: hyper::body::Incoming) -> ResBody {
     body.map_err(|e| Box::new(e) as BoxError).boxed_unsync()
 }
+
+/// A JSON response (admin and health endpoints).
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<ResBody> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(full(body.to_string()))
+        .expect("static response parts are valid")
+}

@@ -12,6 +12,6 @@ pub mod headers;
 pub mod probe;
 pub mod serve;
 
-pub use body::{full, text_response, ResBody};
+pub use body::{full, json_response, text_response, ResBody};
 pub use client::{ProxyError, ProxyErrorKind, Upstream, UpstreamClient};
 pub use serve::serve;

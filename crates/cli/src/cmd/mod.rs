@@ -33,10 +33,12 @@ pub async fn dispatch(cli: Cli) -> i32 {
             up::up(&stack, mode, &hosts).await
         }
         Command::Db { stack, command } => db::db(&stack, &command).await,
-        Command::Down { state_dir } => control::down(&state_dir).await,
+        Command::Down { state } => control::down(&state.state_dir).await,
         Command::Status { stack, json } => status::status(&stack, json).await,
-        Command::Start { name, state_dir } => control::start_stop(&state_dir, "start", &name).await,
-        Command::Stop { name, state_dir } => control::start_stop(&state_dir, "stop", &name).await,
+        Command::Start { name, state } => {
+            control::start_stop(&state.state_dir, "start", &name).await
+        }
+        Command::Stop { name, state } => control::start_stop(&state.state_dir, "stop", &name).await,
     }
 }
 
