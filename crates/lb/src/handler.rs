@@ -41,11 +41,11 @@ pub async fn handle(
     headers::set_forwarded_proto(&mut parts.headers, "http");
     if state.access_log {
         let span = tracing::info_span!("request", id = %request_id, %peer);
-        forward(&state, parts, incoming, &request_id, start)
+        forward(&state, parts, incoming, &request_id, start, peer)
             .instrument(span)
             .await
     } else {
-        forward(&state, parts, incoming, &request_id, start).await
+        forward(&state, parts, incoming, &request_id, start, peer).await
     }
 }
 
@@ -55,6 +55,7 @@ async fn forward(
     incoming: Incoming,
     request_id: &str,
     start: Instant,
+    peer: SocketAddr,
 ) -> Response<ResBody> {
     // Most requests have no body: nothing to wait for.
     let payload = if http_body::Body::is_end_stream(&incoming) {
@@ -83,9 +84,8 @@ async fn forward(
     let mut tried: Vec<usize> = Vec::new();
     let mut last_error = None;
     loop {
-        let up = state.servers.up();
-        let candidates: Vec<usize> = up.iter().copied().filter(|i| !tried.contains(i)).collect();
-        let Some(i) = state.balancer.pick(&candidates) else {
+        let candidates = state.servers.candidates(&tried);
+        let Some(i) = state.balancer.pick(&candidates, peer.ip(), &*state.servers) else {
             let resp = match last_error {
                 Some(e) => e,
                 None => {
@@ -110,6 +110,7 @@ async fn forward(
         let req = builder
             .body(Full::new(payload.clone()))
             .expect("parts of a valid request");
+        let in_flight = state.servers.start_request(i);
         match state.client.send(upstream, req).await {
             Ok(resp) => {
                 let (mut rparts, rbody) = resp.into_parts();
@@ -125,8 +126,12 @@ async fn forward(
                     "proxied"
                     );
                 }
+                let tracked = Tracked {
+                    inner: body::stream(rbody),
+                    _in_flight: in_flight,
+                };
                 return finish(
-                    Response::from_parts(rparts, body::stream(rbody)),
+                    Response::from_parts(rparts, http_body_util::BodyExt::boxed_unsync(tracked)),
                     request_id,
                 );
             }
@@ -159,4 +164,30 @@ fn finish(mut resp: Response<ResBody>, request_id: &str) -> Response<ResBody> {
         resp.headers_mut().insert(headers::REQUEST_ID, v);
     }
     resp
+}
+
+/// A response body that keeps its server's in-flight count until it is done.
+struct Tracked {
+    inner: ResBody,
+    _in_flight: crate::health::InFlight,
+}
+
+impl http_body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = webinfra_proxy::body::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }

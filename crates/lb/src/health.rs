@@ -11,6 +11,7 @@ use http::{header, Request};
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use serde_json::json;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::net::TcpStream;
@@ -39,6 +40,12 @@ struct Counters {
 pub struct ServerSet {
     /// The servers, indexed as everywhere else in this crate.
     pub upstreams: Vec<Upstream>,
+    /// Weights for weighted algorithms.
+    weights: Vec<u32>,
+    /// Backup servers get traffic only while no other server is up.
+    backup: Vec<bool>,
+    /// Requests in flight per server (until the response body is done).
+    in_flight: Vec<AtomicUsize>,
     check: HealthCheck,
     counters: Mutex<Vec<Counters>>,
     /// Indices of servers that are up; read on every request.
@@ -46,8 +53,19 @@ pub struct ServerSet {
 }
 
 impl ServerSet {
-    /// A set where every server starts up.
+    /// A set where every server starts up, all weight 1, no backups.
     pub fn new(upstreams: Vec<Upstream>, check: HealthCheck) -> Self {
+        let n = upstreams.len();
+        Self::with_options(upstreams, vec![1; n], vec![false; n], check)
+    }
+
+    /// A set with weights and backup flags (one per server).
+    pub fn with_options(
+        upstreams: Vec<Upstream>,
+        weights: Vec<u32>,
+        backup: Vec<bool>,
+        check: HealthCheck,
+    ) -> Self {
         let counters = upstreams
             .iter()
             .map(|_| Counters {
@@ -59,7 +77,10 @@ impl ServerSet {
             .collect();
         let up = (0..upstreams.len()).collect();
         ServerSet {
+            in_flight: upstreams.iter().map(|_| AtomicUsize::new(0)).collect(),
             upstreams,
+            weights,
+            backup,
             check,
             counters: Mutex::new(counters),
             up: ArcSwap::from_pointee(up),
@@ -69,6 +90,32 @@ impl ServerSet {
     /// Indices of the servers currently up.
     pub fn up(&self) -> Arc<Vec<usize>> {
         self.up.load_full()
+    }
+
+    /// The servers a request may go to now, leaving out those in `tried`:
+    /// every up server that is not a backup, or, when there is none, the up backups.
+    pub fn candidates(&self, tried: &[usize]) -> Vec<usize> {
+        let up = self.up();
+        let fresh = |i: &&usize| !tried.contains(i);
+        let active: Vec<usize> = up
+            .iter()
+            .filter(|i| !self.backup[**i])
+            .filter(fresh)
+            .copied()
+            .collect();
+        if !active.is_empty() || up.iter().any(|i| !self.backup[*i]) {
+            return active;
+        }
+        up.iter().filter(fresh).copied().collect()
+    }
+
+    /// Counts a request to server `i` as in flight until the guard is dropped.
+    pub fn start_request(self: &Arc<Self>, i: usize) -> InFlight {
+        self.in_flight[i].fetch_add(1, Ordering::Relaxed);
+        InFlight {
+            set: self.clone(),
+            i,
+        }
     }
 
     /// Takes server `i` down at once (a connection to it failed).
@@ -124,6 +171,7 @@ impl ServerSet {
     }
 
     /// Every server's state, for the admin API.
+    /// (In-flight counts are in [`ServerSet::status_json`].)
     pub fn status(&self) -> Vec<ServerStatus> {
         let counters = self.counters.lock().expect("health lock");
         self.upstreams
@@ -151,6 +199,12 @@ impl ServerSet {
                 })
             })
             .collect();
+        let mut servers = servers;
+        for (i, s) in servers.iter_mut().enumerate() {
+            s["weight"] = self.weights[i].into();
+            s["backup"] = self.backup[i].into();
+            s["in_flight"] = self.in_flight[i].load(Ordering::Relaxed).into();
+        }
         json!({ "servers": servers })
     }
 
@@ -211,6 +265,27 @@ impl ServerSet {
     }
 }
 
+impl crate::balance::Load for ServerSet {
+    fn in_flight(&self, i: usize) -> usize {
+        self.in_flight[i].load(Ordering::Relaxed)
+    }
+    fn weight(&self, i: usize) -> u32 {
+        self.weights[i]
+    }
+}
+
+/// A request in flight to one server; dropping it ends the request.
+pub struct InFlight {
+    set: Arc<ServerSet>,
+    i: usize,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.set.in_flight[self.i].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +322,20 @@ mod tests {
         assert_eq!(*s.up(), [0]);
         s.record(1, Ok("200".into()));
         assert_eq!(*s.up(), [0, 1]);
+    }
+
+    #[test]
+    fn backups_serve_only_while_no_other_server_is_up() {
+        let upstreams = set().upstreams;
+        let s = ServerSet::with_options(upstreams, vec![1, 1], vec![false, true], set().check);
+        assert_eq!(s.candidates(&[]), [0]);
+        assert_eq!(
+            s.candidates(&[0]),
+            Vec::<usize>::new(),
+            "a retry does not spill onto the backup"
+        );
+        s.report_connect_failure(0, "refused");
+        assert_eq!(s.candidates(&[]), [1]);
     }
 
     #[test]

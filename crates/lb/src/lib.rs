@@ -12,7 +12,7 @@ pub mod balance;
 mod handler;
 pub mod health;
 
-pub use balance::{Balancer, RoundRobin};
+pub use balance::{for_algorithm, Balancer, Load};
 pub use health::{ServerSet, ServerStatus};
 
 use std::future::Future;
@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use webinfra_proxy::{Upstream, UpstreamClient};
-use webinfra_topology::{Algorithm, LoadBalancer};
+use webinfra_topology::LoadBalancer;
 
 /// Runs the load balancer: `listener` takes client traffic, `admin` answers
 /// `/healthz` and `/servers`. Returns when `shutdown` resolves and requests drained.
@@ -33,15 +33,18 @@ pub async fn run(
     let upstreams: Vec<Upstream> = config
         .servers
         .iter()
-        .map(|(name, addr)| Upstream {
-            name: name.clone(),
-            addr: *addr,
+        .map(|s| Upstream {
+            name: s.name.clone(),
+            addr: s.addr,
         })
         .collect();
-    let servers = Arc::new(ServerSet::new(upstreams, config.health_check.clone()));
-    let balancer: Arc<dyn Balancer> = match config.algorithm {
-        Algorithm::RoundRobin => Arc::new(RoundRobin::default()),
-    };
+    let servers = Arc::new(ServerSet::with_options(
+        upstreams,
+        config.servers.iter().map(|s| s.weight).collect(),
+        config.servers.iter().map(|s| s.backup).collect(),
+        config.health_check.clone(),
+    ));
+    let balancer: Arc<dyn Balancer> = Arc::from(for_algorithm(config.algorithm));
     let checks = servers.clone().spawn_checks();
     let state = Arc::new(handler::State {
         servers: servers.clone(),

@@ -35,8 +35,40 @@ pub struct Host {
 /// How the load balancer picks a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {
-    /// Each healthy server in turn.
+    /// Each healthy server in turn (`round-robin`, the default).
     RoundRobin,
+    /// In turn, in proportion to the servers' weights, smoothly interleaved (`weighted-round-robin`).
+    WeightedRoundRobin,
+    /// The server with the fewest requests in flight (`least-connections`).
+    LeastConnections,
+    /// The less loaded of two servers picked at random (`power-of-two`).
+    PowerOfTwo,
+    /// The same client address always to the same server while the set is unchanged (`source-hash`).
+    SourceHash,
+}
+
+impl Algorithm {
+    /// Every algorithm with its name in the topology file.
+    pub const ALL: [(&'static str, Algorithm); 5] = [
+        ("round-robin", Algorithm::RoundRobin),
+        ("weighted-round-robin", Algorithm::WeightedRoundRobin),
+        ("least-connections", Algorithm::LeastConnections),
+        ("power-of-two", Algorithm::PowerOfTwo),
+        ("source-hash", Algorithm::SourceHash),
+    ];
+}
+
+/// One server behind the load balancer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    /// Name in logs, stats and `X-Served-By`-style messages.
+    pub name: String,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Share of traffic for weighted algorithms (1-256).
+    pub weight: u32,
+    /// Gets traffic only while no non-backup server is up (active-passive).
+    pub backup: bool,
 }
 
 /// Active health check settings (HAProxy's `inter`, `timeout check`, `rise`, `fall`).
@@ -65,8 +97,8 @@ pub struct LoadBalancer {
     pub admin: SocketAddr,
     /// Server selection algorithm.
     pub algorithm: Algorithm,
-    /// Backend servers: (host name, web server address).
-    pub servers: Vec<(String, SocketAddr)>,
+    /// Backend servers, in file order.
+    pub servers: Vec<Backend>,
     /// Active health check.
     pub health_check: HealthCheck,
     /// Log every request (with its request id); off, like `access_log off` in nginx.

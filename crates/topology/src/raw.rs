@@ -54,6 +54,8 @@ pub struct RawLoadBalancer {
 pub struct RawBackend {
     pub name: S<String>,
     pub address: S<std::net::SocketAddr>,
+    pub weight: Option<S<u32>>,
+    pub backup: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

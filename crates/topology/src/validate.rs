@@ -352,19 +352,29 @@ fn load_balancer(c: &mut Checker, lb: &RawLoadBalancer, web: Option<&Web>) -> Op
         "load_balancer.admin_port",
         lb.host.get_ref(),
     );
-    let algorithm = match lb.algorithm.as_ref().map(|a| a.get_ref().as_str()) {
-        None | Some("round-robin") => Algorithm::RoundRobin,
-        Some(other) => {
-            let span = lb.algorithm.as_ref().map(|a| a.span()).unwrap_or(0..0);
-            c.error(
-                span,
-                "load_balancer.algorithm",
-                format!("unknown algorithm `{other}` (known: round-robin)"),
-            );
-            Algorithm::RoundRobin
-        }
+    let algorithm = match lb.algorithm.as_ref() {
+        None => Algorithm::RoundRobin,
+        Some(a) => match Algorithm::ALL
+            .iter()
+            .find(|(n, _)| *n == a.get_ref().as_str())
+        {
+            Some((_, alg)) => *alg,
+            None => {
+                let known: Vec<&str> = Algorithm::ALL.iter().map(|(n, _)| *n).collect();
+                c.error(
+                    a.span(),
+                    "load_balancer.algorithm",
+                    format!(
+                        "unknown algorithm `{}` (known: {})",
+                        a.get_ref(),
+                        known.join(", ")
+                    ),
+                );
+                Algorithm::RoundRobin
+            }
+        },
     };
-    let mut servers: Vec<(String, SocketAddr)> = Vec::new();
+    let mut servers: Vec<Backend> = Vec::new();
     if let Some(list) = &lb.servers {
         let names = c.host_list(list, "load_balancer.servers");
         for raw_name in list.get_ref() {
@@ -373,7 +383,12 @@ fn load_balancer(c: &mut Checker, lb: &RawLoadBalancer, web: Option<&Web>) -> Op
                 continue;
             }
             match web.filter(|w| w.hosts.contains(name)) {
-                Some(w) => servers.push((name.clone(), SocketAddr::new(c.hosts[name], w.port))),
+                Some(w) => servers.push(Backend {
+                    name: name.clone(),
+                    addr: SocketAddr::new(c.hosts[name], w.port),
+                    weight: 1,
+                    backup: false,
+                }),
                 None => c.error(
                     raw_name.span(),
                     "load_balancer.servers",
@@ -390,21 +405,46 @@ fn load_balancer(c: &mut Checker, lb: &RawLoadBalancer, web: Option<&Web>) -> Op
                 "load_balancer.backend.name",
                 format!("`{name}` is not a valid name (letters, digits, '-', '_')"),
             );
-        } else if servers.iter().any(|(n, _)| n == name) {
+        } else if servers.iter().any(|s| s.name == *name) {
             c.error(
                 b.name.span(),
                 "load_balancer.backend.name",
                 format!("duplicate server name `{name}`"),
             );
-        } else if let Some((other, _)) = servers.iter().find(|(_, a)| *a == addr) {
+        } else if let Some(other) = servers.iter().find(|s| s.addr == addr) {
+            let other = other.name.clone();
             c.error(
                 b.address.span(),
                 "load_balancer.backend.address",
                 format!("{addr} is already server `{other}`"),
             );
         } else {
-            servers.push((name.clone(), addr));
+            let weight = b.weight.as_ref().map_or(1, |w| *w.get_ref());
+            if let Some(w) = b
+                .weight
+                .as_ref()
+                .filter(|w| !(1..=256).contains(w.get_ref()))
+            {
+                c.error(
+                    w.span(),
+                    "load_balancer.backend.weight",
+                    "must be between 1 and 256".into(),
+                );
+            }
+            servers.push(Backend {
+                name: name.clone(),
+                addr,
+                weight,
+                backup: b.backup.as_ref().is_some_and(|x| *x.get_ref()),
+            });
         }
+    }
+    if servers.iter().all(|s| s.backup) && !servers.is_empty() {
+        c.error(
+            0..0,
+            "load_balancer",
+            "every server is a backup: mark at least one `backup = false`".into(),
+        );
     }
     if servers.is_empty() && c.errors.is_empty() {
         c.error(

@@ -36,7 +36,7 @@ fn the_shipped_topology_is_the_seed_design() {
     let t = Topology::parse_str(FOOBAR, "foobar.toml").unwrap();
     let lb = t.load_balancer.as_ref().unwrap();
     assert_eq!(lb.listen.to_string(), "127.0.0.1:8080");
-    let servers: Vec<&str> = lb.servers.iter().map(|(n, _)| n.as_str()).collect();
+    let servers: Vec<&str> = lb.servers.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(servers, ["server-01", "server-02"]);
     let db = t.database.as_ref().unwrap();
     assert_eq!(db.primary().name, "db-01");
@@ -168,9 +168,43 @@ const LB_ONLY: &str = include_str!("../../../topologies/lb-only.toml");
 fn a_load_balancer_alone_in_front_of_backend_addresses() {
     let t = Topology::parse_str(LB_ONLY, "lb-only.toml").unwrap();
     let lb = t.load_balancer.unwrap();
-    let servers: Vec<String> = lb.servers.iter().map(|(n, a)| format!("{n}={a}")).collect();
+    let servers: Vec<String> = lb
+        .servers
+        .iter()
+        .map(|s| format!("{}={}", s.name, s.addr))
+        .collect();
     assert_eq!(servers, ["app-a=127.0.0.1:9001", "app-b=127.0.0.1:9002"]);
     assert!(t.database.is_none() && t.web.is_none());
+    assert!(lb.servers.iter().all(|s| s.weight == 1 && !s.backup));
+}
+
+#[test]
+fn weights_backups_and_algorithms() {
+    let src = LB_ONLY
+        .replace(
+            "address = \"127.0.0.1:9002\"",
+            "address = \"127.0.0.1:9002\"\nweight = 3\nbackup = true",
+        )
+        .replace(
+            "admin_port = 8404",
+            "admin_port = 8404\nalgorithm = \"least-connections\"",
+        );
+    let t = Topology::parse_str(&src, "lb.toml").unwrap();
+    let lb = t.load_balancer.unwrap();
+    assert_eq!(lb.algorithm, webinfra_topology::Algorithm::LeastConnections);
+    assert_eq!((lb.servers[1].weight, lb.servers[1].backup), (3, true));
+    let bad = src.replace("weight = 3", "weight = 0");
+    let line = line_of(&bad, "weight = 0");
+    assert_one(
+        &bad,
+        line,
+        10,
+        "load_balancer.backend.weight",
+        "between 1 and 256",
+    );
+    let bad = src.replace("least-connections", "fastest");
+    let err = errors(&bad);
+    assert!(err.to_string().contains("known: round-robin, weighted-round-robin, least-connections, power-of-two, source-hash"), "{err}");
 }
 
 #[test]
