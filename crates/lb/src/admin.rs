@@ -1,10 +1,12 @@
-//! The load balancer's admin address: `/healthz` and `/servers` (JSON).
+//! The load balancer's admin address: `/healthz` and `/servers` (JSON health),
+//! `/stats` (JSON counters), `/metrics` (Prometheus text), `/` (HTML stats page).
 
+use crate::stats;
 use crate::ServerSet;
 use http::StatusCode;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use webinfra_proxy::{json_response, text_response};
+use webinfra_proxy::{full, json_response, text_response, ResBody};
 
 pub async fn run(
     listener: TcpListener,
@@ -33,6 +35,14 @@ pub async fn run(
                         body["role"] = "load-balancer".into();
                         json_response(code, &body)
                     }
+                    "/stats" => json_response(StatusCode::OK, &servers.status_json()),
+                    "/metrics" => typed(
+                        "text/plain; version=0.0.4",
+                        stats::prometheus(&servers.rows()),
+                    ),
+                    "/" | "/stats.html" => {
+                        typed("text/html; charset=utf-8", stats::html(&servers.rows()))
+                    }
                     _ => text_response(StatusCode::NOT_FOUND, "404 Not Found"),
                 }
             }
@@ -40,4 +50,12 @@ pub async fn run(
         shutdown,
     )
     .await;
+}
+
+fn typed(content_type: &'static str, body: String) -> http::Response<ResBody> {
+    http::Response::builder()
+        .header(http::header::CONTENT_TYPE, content_type)
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .body(full(body))
+        .expect("valid response")
 }

@@ -111,8 +111,10 @@ async fn forward(
             .body(Full::new(payload.clone()))
             .expect("parts of a valid request");
         let in_flight = state.servers.start_request(i);
+        let attempt = Instant::now();
         match state.client.send(upstream, req).await {
             Ok(resp) => {
+                state.servers.stats[i].response(resp.status().as_u16(), attempt.elapsed());
                 let (mut rparts, rbody) = resp.into_parts();
                 headers::strip_hop_by_hop(&mut rparts.headers);
                 if state.access_log {
@@ -142,6 +144,7 @@ async fn forward(
                 tracing::warn!(error = %e, "upstream failed");
                 tried.push(i);
                 let retry = e.retryable(&parts.method);
+                state.servers.stats[i].error(retry);
                 last_error = Some(text_response(
                     e.status(),
                     format!(

@@ -46,6 +46,8 @@ pub struct ServerSet {
     backup: Vec<bool>,
     /// Requests in flight per server (until the response body is done).
     in_flight: Vec<AtomicUsize>,
+    /// Counters per server.
+    pub stats: Vec<crate::stats::ServerStats>,
     check: HealthCheck,
     counters: Mutex<Vec<Counters>>,
     /// Indices of servers that are up; read on every request.
@@ -78,6 +80,7 @@ impl ServerSet {
         let up = (0..upstreams.len()).collect();
         ServerSet {
             in_flight: upstreams.iter().map(|_| AtomicUsize::new(0)).collect(),
+            stats: upstreams.iter().map(|_| Default::default()).collect(),
             upstreams,
             weights,
             backup,
@@ -185,6 +188,21 @@ impl ServerSet {
             .collect()
     }
 
+    /// Every server's state and counters, for the stats renderers.
+    pub fn rows(&self) -> Vec<crate::stats::Row> {
+        self.status()
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| crate::stats::Row {
+                name: s.upstream.name,
+                address: s.upstream.addr.to_string(),
+                up: s.up,
+                in_flight: self.in_flight[i].load(Ordering::Relaxed),
+                stats: self.stats[i].snapshot(),
+            })
+            .collect()
+    }
+
     /// The servers' state as JSON.
     pub fn status_json(&self) -> serde_json::Value {
         let servers: Vec<_> = self
@@ -204,6 +222,7 @@ impl ServerSet {
             s["weight"] = self.weights[i].into();
             s["backup"] = self.backup[i].into();
             s["in_flight"] = self.in_flight[i].load(Ordering::Relaxed).into();
+            s["stats"] = serde_json::to_value(self.stats[i].snapshot()).expect("serialisable");
         }
         json!({ "servers": servers })
     }

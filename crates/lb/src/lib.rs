@@ -11,6 +11,7 @@ mod admin;
 pub mod balance;
 mod handler;
 pub mod health;
+pub mod stats;
 
 pub use balance::{for_algorithm, Balancer, Load};
 pub use health::{ServerSet, ServerStatus};

@@ -38,6 +38,7 @@ async fn backend(
 /// A load balancer over backends named `a`, `b`, ... with the given (weight, backup).
 struct Setup {
     site: SocketAddr,
+    admin: SocketAddr,
     stops: Vec<tokio::sync::watch::Sender<bool>>,
     _runtime: std::thread::JoinHandle<()>,
 }
@@ -70,6 +71,7 @@ fn start(algorithm: Algorithm, servers: &[(u32, bool)]) -> Setup {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let site = listener.local_addr().unwrap();
+            let admin_addr = admin.local_addr().unwrap();
             let config = LoadBalancer {
                 host: "lb".into(),
                 listen: site,
@@ -85,13 +87,14 @@ fn start(algorithm: Algorithm, servers: &[(u32, bool)]) -> Setup {
                 },
                 access_log: false,
             };
-            tx.send((site, stops)).unwrap();
+            tx.send((site, admin_addr, stops)).unwrap();
             webinfra_lb::run(listener, admin, config, std::future::pending()).await;
         });
     });
-    let (site, stops) = rx.recv().unwrap();
+    let (site, admin, stops) = rx.recv().unwrap();
     Setup {
         site,
+        admin,
         stops,
         _runtime: runtime,
     }
@@ -112,6 +115,25 @@ fn weighted_round_robin_follows_the_weights() {
     let s = start(Algorithm::WeightedRoundRobin, &[(3, false), (1, false)]);
     let count = served(s.site, 40);
     assert_eq!((count["a"], count["b"]), (30, 10));
+    // The same counts, as Prometheus and JSON stats.
+    let metrics = client::get(s.admin, "/metrics").unwrap().text();
+    assert!(
+        metrics.contains("webinfra_lb_responses_total{server=\"a\",class=\"2xx\"} 30"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("webinfra_lb_response_seconds_count{server=\"b\"} 10"),
+        "{metrics}"
+    );
+    let stats = client::get(s.admin, "/stats").unwrap().json();
+    assert_eq!(stats["servers"][0]["stats"]["requests"], 30);
+    assert_eq!(stats["servers"][0]["weight"], 3);
+    let page = client::get(s.admin, "/").unwrap();
+    assert!(page
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(page.text().contains("<td>a</td>"));
 }
 
 #[test]

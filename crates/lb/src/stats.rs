@@ -1,0 +1,254 @@
+//! Per-server counters, HAProxy-stats style: requests, responses by class,
+//! errors, retries, and a latency histogram (time to response headers).
+//! Lock-free atomics on the request path; rendered as JSON, Prometheus text
+//! and an HTML page by the admin address.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Histogram bucket upper bounds, in milliseconds.
+pub const BUCKETS_MS: [f64; 12] = [
+    1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
+];
+
+/// Counters of one server.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    /// Responses received, by class: 1xx, 2xx, 3xx, 4xx, 5xx.
+    responses: [AtomicU64; 5],
+    /// Connect failures, resets and timeouts.
+    errors: AtomicU64,
+    /// Requests sent again to another server after failing on this one.
+    retries: AtomicU64,
+    /// Cumulative-by-render histogram: counts per bucket (last = +Inf).
+    buckets: [AtomicU64; BUCKETS_MS.len() + 1],
+    /// Sum of latencies, in microseconds.
+    latency_sum_us: AtomicU64,
+}
+
+/// A point-in-time copy, for rendering.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Snapshot {
+    /// Responses received.
+    pub requests: u64,
+    /// By class, 1xx to 5xx.
+    pub responses: [u64; 5],
+    /// Connect failures, resets and timeouts.
+    pub errors: u64,
+    /// Requests retried elsewhere after failing here.
+    pub retries: u64,
+    /// Non-cumulative counts per bucket (last = over 5 s).
+    pub latency_buckets: Vec<u64>,
+    /// Sum of latencies in seconds.
+    pub latency_sum_seconds: f64,
+}
+
+impl ServerStats {
+    /// Records a response with `status` after `latency`.
+    pub fn response(&self, status: u16, latency: Duration) {
+        let class = (status / 100).clamp(1, 5) as usize - 1;
+        self.responses[class].fetch_add(1, Ordering::Relaxed);
+        let ms = latency.as_secs_f64() * 1000.0;
+        let bucket = BUCKETS_MS
+            .iter()
+            .position(|b| ms <= *b)
+            .unwrap_or(BUCKETS_MS.len());
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_us
+            .fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Records a failed attempt; `retried` when the request went on to another server.
+    pub fn error(&self, retried: bool) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if retried {
+            self.retries.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A copy of the counters.
+    pub fn snapshot(&self) -> Snapshot {
+        let responses: [u64; 5] =
+            std::array::from_fn(|i| self.responses[i].load(Ordering::Relaxed));
+        Snapshot {
+            requests: responses.iter().sum(),
+            responses,
+            errors: self.errors.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            latency_buckets: self
+                .buckets
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect(),
+            latency_sum_seconds: self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6,
+        }
+    }
+}
+
+/// One server's line for rendering.
+pub struct Row {
+    /// Server name.
+    pub name: String,
+    /// Address.
+    pub address: String,
+    /// Up or down.
+    pub up: bool,
+    /// Requests in flight.
+    pub in_flight: usize,
+    /// Counters.
+    pub stats: Snapshot,
+}
+
+/// Prometheus text exposition format.
+pub fn prometheus(rows: &[Row]) -> String {
+    let mut out = String::new();
+    let metric = |out: &mut String, name: &str, kind: &str, help: &str| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+    };
+    metric(
+        &mut out,
+        "webinfra_lb_server_up",
+        "gauge",
+        "1 when the server gets traffic.",
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "webinfra_lb_server_up{{server=\"{}\"}} {}\n",
+            r.name,
+            u8::from(r.up)
+        ));
+    }
+    metric(
+        &mut out,
+        "webinfra_lb_server_in_flight",
+        "gauge",
+        "Requests in flight.",
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "webinfra_lb_server_in_flight{{server=\"{}\"}} {}\n",
+            r.name, r.in_flight
+        ));
+    }
+    metric(
+        &mut out,
+        "webinfra_lb_responses_total",
+        "counter",
+        "Responses received, by status class.",
+    );
+    for r in rows {
+        for (i, n) in r.stats.responses.iter().enumerate() {
+            out.push_str(&format!(
+                "webinfra_lb_responses_total{{server=\"{}\",class=\"{}xx\"}} {n}\n",
+                r.name,
+                i + 1
+            ));
+        }
+    }
+    metric(
+        &mut out,
+        "webinfra_lb_errors_total",
+        "counter",
+        "Connect failures, resets and timeouts.",
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "webinfra_lb_errors_total{{server=\"{}\"}} {}\n",
+            r.name, r.stats.errors
+        ));
+    }
+    metric(
+        &mut out,
+        "webinfra_lb_retries_total",
+        "counter",
+        "Requests retried on another server.",
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "webinfra_lb_retries_total{{server=\"{}\"}} {}\n",
+            r.name, r.stats.retries
+        ));
+    }
+    metric(
+        &mut out,
+        "webinfra_lb_response_seconds",
+        "histogram",
+        "Time to response headers.",
+    );
+    for r in rows {
+        let mut cumulative = 0;
+        for (i, n) in r.stats.latency_buckets.iter().enumerate() {
+            cumulative += n;
+            let le = BUCKETS_MS
+                .get(i)
+                .map(|ms| format!("{}", ms / 1000.0))
+                .unwrap_or_else(|| "+Inf".into());
+            out.push_str(&format!(
+                "webinfra_lb_response_seconds_bucket{{server=\"{}\",le=\"{le}\"}} {cumulative}\n",
+                r.name
+            ));
+        }
+        out.push_str(&format!(
+            "webinfra_lb_response_seconds_sum{{server=\"{}\"}} {}\nwebinfra_lb_response_seconds_count{{server=\"{}\"}} {cumulative}\n",
+            r.name, r.stats.latency_sum_seconds, r.name
+        ));
+    }
+    out
+}
+
+/// A small HTML page like HAProxy's stats page.
+pub fn html(rows: &[Row]) -> String {
+    let mut body = String::from(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"5\">\
+         <title>webinfra load balancer</title><style>body{font:14px system-ui,sans-serif;margin:1.5rem}\
+         table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}\
+         td:first-child,th:first-child{text-align:left}.up{background:#d1fae5}.down{background:#fee2e2}</style></head>\
+         <body><h1>webinfra load balancer</h1><table><tr><th>server</th><th>address</th><th>state</th><th>in flight</th>\
+         <th>requests</th><th>2xx</th><th>3xx</th><th>4xx</th><th>5xx</th><th>errors</th><th>retries</th><th>avg ms</th></tr>",
+    );
+    for r in rows {
+        let s = &r.stats;
+        let avg = if s.requests > 0 {
+            s.latency_sum_seconds * 1000.0 / s.requests as f64
+        } else {
+            0.0
+        };
+        body.push_str(&format!(
+            "<tr class=\"{cls}\"><td>{}</td><td>{}</td><td>{state}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{avg:.2}</td></tr>",
+            r.name, r.address, r.in_flight, s.requests, s.responses[1], s.responses[2], s.responses[3], s.responses[4], s.errors, s.retries,
+            cls = if r.up { "up" } else { "down" },
+            state = if r.up { "UP" } else { "DOWN" },
+        ));
+    }
+    body.push_str("</table><p>Also as <a href=\"/stats\">JSON</a> and <a href=\"/metrics\">Prometheus text</a>.</p></body></html>\n");
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_by_class_and_bucket() {
+        let s = ServerStats::default();
+        s.response(200, Duration::from_micros(500));
+        s.response(503, Duration::from_millis(30));
+        s.error(true);
+        let snap = s.snapshot();
+        assert_eq!(snap.requests, 2);
+        assert_eq!(snap.responses, [0, 1, 0, 0, 1]);
+        assert_eq!((snap.errors, snap.retries), (1, 1));
+        assert_eq!(snap.latency_buckets[0], 1);
+        assert_eq!(snap.latency_buckets[5], 1);
+        let text = prometheus(&[Row {
+            name: "a".into(),
+            address: "x".into(),
+            up: true,
+            in_flight: 0,
+            stats: snap,
+        }]);
+        assert!(text.contains("webinfra_lb_responses_total{server=\"a\",class=\"5xx\"} 1"));
+        assert!(text.contains("webinfra_lb_response_seconds_bucket{server=\"a\",le=\"+Inf\"} 2"));
+        assert!(text.contains("webinfra_lb_response_seconds_count{server=\"a\"} 2"));
+    }
+}
