@@ -259,6 +259,15 @@ fn a_malformed_request_is_rejected_at_the_load_balancer() {
     let r = http::send_raw(stack.site(), raw).unwrap();
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(r.json()["text"], "smug");
+    // Too many or too large headers: 431, before anything reaches a server.
+    let many: String = (0..150).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let huge = format!("X-Big: {}\r\n", "a".repeat(70_000));
+    for extra in [many, huge] {
+        let raw = format!("GET / HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n");
+        let r = http::send_raw(stack.site(), raw.as_bytes()).unwrap();
+        assert_eq!(r.status, 431);
+        assert!(r.header("x-served-by").is_none(), "reached a server");
+    }
     let raw = b"POST /api/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n0\r\n\r\n";
     let r = http::send_raw(stack.site(), raw).unwrap();
     assert_eq!(r.status, 501);

@@ -15,6 +15,10 @@ use tokio::net::TcpListener;
 
 /// How long a client may take to send its request headers (slowloris guard).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most request headers accepted (more: 431, like HAProxy's `tune.http.maxhdr` 101).
+const MAX_HEADERS: usize = 100;
+/// Largest request head accepted, in bytes (larger: 431).
+const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// How long in-flight requests get to finish at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -31,6 +35,8 @@ where
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_headers(MAX_HEADERS)
+        .max_buf_size(MAX_HEAD_BYTES)
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
