@@ -101,6 +101,15 @@ pub enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+    /// Take a load-balanced server out of rotation or put it back.
+    Lb {
+        #[command(flatten)]
+        stack: StackArgs,
+        /// drain (no new requests), disable (maintenance: no requests, no checks) or enable.
+        action: String,
+        /// The server's name (a host in `servers`, or a backend's name).
+        server: String,
+    },
     /// Run one role in the foreground (what `up` starts for each component).
     Run {
         /// load-balancer (lb), web, app or database (db).

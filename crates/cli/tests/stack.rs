@@ -508,3 +508,34 @@ fn read_your_writes_a_post_then_an_immediate_get_never_404s() {
         );
     }
 }
+
+#[test]
+fn webinfra_lb_drain_takes_a_server_out_and_enable_puts_it_back() {
+    let (stack, _serial) = stack();
+    let out = stack.webinfra(&["lb", "drain", "server-01"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let by = |n: usize| -> Vec<String> {
+        (0..n)
+            .map(|_| {
+                http::get(stack.site(), "/api/messages")
+                    .unwrap()
+                    .header("x-served-by")
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    assert!(by(6).iter().all(|s| s == "server-02"));
+    assert!(stack
+        .webinfra(&["lb", "enable", "server-01"])
+        .status
+        .success());
+    assert!(by(6).iter().any(|s| s == "server-01"));
+    let bad = stack.webinfra(&["lb", "drain", "server-09"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no server named server-09"));
+}

@@ -1,5 +1,6 @@
 //! The load balancer's admin address: `/healthz` and `/servers` (JSON health),
-//! `/stats` (JSON counters), `/metrics` (Prometheus text), `/` (HTML stats page).
+//! `/stats` (JSON counters), `/metrics` (Prometheus text), `/` (HTML stats page),
+//! and `POST /servers/NAME/drain|disable|enable`.
 
 use crate::stats;
 use crate::ServerSet;
@@ -21,7 +22,25 @@ pub async fn run(
         move |req, _peer| {
             let servers = servers.clone();
             async move {
-                match req.uri().path() {
+                let path = req.uri().path().to_string();
+                if req.method() == http::Method::POST {
+                    // POST /servers/NAME/drain|disable|enable
+                    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+                    return match parts.as_slice() {
+                        ["servers", name, action] => match servers.set_admin(name, action) {
+                            Ok(()) => json_response(
+                                StatusCode::OK,
+                                &serde_json::json!({ "server": name, "action": action }),
+                            ),
+                            Err(e) => json_response(
+                                StatusCode::NOT_FOUND,
+                                &serde_json::json!({ "error": e }),
+                            ),
+                        },
+                        _ => text_response(StatusCode::NOT_FOUND, "404 Not Found"),
+                    };
+                }
+                match path.as_str() {
                     "/healthz" | "/servers" => {
                         // ok: every server up; degraded: some; down: none (503).
                         let up = servers.up().len();

@@ -11,7 +11,11 @@ use http::{header, Request};
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use serde_json::json;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+const READY: u8 = 0;
+const DRAIN: u8 = 1;
+const MAINT: u8 = 2;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::net::TcpStream;
@@ -48,6 +52,8 @@ pub struct ServerSet {
     in_flight: Vec<AtomicUsize>,
     /// Counters per server.
     pub stats: Vec<crate::stats::ServerStats>,
+    /// Operator state per server: READY, DRAIN or MAINT.
+    admin: Vec<AtomicU8>,
     check: HealthCheck,
     counters: Mutex<Vec<Counters>>,
     /// Indices of servers that are up; read on every request.
@@ -81,6 +87,7 @@ impl ServerSet {
         ServerSet {
             in_flight: upstreams.iter().map(|_| AtomicUsize::new(0)).collect(),
             stats: upstreams.iter().map(|_| Default::default()).collect(),
+            admin: upstreams.iter().map(|_| AtomicU8::new(READY)).collect(),
             upstreams,
             weights,
             backup,
@@ -98,7 +105,12 @@ impl ServerSet {
     /// The servers a request may go to now, leaving out those in `tried`:
     /// every up server that is not a backup, or, when there is none, the up backups.
     pub fn candidates(&self, tried: &[usize]) -> Vec<usize> {
-        let up = self.up();
+        let up: Vec<usize> = self
+            .up()
+            .iter()
+            .copied()
+            .filter(|i| self.admin[*i].load(Ordering::Relaxed) == READY)
+            .collect();
         let fresh = |i: &&usize| !tried.contains(i);
         let active: Vec<usize> = up
             .iter()
@@ -110,6 +122,34 @@ impl ServerSet {
             return active;
         }
         up.iter().filter(fresh).copied().collect()
+    }
+
+    /// Sets server `name`'s operator state: `drain` (no new requests, checks
+    /// go on), `disable` (maintenance: no requests, no checks) or `enable`.
+    pub fn set_admin(&self, name: &str, action: &str) -> Result<(), String> {
+        let i = self
+            .upstreams
+            .iter()
+            .position(|u| u.name == name)
+            .ok_or_else(|| format!("no server named {name}"))?;
+        let state = match action {
+            "drain" => DRAIN,
+            "disable" => MAINT,
+            "enable" => READY,
+            other => return Err(format!("unknown action {other} (drain, disable, enable)")),
+        };
+        self.admin[i].store(state, Ordering::Relaxed);
+        tracing::warn!(server = name, action, "operator changed the server's state");
+        Ok(())
+    }
+
+    /// `READY`, `DRAIN` or `MAINT` for server `i`.
+    pub fn admin_state(&self, i: usize) -> &'static str {
+        match self.admin[i].load(Ordering::Relaxed) {
+            DRAIN => "DRAIN",
+            MAINT => "MAINT",
+            _ => "READY",
+        }
     }
 
     /// Counts a request to server `i` as in flight until the guard is dropped.
@@ -197,6 +237,7 @@ impl ServerSet {
                 name: s.upstream.name,
                 address: s.upstream.addr.to_string(),
                 up: s.up,
+                admin: self.admin_state(i),
                 in_flight: self.in_flight[i].load(Ordering::Relaxed),
                 stats: self.stats[i].snapshot(),
             })
@@ -222,6 +263,7 @@ impl ServerSet {
             s["weight"] = self.weights[i].into();
             s["backup"] = self.backup[i].into();
             s["in_flight"] = self.in_flight[i].load(Ordering::Relaxed).into();
+            s["admin"] = self.admin_state(i).into();
             s["stats"] = serde_json::to_value(self.stats[i].snapshot()).expect("serialisable");
         }
         json!({ "servers": servers })
@@ -243,6 +285,10 @@ impl ServerSet {
         let mut next = Instant::now();
         loop {
             next += self.check.interval;
+            if self.admin[i].load(Ordering::Relaxed) == MAINT {
+                tokio::time::sleep_until(next.into()).await;
+                continue;
+            }
             let result = match tokio::time::timeout(self.check.timeout, self.check_once(i)).await {
                 Ok(r) => r,
                 Err(_) => Err(format!("timed out after {:?}", self.check.timeout)),

@@ -93,6 +93,8 @@ pub struct Row {
     pub address: String,
     /// Up or down.
     pub up: bool,
+    /// Operator state: READY, DRAIN or MAINT.
+    pub admin: &'static str,
     /// Requests in flight.
     pub in_flight: usize,
     /// Counters.
@@ -216,8 +218,12 @@ pub fn html(rows: &[Row]) -> String {
         body.push_str(&format!(
             "<tr class=\"{cls}\"><td>{}</td><td>{}</td><td>{state}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{avg:.2}</td></tr>",
             r.name, r.address, r.in_flight, s.requests, s.responses[1], s.responses[2], s.responses[3], s.responses[4], s.errors, s.retries,
-            cls = if r.up { "up" } else { "down" },
-            state = if r.up { "UP" } else { "DOWN" },
+            cls = if r.up && r.admin == "READY" { "up" } else { "down" },
+            state = match (r.admin, r.up) {
+                ("READY", true) => "UP",
+                ("READY", false) => "DOWN",
+                (admin, _) => admin,
+            },
         ));
     }
     body.push_str("</table><p>Also as <a href=\"/stats\">JSON</a> and <a href=\"/metrics\">Prometheus text</a>.</p></body></html>\n");
@@ -244,6 +250,7 @@ mod tests {
             name: "a".into(),
             address: "x".into(),
             up: true,
+            admin: "READY",
             in_flight: 0,
             stats: snap,
         }]);

@@ -152,3 +152,19 @@ fn source_hash_keeps_a_client_on_one_server() {
     let count = served(s.site, 20);
     assert_eq!(count.len(), 1, "{count:?}");
 }
+
+#[test]
+fn drained_and_disabled_servers_get_no_requests_until_enabled() {
+    let s = start(Algorithm::RoundRobin, &[(1, false), (1, false)]);
+    let post = |path: &str| client::request(s.admin, "POST", path, &[], b"").unwrap();
+    assert_eq!(post("/servers/a/drain").status, 200);
+    assert_eq!(served(s.site, 6).get("b"), Some(&6));
+    assert_eq!(post("/servers/a/enable").status, 200);
+    assert_eq!(post("/servers/b/disable").status, 200);
+    assert_eq!(served(s.site, 6).get("a"), Some(&6));
+    let stats = client::get(s.admin, "/stats").unwrap().json();
+    assert_eq!(stats["servers"][1]["admin"], "MAINT");
+    assert_eq!(post("/servers/b/enable").status, 200);
+    assert_eq!(served(s.site, 6).len(), 2);
+    assert_eq!(post("/servers/zz/drain").status, 404);
+}

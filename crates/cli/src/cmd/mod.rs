@@ -3,6 +3,7 @@
 mod check;
 mod control;
 mod db;
+mod lb;
 mod run;
 mod status;
 mod up;
@@ -33,6 +34,11 @@ pub async fn dispatch(cli: Cli) -> i32 {
             up::up(&stack, mode, &hosts).await
         }
         Command::Db { stack, command } => db::db(&stack, &command).await,
+        Command::Lb {
+            stack,
+            action,
+            server,
+        } => lb::lb(&stack, &action, &server).await,
         Command::Down { state } => control::down(&state.state_dir).await,
         Command::Status { stack, json } => status::status(&stack, json).await,
         Command::Start { name, state } => {

@@ -1,0 +1,45 @@
+//! `webinfra lb drain|disable|enable SERVER`: the load balancer's admin API.
+
+use crate::args::StackArgs;
+use http::Method;
+use std::time::Duration;
+use webinfra_proxy::probe::call;
+
+pub async fn lb(stack: &StackArgs, action: &str, server: &str) -> i32 {
+    if !["drain", "disable", "enable"].contains(&action) {
+        eprintln!("webinfra: unknown action `{action}` (drain, disable, enable)");
+        return 2;
+    }
+    let topology = match super::load(&stack.topology) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let Some(lb) = topology.load_balancer else {
+        eprintln!("webinfra: the topology has no [load_balancer]");
+        return 2;
+    };
+    let path = format!("/servers/{server}/{action}");
+    match call(lb.admin, Method::POST, &path, Duration::from_secs(3)).await {
+        Ok((200, _)) => {
+            println!("{server}: {action}");
+            0
+        }
+        Ok((_, body)) => {
+            let why = body
+                .as_ref()
+                .and_then(|b| b["error"].as_str().map(String::from));
+            eprintln!(
+                "webinfra: {}",
+                why.unwrap_or_else(|| "the load balancer refused".into())
+            );
+            1
+        }
+        Err(e) => {
+            eprintln!(
+                "webinfra: cannot reach the load balancer's admin address {}: {e}",
+                lb.admin
+            );
+            1
+        }
+    }
+}
