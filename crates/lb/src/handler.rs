@@ -22,6 +22,8 @@ pub struct State {
     pub client: UpstreamClient,
     /// Log every proxied request.
     pub access_log: bool,
+    /// Limits retries of requests that may have reached a server.
+    pub retry_budget: crate::retry::RetryBudget,
 }
 
 pub async fn handle(
@@ -57,6 +59,7 @@ async fn forward(
     start: Instant,
     peer: SocketAddr,
 ) -> Response<ResBody> {
+    state.retry_budget.deposit();
     // Most requests have no body: nothing to wait for.
     let payload = if http_body::Body::is_end_stream(&incoming) {
         Bytes::new()
@@ -115,6 +118,7 @@ async fn forward(
         match state.client.send(upstream, req).await {
             Ok(resp) => {
                 state.servers.stats[i].response(resp.status().as_u16(), attempt.elapsed());
+                state.servers.report_response(i, resp.status().as_u16());
                 let (mut rparts, rbody) = resp.into_parts();
                 headers::strip_hop_by_hop(&mut rparts.headers);
                 if state.access_log {
@@ -143,7 +147,11 @@ async fn forward(
                 }
                 tracing::warn!(error = %e, "upstream failed");
                 tried.push(i);
-                let retry = e.retryable(&parts.method);
+                // A failed connect is always retried; a retry after the
+                // request may have been sent spends the retry budget.
+                let retry = e.retryable(&parts.method)
+                    && (e.kind == webinfra_proxy::ProxyErrorKind::Connect
+                        || state.retry_budget.withdraw());
                 state.servers.stats[i].error(retry);
                 last_error = Some(text_response(
                     e.status(),

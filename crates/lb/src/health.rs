@@ -35,6 +35,8 @@ pub struct ServerStatus {
 
 struct Counters {
     up: bool,
+    /// Consecutive 500/502/504 responses (passive detection).
+    server_errors: u32,
     ok_streak: u32,
     fail_streak: u32,
     last_check: String,
@@ -78,6 +80,7 @@ impl ServerSet {
             .iter()
             .map(|_| Counters {
                 up: true,
+                server_errors: 0,
                 ok_streak: 0,
                 fail_streak: 0,
                 last_check: "not checked yet".into(),
@@ -103,25 +106,27 @@ impl ServerSet {
     }
 
     /// The servers a request may go to now, leaving out those in `tried`:
-    /// every up server that is not a backup, or, when there is none, the up backups.
+    /// every up, ready server that is not a backup, or, when none is left,
+    /// the up backups (so a retry after the last active server failed still
+    /// has somewhere to go).
     pub fn candidates(&self, tried: &[usize]) -> Vec<usize> {
-        let up: Vec<usize> = self
-            .up()
-            .iter()
-            .copied()
-            .filter(|i| self.admin[*i].load(Ordering::Relaxed) == READY)
-            .collect();
-        let fresh = |i: &&usize| !tried.contains(i);
+        let usable =
+            |i: &&usize| !tried.contains(i) && self.admin[**i].load(Ordering::Relaxed) == READY;
+        let up = self.up();
         let active: Vec<usize> = up
             .iter()
             .filter(|i| !self.backup[**i])
-            .filter(fresh)
+            .filter(usable)
             .copied()
             .collect();
-        if !active.is_empty() || up.iter().any(|i| !self.backup[*i]) {
+        if !active.is_empty() {
             return active;
         }
-        up.iter().filter(fresh).copied().collect()
+        up.iter()
+            .filter(|i| self.backup[**i])
+            .filter(usable)
+            .copied()
+            .collect()
     }
 
     /// Sets server `name`'s operator state: `drain` (no new requests, checks
@@ -158,6 +163,27 @@ impl ServerSet {
         InFlight {
             set: self.clone(),
             i,
+        }
+    }
+
+    /// Passive detection from real traffic: `fall` consecutive 500, 502 or 504
+    /// responses take a server down at once (503 is an application's "retry
+    /// later", not a broken server, and does not count).
+    pub fn report_response(&self, i: usize, status: u16) {
+        let broken = matches!(status, 500 | 502 | 504);
+        let mut counters = self.counters.lock().expect("health lock");
+        let c = &mut counters[i];
+        if !broken {
+            c.server_errors = 0;
+            return;
+        }
+        c.server_errors += 1;
+        if c.up && c.server_errors >= self.check.fall {
+            c.up = false;
+            c.ok_streak = 0;
+            c.last_check = format!("{} consecutive {status} responses", c.server_errors);
+            tracing::warn!(server = %self.upstreams[i].name, status, "server DOWN (server errors in traffic)");
+            self.publish(&counters);
         }
     }
 
@@ -396,11 +422,28 @@ mod tests {
         assert_eq!(s.candidates(&[]), [0]);
         assert_eq!(
             s.candidates(&[0]),
-            Vec::<usize>::new(),
-            "a retry does not spill onto the backup"
+            [1],
+            "a retry after the active server failed goes to the backup"
         );
         s.report_connect_failure(0, "refused");
         assert_eq!(s.candidates(&[]), [1]);
+    }
+
+    #[test]
+    fn consecutive_server_errors_take_a_server_down_but_503_does_not() {
+        let s = set();
+        for _ in 0..5 {
+            s.report_response(0, 503);
+        }
+        assert_eq!(*s.up(), [0, 1]);
+        s.report_response(0, 502);
+        s.report_response(0, 500);
+        s.report_response(0, 200);
+        s.report_response(0, 504);
+        s.report_response(0, 502);
+        assert_eq!(*s.up(), [0, 1], "a success resets the count");
+        s.report_response(0, 500);
+        assert_eq!(*s.up(), [1]);
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod admin;
 pub mod balance;
 mod handler;
 pub mod health;
+pub mod retry;
 pub mod stats;
 
 pub use balance::{for_algorithm, Balancer, Load};
@@ -52,6 +53,7 @@ pub async fn run(
         balancer,
         client: UpstreamClient::new(Duration::from_secs(2), Duration::from_secs(60)),
         access_log: config.access_log,
+        retry_budget: Default::default(),
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let admin_task = tokio::spawn(admin::run(admin, servers, stop_rx));
