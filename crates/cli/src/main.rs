@@ -6,6 +6,15 @@
 
 #![forbid(unsafe_code)]
 
+/// `println!` that does not panic when stdout is gone (a closed pipe: the
+/// reader of `up`'s progress went away, or `webinfra status | head`).
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 mod args;
 mod cmd;
 mod signals;

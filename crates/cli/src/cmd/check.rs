@@ -6,7 +6,7 @@ pub fn check(file: &Path) -> i32 {
     match super::load(file) {
         Ok(t) => {
             let comps = webinfra_supervisor::components::components(&t);
-            println!(
+            say!(
                 "{}: ok ({} hosts, {} components)",
                 file.display(),
                 t.hosts.len(),

@@ -16,7 +16,7 @@ pub async fn down(state_dir: &Path) -> i32 {
     if let Err(e) = control::request(state_dir, Method::POST, "/shutdown").await {
         return super::fail(e);
     }
-    println!("stopping the stack in {} ...", state_dir.display());
+    say!("stopping the stack in {} ...", state_dir.display());
     let Some(pid) = pid else { return 0 };
     let deadline = Instant::now() + Duration::from_secs(180);
     while webinfra_process::alive(pid) {
@@ -26,7 +26,7 @@ pub async fn down(state_dir: &Path) -> i32 {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    println!("stopped");
+    say!("stopped");
     0
 }
 
@@ -41,7 +41,7 @@ pub async fn start_stop(state_dir: &Path, verb: &str, name: &str) -> i32 {
                         .collect()
                 })
                 .unwrap_or_default();
-            println!("{verb}: {}", names.join(", "));
+            say!("{verb}: {}", names.join(", "));
             0
         }
         Ok((_, body)) => {

@@ -43,13 +43,13 @@ pub async fn db(stack: &StackArgs, command: &DbCommand) -> i32 {
     }
     match command {
         DbCommand::Status { json: true } => {
-            println!("{}", serde_json::to_string_pretty(&body).expect("JSON"))
+            say!("{}", serde_json::to_string_pretty(&body).expect("JSON"))
         }
         DbCommand::Status { json: false } => print_cluster(&body),
         DbCommand::Rejoin { node } => {
-            println!("{node} may rejoin; the monitor retries within a second")
+            say!("{node} may rejoin; the monitor retries within a second")
         }
-        _ => println!(
+        _ => say!(
             "{} {} -> {} in {} ms ({})",
             body["kind"].as_str().unwrap_or("?"),
             body["from"].as_str().unwrap_or("?"),
@@ -62,7 +62,7 @@ pub async fn db(stack: &StackArgs, command: &DbCommand) -> i32 {
 }
 
 fn print_cluster(c: &Value) {
-    println!(
+    say!(
         "cluster: {}{}",
         c["status"].as_str().unwrap_or("?"),
         c["detail"]
@@ -70,7 +70,7 @@ fn print_cluster(c: &Value) {
             .map(|d| format!(" ({d})"))
             .unwrap_or_default()
     );
-    println!(
+    say!(
         "primary: {}   semi-sync: {}   primary changes: {}",
         c["primary"].as_str().unwrap_or("none"),
         if c["semi_sync"] == true {
@@ -81,7 +81,7 @@ fn print_cluster(c: &Value) {
         c["changes"]
     );
     if let Some(f) = c.get("last_failover").filter(|f| !f.is_null()) {
-        println!(
+        say!(
             "last change: {} {} -> {} in {} ms: {}",
             f["kind"].as_str().unwrap_or("?"),
             f["from"].as_str().unwrap_or("?"),
@@ -90,10 +90,15 @@ fn print_cluster(c: &Value) {
             f["reason"].as_str().unwrap_or("")
         );
     }
-    println!();
-    println!(
+    say!();
+    say!(
         "{:<10} {:<22} {:<10} {:<28} {:<28} {:<8} REPLICATION",
-        "NODE", "ADDRESS", "ROLE", "GTID CURRENT", "GTID RECEIVED", "LAG"
+        "NODE",
+        "ADDRESS",
+        "ROLE",
+        "GTID CURRENT",
+        "GTID RECEIVED",
+        "LAG"
     );
     for n in c["nodes"].as_array().into_iter().flatten() {
         let p = &n["probe"];
@@ -114,7 +119,7 @@ fn print_cluster(c: &Value) {
                     .unwrap_or_default()
             )
         };
-        println!(
+        say!(
             "{:<10} {:<22} {:<10} {:<28} {:<28} {:<8} {}",
             n["name"].as_str().unwrap_or("?"),
             n["address"].as_str().unwrap_or("?"),

@@ -21,7 +21,7 @@ pub async fn lb(stack: &StackArgs, action: &str, server: &str) -> i32 {
     let path = format!("/servers/{server}/{action}");
     match call(lb.admin, Method::POST, &path, Duration::from_secs(3)).await {
         Ok((200, _)) => {
-            println!("{server}: {action}");
+            say!("{server}: {action}");
             0
         }
         Ok((_, body)) => {

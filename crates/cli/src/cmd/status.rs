@@ -137,16 +137,21 @@ pub fn describe(spec: &ComponentSpec, health: &Health) -> String {
 
 /// Prints rows as an aligned table.
 pub fn print_table(rows: &[Row]) {
-    println!(
+    say!(
         "{:<24} {:<14} {:<22} {:<8} {:<12} {:<9} DETAIL",
-        "COMPONENT", "ROLE", "ADDRESS", "PID", "PROCESS", "HEALTH"
+        "COMPONENT",
+        "ROLE",
+        "ADDRESS",
+        "PID",
+        "PROCESS",
+        "HEALTH"
     );
     for r in rows {
         let process = match &r.exit {
             Some(exit) if r.process != "running" => format!("{} ({exit})", r.process),
             _ => r.process.clone(),
         };
-        println!(
+        say!(
             "{:<24} {:<14} {:<22} {:<8} {:<12} {:<9} {}",
             r.name,
             r.role,
@@ -171,7 +176,7 @@ pub async fn status(stack: &StackArgs, json: bool) -> i32 {
             "url": topology.site_url(),
             "components": rows,
         });
-        println!(
+        say!(
             "{}",
             serde_json::to_string_pretty(&doc).expect("serialisable")
         );

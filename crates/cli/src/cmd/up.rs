@@ -69,7 +69,7 @@ pub async fn up(stack: &StackArgs, mode: Mode, hosts: &[String]) -> i32 {
         );
         return 1;
     }
-    println!(
+    say!(
         "starting {} from {} (state in {})",
         topology.site,
         stack.topology.display(),
@@ -151,7 +151,7 @@ async fn foreground(
                 ready = wait_ready(&specs, &paths.state_dir) => match ready {
                     Ok(rows) => {
                         announce(topology, &rows, None);
-                        println!("press Ctrl-C to stop");
+                        say!("press Ctrl-C to stop");
                         wait_for_stop(&mut stopped).await;
                         0
                     }
@@ -164,10 +164,10 @@ async fn foreground(
             }
         }
     };
-    println!("stopping ...");
+    say!("stopping ...");
     sup.stop_all().await;
     let _ = std::fs::remove_file(&sock);
-    println!("stopped");
+    say!("stopped");
     code
 }
 
@@ -252,7 +252,7 @@ async fn wait_ready(specs: &[ComponentSpec], state_dir: &Path) -> Result<Vec<Row
         let rows = gather(specs, state_dir).await;
         for r in &rows {
             if r.health == "ok" && shown.insert(r.name.clone()) {
-                println!(
+                say!(
                     "  ok  {:<24} {:<22} {} ({:.1}s)",
                     r.name,
                     format!("{}:{}", r.address, r.port),
@@ -297,15 +297,15 @@ async fn wait_ready(specs: &[ComponentSpec], state_dir: &Path) -> Result<Vec<Row
 }
 
 fn announce(topology: &Topology, rows: &[Row], detached_from: Option<&Path>) {
-    println!();
+    say!();
     print_table(rows);
-    println!();
+    say!();
     match topology.site_url() {
-        Some(url) => println!("{} is up: {url}", topology.site),
-        None => println!("{} is up", topology.site),
+        Some(url) => say!("{} is up: {url}", topology.site),
+        None => say!("{} is up", topology.site),
     }
     if let Some(dir) = detached_from {
-        println!(
+        say!(
             "running in the background; `webinfra down --state-dir {}` stops it",
             dir.display()
         );
