@@ -9,11 +9,9 @@ use webinfra_proxy::{json_response, text_response};
 pub async fn run(
     listener: TcpListener,
     monitor: Arc<Monitor>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let shutdown = async move {
-        let _ = stop.wait_for(|s| *s).await;
-    };
+    let shutdown = webinfra_proxy::serve::until_true(stop);
     webinfra_proxy::serve(
         listener,
         move |req, _peer| {

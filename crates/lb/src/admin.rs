@@ -12,11 +12,9 @@ use webinfra_proxy::{full, json_response, text_response, ResBody};
 pub async fn run(
     listener: TcpListener,
     servers: Arc<ServerSet>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let shutdown = async move {
-        let _ = stop.wait_for(|s| *s).await;
-    };
+    let shutdown = webinfra_proxy::serve::until_true(stop);
     webinfra_proxy::serve(
         listener,
         move |req, _peer| {

@@ -71,3 +71,8 @@ where
     drop(listener);
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await;
 }
+
+/// A shutdown future for [`serve`] that resolves once `stop` becomes true.
+pub async fn until_true(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}

@@ -8,16 +8,19 @@ use crate::state::Failover;
 use std::time::Instant;
 
 impl Monitor {
+    fn primary_index(&self, st: &crate::state::ClusterState) -> Result<usize, String> {
+        st.primary
+            .as_deref()
+            .and_then(|n| self.index(n))
+            .ok_or_else(|| "no primary".to_string())
+    }
+
     /// Moves the primary role to `to` (or the best replica) with no lost writes.
     pub async fn switchover(&self, to: Option<&str>) -> Result<Failover, String> {
         let _tick = self.ops.lock().await;
         let started = Instant::now();
         let mut st = self.state();
-        let p = st
-            .primary
-            .as_deref()
-            .and_then(|n| self.index(n))
-            .ok_or("no primary")?;
+        let p = self.primary_index(&st)?;
         let probes = self.probe_all().await;
         probes[p]
             .as_ref()
@@ -118,11 +121,7 @@ impl Monitor {
         }
         let _tick = self.ops.lock().await;
         let mut st = self.state();
-        let p = st
-            .primary
-            .as_deref()
-            .and_then(|n| self.index(n))
-            .ok_or("no primary")?;
+        let p = self.primary_index(&st)?;
         let probes = self.probe_all().await;
         let started = Instant::now();
         self.promote_best(
