@@ -4,19 +4,14 @@
 
 use serde_json::json;
 use std::time::Duration;
-use webinfra_test_support::{http, poll, Stack};
+use webinfra_test_support::{http, kill9, poll, Stack};
 
 const BIN: &str = env!("CARGO_BIN_EXE_webinfra");
 
 fn kill_mariadbd(stack: &Stack, node: &str) {
     let pid_file = stack.state_dir.join(node).join("mariadb/run/mariadb.pid");
     let pid = std::fs::read_to_string(&pid_file).unwrap();
-    let ok = std::process::Command::new("kill")
-        .args(["-9", pid.trim()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -9 {pid}");
+    assert!(kill9(pid.trim().parse().unwrap()), "kill -9 {pid}");
 }
 
 #[test]

@@ -5,18 +5,9 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use webinfra_test_support::load::{Write, Writers};
-use webinfra_test_support::{http, mariadb, poll, Stack};
+use webinfra_test_support::{http, kill9, mariadb, poll, Stack};
 
 const BIN: &str = env!("CARGO_BIN_EXE_webinfra");
-
-fn kill9(pid: u32) {
-    let ok = std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -9 {pid}");
-}
 
 /// Every text stored on `node`, via the application's own credentials.
 fn stored_texts(stack: &Stack, node: &str) -> HashSet<String> {
@@ -93,7 +84,7 @@ fn killing_the_primary_under_write_load_five_times_loses_no_acknowledged_write()
             (writers.acknowledged() >= before + 50).then_some(())
         });
         let old = stack.primary().expect("a primary");
-        kill9(stack.mariadbd_pid(&old));
+        assert!(kill9(stack.mariadbd_pid(&old)));
         let killed = Instant::now();
         // A write sent after the kill must be acknowledged within 2 s of it.
         let recovered = poll(

@@ -3,7 +3,7 @@
 //! started again, traffic returns to both servers. Own block: 127.77.2.0/24.
 
 use std::time::{Duration, Instant};
-use webinfra_test_support::{http, poll, Stack};
+use webinfra_test_support::{http, kill9, poll, Stack};
 
 const BIN: &str = env!("CARGO_BIN_EXE_webinfra");
 
@@ -18,7 +18,7 @@ fn killing_server_01_fails_no_request_and_restarting_it_brings_traffic_back() {
     let pids = stack.pids_of("server-01");
     assert_eq!(pids.len(), 2, "server-01 runs a web and an app server");
     for pid in &pids {
-        assert!(webinfra_process_kill9(*pid), "kill -9 {pid}");
+        assert!(kill9(*pid), "kill -9 {pid}");
     }
 
     // Bounded load: 300 requests or 20 s, whichever ends first.
@@ -78,13 +78,6 @@ fn killing_server_01_fails_no_request_and_restarting_it_brings_traffic_back() {
     );
 }
 
-fn webinfra_process_kill9(pid: u32) -> bool {
-    std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[test]
 fn losing_only_the_application_takes_the_server_out_of_rotation() {
     let stack = Stack::start(BIN.as_ref(), 77, 4);
@@ -95,7 +88,7 @@ fn losing_only_the_application_takes_the_server_out_of_rotation() {
         .find(|c| c["name"] == "server-01/app")
         .and_then(|c| c["pid"].as_u64())
         .unwrap() as u32;
-    assert!(webinfra_process_kill9(app_pid));
+    assert!(kill9(app_pid));
     let lb_says_down = || {
         stack.status()["components"]
             .as_array()

@@ -16,6 +16,11 @@ pub use stack::{topology_toml, Stack};
 
 use std::time::{Duration, Instant};
 
+/// `kill -9 PID`, by pid (never by name); false if there was no such process.
+pub fn kill9(pid: u32) -> bool {
+    webinfra_process::signal(pid, webinfra_process::SIGKILL)
+}
+
 /// Polls `f` every 50 ms until it returns Some, or panics after `deadline` naming `what`.
 pub fn poll<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let end = Instant::now() + deadline;
