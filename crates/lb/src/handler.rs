@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
-use webinfra_proxy::{body, headers, text_response, ResBody, UpstreamClient};
+use webinfra_proxy::{headers, text_response, ResBody, UpstreamClient};
 
 /// Largest request body accepted; bodies are buffered so a failed connect can be retried.
 const MAX_BODY: usize = 10 * 1024 * 1024;
@@ -133,7 +133,7 @@ async fn forward(
                     );
                 }
                 let tracked = Tracked {
-                    inner: body::stream(rbody),
+                    inner: rbody,
                     _in_flight: in_flight,
                 };
                 return finish(
@@ -179,7 +179,7 @@ fn finish(mut resp: Response<ResBody>, request_id: &str) -> Response<ResBody> {
 
 /// A response body that keeps its server's in-flight count until it is done.
 struct Tracked {
-    inner: ResBody,
+    inner: Incoming,
     _in_flight: crate::health::InFlight,
 }
 
@@ -191,7 +191,9 @@ impl http_body::Body for Tracked {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+        std::pin::Pin::new(&mut self.inner)
+            .poll_frame(cx)
+            .map_err(|e| Box::new(e) as Self::Error)
     }
 
     fn is_end_stream(&self) -> bool {
