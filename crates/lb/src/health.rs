@@ -11,7 +11,7 @@ use http::{header, Request};
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use serde_json::json;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
 const READY: u8 = 0;
 const DRAIN: u8 = 1;
@@ -35,8 +35,6 @@ pub struct ServerStatus {
 
 struct Counters {
     up: bool,
-    /// Consecutive 500/502/504 responses (passive detection).
-    server_errors: u32,
     ok_streak: u32,
     fail_streak: u32,
     last_check: String,
@@ -56,6 +54,8 @@ pub struct ServerSet {
     pub stats: Vec<crate::stats::ServerStats>,
     /// Operator state per server: READY, DRAIN or MAINT.
     admin: Vec<AtomicU8>,
+    /// Consecutive 500/502/504 responses per server (passive detection).
+    server_errors: Vec<AtomicU32>,
     check: HealthCheck,
     counters: Mutex<Vec<Counters>>,
     /// Indices of servers that are up; read on every request.
@@ -80,7 +80,6 @@ impl ServerSet {
             .iter()
             .map(|_| Counters {
                 up: true,
-                server_errors: 0,
                 ok_streak: 0,
                 fail_streak: 0,
                 last_check: "not checked yet".into(),
@@ -91,6 +90,7 @@ impl ServerSet {
             in_flight: upstreams.iter().map(|_| AtomicUsize::new(0)).collect(),
             stats: upstreams.iter().map(|_| Default::default()).collect(),
             admin: upstreams.iter().map(|_| AtomicU8::new(READY)).collect(),
+            server_errors: upstreams.iter().map(|_| AtomicU32::new(0)).collect(),
             upstreams,
             weights,
             backup,
@@ -170,18 +170,23 @@ impl ServerSet {
     /// responses take a server down at once (503 is an application's "retry
     /// later", not a broken server, and does not count).
     pub fn report_response(&self, i: usize, status: u16) {
-        let broken = matches!(status, 500 | 502 | 504);
-        let mut counters = self.counters.lock().expect("health lock");
-        let c = &mut counters[i];
-        if !broken {
-            c.server_errors = 0;
+        // Lock-free unless a server crosses the threshold.
+        if !matches!(status, 500 | 502 | 504) {
+            if self.server_errors[i].load(Ordering::Relaxed) != 0 {
+                self.server_errors[i].store(0, Ordering::Relaxed);
+            }
             return;
         }
-        c.server_errors += 1;
-        if c.up && c.server_errors >= self.check.fall {
+        let errors = self.server_errors[i].fetch_add(1, Ordering::Relaxed) + 1;
+        if errors < self.check.fall {
+            return;
+        }
+        let mut counters = self.counters.lock().expect("health lock");
+        let c = &mut counters[i];
+        if c.up {
             c.up = false;
             c.ok_streak = 0;
-            c.last_check = format!("{} consecutive {status} responses", c.server_errors);
+            c.last_check = format!("{errors} consecutive {status} responses");
             tracing::warn!(server = %self.upstreams[i].name, status, "server DOWN (server errors in traffic)");
             self.publish(&counters);
         }
