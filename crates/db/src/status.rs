@@ -2,8 +2,7 @@
 //! read-only flag, GTID positions and replication threads.
 
 use crate::NodeConfig;
-use mysql_async::prelude::Queryable;
-use mysql_async::{Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, Row};
+use mysql_async::{Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -122,34 +121,17 @@ impl Monitor {
 
     async fn query(&self, s: &mut NodeStatus) -> mysql_async::Result<()> {
         let mut conn = self.pool.get_conn().await?;
-        let (read_only, gtid): (bool, String) = conn
-            .query_first("SELECT @@read_only, @@gtid_current_pos")
-            .await?
-            .unwrap_or((false, String::new()));
+        let p = crate::probe::probe(&mut conn).await?;
+        let read_only = p.read_only;
         s.read_only = Some(read_only);
-        s.gtid_current_pos = Some(gtid);
-        let row: Option<Row> = conn.query_first("SHOW SLAVE STATUS").await?;
-        s.replication = row.map(|row| {
-            let text = |name: &str| -> String {
-                row.get_opt::<Option<String>, _>(name)
-                    .and_then(|r| r.ok())
-                    .flatten()
-                    .unwrap_or_default()
-            };
-            let io_error = text("Last_IO_Error");
-            let sql_error = text("Last_SQL_Error");
-            Replication {
-                source: format!("{}:{}", text("Master_Host"), text("Master_Port")),
-                io_running: text("Slave_IO_Running"),
-                sql_running: text("Slave_SQL_Running"),
-                seconds_behind: text("Seconds_Behind_Master").parse().ok(),
-                gtid_io_pos: text("Gtid_IO_Pos"),
-                last_error: if io_error.is_empty() {
-                    sql_error
-                } else {
-                    io_error
-                },
-            }
+        s.gtid_current_pos = Some(p.gtid_current_pos);
+        s.replication = p.slave.map(|r| Replication {
+            source: format!("{}:{}", r.master_host, r.master_port),
+            io_running: r.io_running,
+            sql_running: r.sql_running,
+            seconds_behind: r.seconds_behind,
+            gtid_io_pos: r.gtid_io_pos,
+            last_error: r.last_error,
         });
         s.db_role = Some(match (&s.replication, read_only) {
             (_, false) => "primary",

@@ -1,4 +1,5 @@
-//! What the monitor sees of one node, read through the monitoring user.
+//! What one MariaDB node is doing, read through the monitoring user: the
+//! database supervisor reports it on `/healthz`, the monitor decides on it.
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
