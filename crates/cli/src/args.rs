@@ -110,6 +110,12 @@ pub enum Command {
         /// The server's name (a host in `servers`, or a backend's name).
         server: String,
     },
+    /// Re-read the topology file in the running load balancer (like SIGHUP):
+    /// servers, weights, algorithm, health check, limits; no connection is dropped.
+    Reload {
+        #[command(flatten)]
+        stack: StackArgs,
+    },
     /// Run one role in the foreground (what `up` starts for each component).
     Run {
         /// load-balancer (lb), web, app or database (db).

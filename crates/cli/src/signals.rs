@@ -1,7 +1,7 @@
 //! Shutdown signals. A role started by the supervisor stops on SIGTERM only
 //! (a Ctrl-C in the terminal reaches the whole process group, and the
 //! supervisor wants to stop the tiers in order); anything else also stops on
-//! SIGINT.
+//! SIGINT. SIGHUP asks a role to reload its configuration.
 
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -21,6 +21,17 @@ pub async fn shutdown() {
                     return;
                 }
             }
+        }
+    }
+}
+
+/// Sends a message on `reload` for every SIGHUP.
+pub async fn on_hangup(reload: tokio::sync::mpsc::Sender<()>) {
+    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the configuration");
+        if reload.send(()).await.is_err() {
+            return;
         }
     }
 }

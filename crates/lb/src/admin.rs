@@ -1,9 +1,10 @@
 //! The load balancer's admin address: `/healthz` and `/servers` (JSON health),
 //! `/stats` (JSON counters), `/metrics` (Prometheus text), `/` (HTML stats page),
-//! and `POST /servers/NAME/drain|disable|enable`.
+//! `POST /servers/NAME/drain|disable|enable` and `POST /reload` (re-read the
+//! topology file; answers the changes, or 422 with the file's errors).
 
 use crate::stats;
-use crate::ServerSet;
+use crate::Reloader;
 use http::StatusCode;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -11,16 +12,29 @@ use webinfra_proxy::{full, json_response, text_response, ResBody};
 
 pub async fn run(
     listener: TcpListener,
-    servers: Arc<ServerSet>,
+    reloader: Arc<Reloader>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let shutdown = webinfra_proxy::serve::until_true(stop);
     webinfra_proxy::serve(
         listener,
         move |req, _peer| {
-            let servers = servers.clone();
+            let servers = reloader.pools.load().servers.clone();
+            let reloader = reloader.clone();
             async move {
                 let path = req.uri().path().to_string();
+                if req.method() == http::Method::POST && path == "/reload" {
+                    return match reloader.reload() {
+                        Ok((generation, changes)) => json_response(
+                            StatusCode::OK,
+                            &serde_json::json!({ "generation": generation, "changes": changes }),
+                        ),
+                        Err(e) => json_response(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            &serde_json::json!({ "error": e }),
+                        ),
+                    };
+                }
                 if req.method() == http::Method::POST {
                     // POST /servers/NAME/drain|disable|enable
                     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();

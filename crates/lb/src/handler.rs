@@ -1,7 +1,8 @@
 //! The request path: rewrite headers, pick a server, forward, retry on another
 //! server when that cannot duplicate anything.
 
-use crate::{Balancer, ServerSet};
+use crate::admission::Refusal;
+use crate::pool::Pool;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -10,18 +11,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
-use webinfra_proxy::{headers, text_response, ResBody, UpstreamClient};
+use webinfra_proxy::{headers, text_response, ResBody};
 
 /// Largest request body accepted; bodies are buffered so a failed connect can be retried.
 const MAX_BODY: usize = 10 * 1024 * 1024;
 
 /// Everything the request path needs, shared by all connections.
 pub struct State {
-    pub servers: Arc<ServerSet>,
-    pub balancer: Arc<dyn Balancer>,
-    pub client: UpstreamClient,
-    /// Log every proxied request.
-    pub access_log: bool,
+    /// The current servers; a reload swaps in a new pool.
+    pub pool: Arc<arc_swap::ArcSwap<Pool>>,
     /// Limits retries of requests that may have reached a server.
     pub retry_budget: crate::retry::RetryBudget,
 }
@@ -36,23 +34,29 @@ pub async fn handle(
     let request_id = headers::ensure_request_id(&mut parts.headers);
     if let Err((status, why)) = headers::check_framing(&parts.headers) {
         tracing::warn!(id = %request_id, %peer, why, "request refused");
-        return finish(text_response(status, why), &request_id);
+        // The body's framing is unknown: nothing after it on this connection can be trusted.
+        let mut resp = text_response(status, why);
+        resp.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        return finish(resp, &request_id);
     }
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::append_forwarded_for(&mut parts.headers, peer.ip());
     headers::set_forwarded_proto(&mut parts.headers, "http");
-    if state.access_log {
+    let pool = state.pool.load_full();
+    if pool.config.access_log {
         let span = tracing::info_span!("request", id = %request_id, %peer);
-        forward(&state, parts, incoming, &request_id, start, peer)
+        forward(&state, &pool, parts, incoming, &request_id, start, peer)
             .instrument(span)
             .await
     } else {
-        forward(&state, parts, incoming, &request_id, start, peer).await
+        forward(&state, &pool, parts, incoming, &request_id, start, peer).await
     }
 }
 
 async fn forward(
     state: &State,
+    pool: &Pool,
     mut parts: http::request::Parts,
     incoming: Incoming,
     request_id: &str,
@@ -86,25 +90,30 @@ async fn forward(
 
     let mut tried: Vec<usize> = Vec::new();
     let mut last_error = None;
+    let servers = &pool.servers;
     loop {
-        let candidates = state.servers.candidates(&tried);
-        let Some(i) = state.balancer.pick(&candidates, peer.ip(), &*state.servers) else {
-            let resp = match last_error {
-                Some(e) => e,
-                None => {
-                    let mut r = text_response(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "503 Service Unavailable: no server is up",
-                    );
-                    r.headers_mut()
-                        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
-                    r
-                }
-            };
-            tracing::warn!(method = %parts.method, path = %parts.uri.path(), status = resp.status().as_u16(), "no server could answer");
-            return finish(resp, request_id);
+        let (i, in_flight) = match servers.admit(&tried, &*pool.balancer, peer.ip()).await {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                // After a failed attempt the client hears about that failure.
+                let resp = match (refusal, last_error) {
+                    (Refusal::NoServer, Some(e)) => e,
+                    _ => {
+                        let why = refusal.reason(pool.config.clients.queue_timeout);
+                        let mut r = text_response(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!("503 Service Unavailable: {why}"),
+                        );
+                        r.headers_mut()
+                            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+                        r
+                    }
+                };
+                tracing::warn!(method = %parts.method, path = %parts.uri.path(), status = resp.status().as_u16(), ?refusal, "no server could answer");
+                return finish(resp, request_id);
+            }
         };
-        let upstream = &state.servers.upstreams[i];
+        let upstream = &servers.upstreams[i];
         let mut builder = Request::builder()
             .method(parts.method.clone())
             .uri(parts.uri.clone())
@@ -113,15 +122,14 @@ async fn forward(
         let req = builder
             .body(Full::new(payload.clone()))
             .expect("parts of a valid request");
-        let in_flight = state.servers.start_request(i);
         let attempt = Instant::now();
-        match state.client.send(upstream, req).await {
+        match pool.clients[i].send(upstream, req).await {
             Ok(resp) => {
-                state.servers.stats[i].response(resp.status().as_u16(), attempt.elapsed());
-                state.servers.report_response(i, resp.status().as_u16());
+                servers.stats[i].response(resp.status().as_u16(), attempt.elapsed());
+                servers.report_response(i, resp.status().as_u16());
                 let (mut rparts, rbody) = resp.into_parts();
                 headers::strip_hop_by_hop(&mut rparts.headers);
-                if state.access_log {
+                if pool.config.access_log {
                     tracing::info!(
                     method = %parts.method,
                     path = %parts.uri.path(),
@@ -142,17 +150,17 @@ async fn forward(
                 );
             }
             Err(e) => {
-                if e.kind == webinfra_proxy::ProxyErrorKind::Connect {
-                    state.servers.report_connect_failure(i, &e.detail);
+                drop(in_flight);
+                if e.nothing_sent() {
+                    servers.report_connect_failure(i, &e.detail);
                 }
                 tracing::warn!(error = %e, "upstream failed");
                 tried.push(i);
                 // A failed connect is always retried; a retry after the
                 // request may have been sent spends the retry budget.
                 let retry = e.retryable(&parts.method)
-                    && (e.kind == webinfra_proxy::ProxyErrorKind::Connect
-                        || state.retry_budget.withdraw());
-                state.servers.stats[i].error(retry);
+                    && (e.nothing_sent() || state.retry_budget.withdraw());
+                servers.stats[i].error(retry);
                 last_error = Some(text_response(
                     e.status(),
                     format!(

@@ -11,7 +11,7 @@ use http::{header, Request};
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use serde_json::json;
-use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 const READY: u8 = 0;
 const DRAIN: u8 = 1;
@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::net::TcpStream;
 use webinfra_proxy::Upstream;
-use webinfra_topology::HealthCheck;
+use webinfra_topology::{HealthCheck, ServerLimits};
 
 /// What the admin API reports for one server.
 #[derive(Debug, Clone)]
@@ -49,9 +49,18 @@ pub struct ServerSet {
     /// Backup servers get traffic only while no other server is up.
     backup: Vec<bool>,
     /// Requests in flight per server (until the response body is done).
-    in_flight: Vec<AtomicUsize>,
-    /// Counters per server.
-    pub stats: Vec<crate::stats::ServerStats>,
+    pub(crate) in_flight: Vec<AtomicUsize>,
+    /// Counters per server (shared with the set that replaces this one at a reload).
+    pub stats: Vec<Arc<crate::stats::ServerStats>>,
+    /// Connection limits, timeouts and slow start per server.
+    pub limits: Vec<ServerLimits>,
+    /// Whether any server has a connection limit (else admission is lock-free and waitless).
+    pub(crate) limited: bool,
+    /// Per server: when its slow start began, in ns since `epoch` (0: not ramping).
+    pub(crate) ramp_start: Vec<AtomicU64>,
+    pub(crate) epoch: Instant,
+    /// The queue of requests waiting for a server slot.
+    pub(crate) queue: crate::admission::Queue,
     /// Operator state per server: READY, DRAIN or MAINT.
     admin: Vec<AtomicU8>,
     /// Consecutive 500/502/504 responses per server (passive detection).
@@ -89,6 +98,11 @@ impl ServerSet {
         ServerSet {
             in_flight: upstreams.iter().map(|_| AtomicUsize::new(0)).collect(),
             stats: upstreams.iter().map(|_| Default::default()).collect(),
+            limits: upstreams.iter().map(|_| ServerLimits::default()).collect(),
+            limited: false,
+            ramp_start: upstreams.iter().map(|_| AtomicU64::new(0)).collect(),
+            epoch: Instant::now(),
+            queue: Default::default(),
             admin: upstreams.iter().map(|_| AtomicU8::new(READY)).collect(),
             server_errors: upstreams.iter().map(|_| AtomicU32::new(0)).collect(),
             upstreams,
@@ -98,6 +112,45 @@ impl ServerSet {
             counters: Mutex::new(counters),
             up: ArcSwap::from_pointee(up),
         }
+    }
+
+    /// Sets each server's limits (one per server) and the queue for requests
+    /// that find every server at its limit.
+    pub fn with_limits(
+        mut self,
+        limits: Vec<ServerLimits>,
+        max_queue: usize,
+        queue_timeout: std::time::Duration,
+    ) -> Self {
+        assert_eq!(
+            limits.len(),
+            self.upstreams.len(),
+            "one ServerLimits per server"
+        );
+        self.limited = limits.iter().any(|l| l.max_connections.is_some());
+        self.limits = limits;
+        self.queue = crate::admission::Queue::new(max_queue, queue_timeout);
+        self
+    }
+
+    /// Takes over what a reload must not forget from `old`, for every server
+    /// with the same name and address: up or down, operator state, counters.
+    pub fn inherit(&mut self, old: &ServerSet) {
+        let old_counters = old.counters.lock().expect("health lock");
+        let mut counters = self.counters.lock().expect("health lock");
+        for (i, u) in self.upstreams.iter().enumerate() {
+            let Some(j) = old.upstreams.iter().position(|o| o == u) else {
+                continue;
+            };
+            let (o, c) = (&old_counters[j], &mut counters[i]);
+            c.up = o.up;
+            c.ok_streak = o.ok_streak;
+            c.fail_streak = o.fail_streak;
+            c.last_check = o.last_check.clone();
+            self.admin[i].store(old.admin[j].load(Ordering::Relaxed), Ordering::Relaxed);
+            self.stats[i] = old.stats[j].clone();
+        }
+        self.publish(&counters);
     }
 
     /// Indices of the servers currently up.
@@ -143,7 +196,10 @@ impl ServerSet {
             "enable" => READY,
             other => return Err(format!("unknown action {other} (drain, disable, enable)")),
         };
-        self.admin[i].store(state, Ordering::Relaxed);
+        let before = self.admin[i].swap(state, Ordering::Relaxed);
+        if state == READY && before != READY {
+            self.start_ramp(i);
+        }
         tracing::warn!(server = name, action, "operator changed the server's state");
         Ok(())
     }
@@ -157,13 +213,36 @@ impl ServerSet {
         }
     }
 
-    /// Counts a request to server `i` as in flight until the guard is dropped.
-    pub fn start_request(self: &Arc<Self>, i: usize) -> InFlight {
-        self.in_flight[i].fetch_add(1, Ordering::Relaxed);
-        InFlight {
+    /// Counts a request to server `i` as in flight until the guard is dropped,
+    /// or None when the server is at its `max_connections`.
+    pub fn start_request(self: &Arc<Self>, i: usize) -> Option<InFlight> {
+        match self.limits[i].max_connections {
+            None => {
+                self.in_flight[i].fetch_add(1, Ordering::SeqCst);
+            }
+            Some(max) => {
+                let max = max as usize;
+                let mut cur = self.in_flight[i].load(Ordering::SeqCst);
+                loop {
+                    if cur >= max {
+                        return None;
+                    }
+                    match self.in_flight[i].compare_exchange_weak(
+                        cur,
+                        cur + 1,
+                        Ordering::SeqCst,
+                        Ordering::SeqCst,
+                    ) {
+                        Ok(_) => break,
+                        Err(now) => cur = now,
+                    }
+                }
+            }
+        }
+        Some(InFlight {
             set: self.clone(),
             i,
-        }
+        })
     }
 
     /// Passive detection from real traffic: `fall` consecutive 500, 502 or 504
@@ -217,6 +296,7 @@ impl ServerSet {
                 c.last_check = what;
                 if !c.up && c.ok_streak >= self.check.rise {
                     c.up = true;
+                    self.start_ramp(i);
                     tracing::info!(%server, "server UP");
                     self.publish(&counters);
                 }
@@ -294,10 +374,12 @@ impl ServerSet {
             s["weight"] = self.weights[i].into();
             s["backup"] = self.backup[i].into();
             s["in_flight"] = self.in_flight[i].load(Ordering::Relaxed).into();
+            s["max_connections"] = self.limits[i].max_connections.into();
+            s["slow_start"] = self.ramp(i).is_some().into();
             s["admin"] = self.admin_state(i).into();
             s["stats"] = serde_json::to_value(self.stats[i].snapshot()).expect("serialisable");
         }
-        json!({ "servers": servers })
+        json!({ "servers": servers, "queued": self.queue.len() })
     }
 
     /// Starts one check loop per server; abort the handle to stop them.
@@ -378,7 +460,10 @@ pub struct InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.set.in_flight[self.i].fetch_sub(1, Ordering::Relaxed);
+        self.set.in_flight[self.i].fetch_sub(1, Ordering::SeqCst);
+        if self.set.limited {
+            self.set.queue.slot_freed();
+        }
     }
 }
 

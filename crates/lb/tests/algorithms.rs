@@ -1,103 +1,25 @@
 //! The load balancer in front of plain HTTP backends, in-process on
 //! 127.0.0.1:0: weights, backups and stickiness as a client sees them.
 
-use bytes::Bytes;
-use http::Response;
-use http_body_util::Full;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+mod common;
+
+use common::Lb;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Duration;
-use tokio::net::TcpListener;
 use webinfra_test_support::http as client;
-use webinfra_topology::{Algorithm, Backend, HealthCheck, LoadBalancer};
+use webinfra_topology::Algorithm;
 
-/// A backend that answers every request with its name; stops when `stop` fires.
-async fn backend(
-    name: &'static str,
-    listener: TcpListener,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    loop {
-        let (stream, _) = tokio::select! {
-            r = listener.accept() => r.unwrap(),
-            _ = stop.changed() => return,
-        };
-        let mut stop = stop.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |_req| async move {
-                Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(name))))
-            });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
-            tokio::select! { _ = conn => {}, _ = stop.changed() => {} }
-        });
-    }
-}
-
-/// A load balancer over backends named `a`, `b`, ... with the given (weight, backup).
-struct Setup {
-    site: SocketAddr,
-    admin: SocketAddr,
-    stops: Vec<tokio::sync::watch::Sender<bool>>,
-    _runtime: std::thread::JoinHandle<()>,
-}
-
-fn start(algorithm: Algorithm, servers: &[(u32, bool)]) -> Setup {
-    let (tx, rx) = std::sync::mpsc::channel();
+/// Backends `a`, `b`, ... with the given (weight, backup).
+fn start(algorithm: Algorithm, servers: &[(u32, bool)]) -> Lb {
+    let names = &["a", "b", "c"][..servers.len()];
     let servers = servers.to_vec();
-    let runtime = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let names = ["a", "b", "c"];
-            let mut backends = Vec::new();
-            let mut stops = Vec::new();
-            for (i, (weight, backup)) in servers.iter().enumerate() {
-                let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-                backends.push(Backend {
-                    name: names[i].into(),
-                    addr: l.local_addr().unwrap(),
-                    weight: *weight,
-                    backup: *backup,
-                });
-                stops.push(stop_tx);
-                tokio::spawn(backend(names[i], l, stop_rx));
-            }
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let site = listener.local_addr().unwrap();
-            let admin_addr = admin.local_addr().unwrap();
-            let config = LoadBalancer {
-                host: "lb".into(),
-                listen: site,
-                admin: admin.local_addr().unwrap(),
-                algorithm,
-                servers: backends,
-                health_check: HealthCheck {
-                    path: "/".into(),
-                    interval: Duration::from_secs(30),
-                    timeout: Duration::from_secs(1),
-                    rise: 2,
-                    fall: 3,
-                },
-                access_log: false,
-            };
-            tx.send((site, admin_addr, stops)).unwrap();
-            webinfra_lb::run(listener, admin, config, std::future::pending()).await;
-        });
-    });
-    let (site, admin, stops) = rx.recv().unwrap();
-    Setup {
-        site,
-        admin,
-        stops,
-        _runtime: runtime,
-    }
+    Lb::start(names, move |cfg| {
+        cfg.algorithm = algorithm;
+        for (s, (weight, backup)) in cfg.servers.iter_mut().zip(servers) {
+            s.weight = weight;
+            s.backup = backup;
+        }
+    })
 }
 
 fn served(site: SocketAddr, n: usize) -> HashMap<String, usize> {
@@ -140,7 +62,7 @@ fn weighted_round_robin_follows_the_weights() {
 fn a_backup_serves_only_when_the_others_are_down() {
     let s = start(Algorithm::RoundRobin, &[(1, false), (1, true)]);
     assert_eq!(served(s.site, 10).get("a"), Some(&10));
-    s.stops[0].send(true).unwrap();
+    s.backends[0].stop.send(true).unwrap();
     // The first request after the loss is retried on the backup: none fails.
     let count = served(s.site, 10);
     assert_eq!(count.get("b"), Some(&10), "{count:?}");

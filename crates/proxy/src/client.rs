@@ -28,6 +28,8 @@ pub struct Upstream {
 pub enum ProxyErrorKind {
     /// No connection could be made: nothing was sent, always safe to retry.
     Connect,
+    /// The connect did not finish within the connect timeout: nothing was sent.
+    ConnectTimeout,
     /// The connection failed after the request may have been sent.
     Reset,
     /// No response headers within the response timeout.
@@ -49,6 +51,7 @@ impl fmt::Display for ProxyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let what = match self.kind {
             ProxyErrorKind::Connect => "cannot connect",
+            ProxyErrorKind::ConnectTimeout => "connect timed out",
             ProxyErrorKind::Reset => "connection failed mid-request",
             ProxyErrorKind::Timeout => "no response in time",
         };
@@ -65,7 +68,7 @@ impl ProxyError {
     /// sent, or the method is idempotent and no response was received.
     pub fn retryable(&self, method: &Method) -> bool {
         match self.kind {
-            ProxyErrorKind::Connect => true,
+            ProxyErrorKind::Connect | ProxyErrorKind::ConnectTimeout => true,
             ProxyErrorKind::Reset => matches!(
                 *method,
                 Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
@@ -74,10 +77,20 @@ impl ProxyError {
         }
     }
 
+    /// True when the request never left: the connection could not be made.
+    pub fn nothing_sent(&self) -> bool {
+        matches!(
+            self.kind,
+            ProxyErrorKind::Connect | ProxyErrorKind::ConnectTimeout
+        )
+    }
+
     /// The status a client should see: 504 for a timeout, else 502.
     pub fn status(&self) -> http::StatusCode {
         match self.kind {
-            ProxyErrorKind::Timeout => http::StatusCode::GATEWAY_TIMEOUT,
+            ProxyErrorKind::Timeout | ProxyErrorKind::ConnectTimeout => {
+                http::StatusCode::GATEWAY_TIMEOUT
+            }
             _ => http::StatusCode::BAD_GATEWAY,
         }
     }
@@ -87,6 +100,7 @@ impl ProxyError {
 #[derive(Clone)]
 pub struct UpstreamClient {
     client: Client<HttpConnector, Full<Bytes>>,
+    connect_timeout: Duration,
     response_timeout: Duration,
 }
 
@@ -104,6 +118,7 @@ impl UpstreamClient {
             .build(connector);
         UpstreamClient {
             client,
+            connect_timeout,
             response_timeout,
         }
     }
@@ -146,10 +161,28 @@ impl UpstreamClient {
                 format!("waited {:?}", self.response_timeout),
             )),
             Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) if e.is_connect() && timed_out(&e) => Err(fail(
+                ProxyErrorKind::ConnectTimeout,
+                format!("no connection within {:?}", self.connect_timeout),
+            )),
             Ok(Err(e)) if e.is_connect() => Err(fail(ProxyErrorKind::Connect, root_cause(&e))),
             Ok(Err(e)) => Err(fail(ProxyErrorKind::Reset, root_cause(&e))),
         }
     }
+}
+
+/// True when a connect error was the connect timeout.
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {

@@ -58,8 +58,22 @@ pub fn check_framing(headers: &HeaderMap) -> Result<(), (http::StatusCode, &'sta
             "400 Bad Request: both Content-Length and Transfer-Encoding",
         ));
     }
-    let only_chunked = te.len() == 1 && te[0].trim_ascii().eq_ignore_ascii_case(b"chunked");
-    if !only_chunked {
+    let codings: Vec<&[u8]> = te
+        .iter()
+        .flat_map(|v| v.split(|b| *b == b','))
+        .map(|c| c.trim_ascii())
+        .filter(|c| !c.is_empty())
+        .collect();
+    let chunked = |c: &[u8]| c.eq_ignore_ascii_case(b"chunked");
+    // RFC 9112 6.3: chunked must be the final coding, and applied once.
+    let times = codings.iter().filter(|c| chunked(c)).count();
+    if !codings.last().is_some_and(|c| chunked(c)) || times > 1 {
+        return Err((
+            http::StatusCode::BAD_REQUEST,
+            "400 Bad Request: chunked must be the final transfer coding, applied once",
+        ));
+    }
+    if codings.len() > 1 {
         return Err((
             http::StatusCode::NOT_IMPLEMENTED,
             "501 Not Implemented: only the chunked transfer coding is supported",

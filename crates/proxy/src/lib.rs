@@ -9,9 +9,10 @@
 pub mod body;
 pub mod client;
 pub mod headers;
+pub mod idle;
 pub mod probe;
 pub mod serve;
 
 pub use body::{full, json_response, text_response, ResBody};
 pub use client::{ProxyError, ProxyErrorKind, Upstream, UpstreamClient};
-pub use serve::serve;
+pub use serve::{serve, serve_with, ServeOptions};

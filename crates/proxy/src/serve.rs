@@ -1,7 +1,9 @@
 //! Accept loop shared by every webinfra HTTP server: HTTP/1.1 keep-alive and
-//! HTTP/2 with prior knowledge on one port, graceful shutdown.
+//! HTTP/2 with prior knowledge on one port, a limit on open connections,
+//! header and idle keep-alive timeouts ([`crate::idle`]), graceful shutdown.
 
 use crate::body::ResBody;
+use crate::idle::{Finishing, TimedIo, Tracker};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -10,11 +12,31 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
-/// How long a client may take to send its request headers (slowloris guard).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Client-side limits of one listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// How long a client may take to send a request's headers (slowloris guard).
+    pub header_timeout: Duration,
+    /// How long an idle keep-alive connection may wait for its next request.
+    pub keep_alive_timeout: Duration,
+    /// Most connections open at once; further clients wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            header_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(5),
+            max_connections: 8192,
+        }
+    }
+}
 /// Most request headers accepted (more: 431, like HAProxy's `tune.http.maxhdr` 101).
 const MAX_HEADERS: usize = 100;
 /// Largest request head accepted, in bytes (larger: 431).
@@ -22,7 +44,8 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// How long in-flight requests get to finish at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `handler` on `listener` until `shutdown` resolves, then drains.
+/// Serves `handler` on `listener` with the default [`ServeOptions`] until
+/// `shutdown` resolves, then drains.
 ///
 /// The handler gets each request with the client's address.
 pub async fn serve<H, F>(listener: TcpListener, handler: H, shutdown: impl Future<Output = ()>)
@@ -30,18 +53,37 @@ where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ResBody>> + Send + 'static,
 {
+    serve_with(listener, ServeOptions::default(), handler, shutdown).await
+}
+
+/// [`serve`] with explicit limits.
+pub async fn serve_with<H, F>(
+    listener: TcpListener,
+    options: ServeOptions,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+) where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<ResBody>> + Send + 'static,
+{
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        // The header and keep-alive timeouts are TimedIo's.
+        .header_read_timeout(None)
         .max_headers(MAX_HEADERS)
         .max_buf_size(MAX_HEAD_BYTES)
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(options.max_connections));
     tokio::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("never closed"),
+            _ = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -56,16 +98,29 @@ where
         };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
+        let tracker = Arc::new(Tracker::default());
+        let io = TimedIo::new(
+            stream,
+            tracker.clone(),
+            options.header_timeout,
+            options.keep_alive_timeout,
+        );
         let service = hyper::service::service_fn(move |req| {
+            tracker.start();
             let fut = handler(req, peer);
-            async move { Ok::<_, Infallible>(fut.await) }
+            let tracker = tracker.clone();
+            async move {
+                let resp = fut.await.map(|body| Finishing::new(body, tracker));
+                Ok::<_, Infallible>(resp)
+            }
         });
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        let conn = builder.serve_connection(TokioIo::new(io), service);
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
+            drop(slot);
         });
     }
     drop(listener);

@@ -14,8 +14,8 @@ mod validate;
 pub use credentials::Credentials;
 pub use diagnostic::{Diagnostic, TopologyError};
 pub use model::{
-    Algorithm, App, Backend, Database, DbNode, DbRole, HealthCheck, Host, LoadBalancer, Topology,
-    Web,
+    Algorithm, App, Backend, ClientLimits, Database, DbNode, DbRole, HealthCheck, Host,
+    LoadBalancer, ServerLimits, Topology, Web,
 };
 
 use std::path::Path;

@@ -69,6 +69,32 @@ pub struct Backend {
     pub weight: u32,
     /// Gets traffic only while no non-backup server is up (active-passive).
     pub backup: bool,
+    /// Timeouts, connection limit and slow start.
+    pub limits: ServerLimits,
+}
+
+/// Per-server limits (HAProxy's `timeout connect`, `timeout server`, `maxconn`, `slowstart`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// How long a TCP connect to the server may take.
+    pub connect_timeout: Duration,
+    /// How long the server may take to send its response headers.
+    pub response_timeout: Duration,
+    /// Most requests in flight to the server at once; more wait in the queue.
+    pub max_connections: Option<u32>,
+    /// A server that comes back ramps its share of new requests up over this long.
+    pub slow_start: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            connect_timeout: Duration::from_secs(2),
+            response_timeout: Duration::from_secs(60),
+            max_connections: None,
+            slow_start: Duration::ZERO,
+        }
+    }
 }
 
 /// Active health check settings (HAProxy's `inter`, `timeout check`, `rise`, `fall`).
@@ -103,6 +129,36 @@ pub struct LoadBalancer {
     pub health_check: HealthCheck,
     /// Log every request (with its request id); off, like `access_log off` in nginx.
     pub access_log: bool,
+    /// Client connections and queueing.
+    pub clients: ClientLimits,
+}
+
+/// Limits on the client side (HAProxy's global `maxconn`, `timeout http-request`,
+/// `timeout http-keep-alive`, `maxqueue`, `timeout queue`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// Most client connections open at once; further ones wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers.
+    pub header_timeout: Duration,
+    /// How long an idle keep-alive connection waits for the next request.
+    pub keep_alive_timeout: Duration,
+    /// Most requests waiting for a server slot (`max_connections` of servers) at once; more get 503.
+    pub max_queue: usize,
+    /// How long a request waits for a server slot before a 503.
+    pub queue_timeout: Duration,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        ClientLimits {
+            max_connections: 8192,
+            header_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(5),
+            max_queue: 1024,
+            queue_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// The web server tier.

@@ -46,6 +46,16 @@ pub struct RawLoadBalancer {
     pub backends: Vec<RawBackend>,
     pub health_check: Option<RawHealthCheck>,
     pub access_log: Option<S<bool>>,
+    pub max_connections: Option<S<u64>>,
+    pub header_timeout_ms: Option<S<u64>>,
+    pub keep_alive_timeout_ms: Option<S<u64>>,
+    pub max_queue: Option<S<u64>>,
+    pub queue_timeout_ms: Option<S<u64>>,
+    // Defaults for every server; a `[[load_balancer.backend]]` may override them.
+    pub connect_timeout_ms: Option<S<u64>>,
+    pub response_timeout_ms: Option<S<u64>>,
+    pub server_max_connections: Option<S<u64>>,
+    pub slow_start_ms: Option<S<u64>>,
 }
 
 /// A backend given by address (any HTTP server, not only webinfra's).
@@ -56,6 +66,10 @@ pub struct RawBackend {
     pub address: S<std::net::SocketAddr>,
     pub weight: Option<S<u32>>,
     pub backup: Option<S<bool>>,
+    pub connect_timeout_ms: Option<S<u64>>,
+    pub response_timeout_ms: Option<S<u64>>,
+    pub max_connections: Option<S<u64>>,
+    pub slow_start_ms: Option<S<u64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,4 +1,5 @@
-//! `webinfra lb drain|disable|enable SERVER`: the load balancer's admin API.
+//! `webinfra lb drain|disable|enable SERVER` and `webinfra reload`: the load
+//! balancer's admin API.
 
 use crate::args::StackArgs;
 use http::Method;
@@ -31,6 +32,51 @@ pub async fn lb(stack: &StackArgs, action: &str, server: &str) -> i32 {
             eprintln!(
                 "webinfra: {}",
                 why.unwrap_or_else(|| "the load balancer refused".into())
+            );
+            1
+        }
+        Err(e) => {
+            eprintln!(
+                "webinfra: cannot reach the load balancer's admin address {}: {e}",
+                lb.admin
+            );
+            1
+        }
+    }
+}
+
+/// `webinfra reload`: checks the file here (errors with their lines), then asks
+/// the running load balancer to re-read it and prints what changed.
+pub async fn reload(stack: &StackArgs) -> i32 {
+    let topology = match super::load(&stack.topology) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let Some(lb) = topology.load_balancer else {
+        eprintln!("webinfra: the topology has no [load_balancer]");
+        return 2;
+    };
+    match call(lb.admin, Method::POST, "/reload", Duration::from_secs(5)).await {
+        Ok((200, Some(body))) => {
+            let changes: Vec<&str> = body["changes"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|c| c.as_str()).collect())
+                .unwrap_or_default();
+            if changes.is_empty() {
+                say!("reloaded: nothing changed");
+            } else {
+                say!("reloaded:");
+                for c in changes {
+                    say!("  {c}");
+                }
+            }
+            0
+        }
+        Ok((_, body)) => {
+            let why = body.and_then(|b| b["error"].as_str().map(String::from));
+            eprintln!(
+                "webinfra: reload refused, the running configuration stays: {}",
+                why.unwrap_or_else(|| "no reason given".into())
             );
             1
         }

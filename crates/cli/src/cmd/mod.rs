@@ -39,6 +39,7 @@ pub async fn dispatch(cli: Cli) -> i32 {
             action,
             server,
         } => lb::lb(&stack, &action, &server).await,
+        Command::Reload { stack } => lb::reload(&stack).await,
         Command::Down { state } => control::down(&state.state_dir).await,
         Command::Status { stack, json } => status::status(&stack, json).await,
         Command::Start { name, state } => {

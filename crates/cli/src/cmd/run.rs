@@ -21,7 +21,7 @@ pub async fn run(role: &str, host: Option<&str>, stack: &StackArgs) -> i32 {
         Err(code) => return code,
     };
     let result = match role {
-        Role::LoadBalancer => load_balancer(&topology, host).await,
+        Role::LoadBalancer => load_balancer(&topology, host, stack).await,
         Role::Web => web(&topology, host, stack).await,
         Role::App => app(&topology, host, stack).await,
         Role::Database => database(&topology, host, stack).await,
@@ -58,7 +58,7 @@ fn pick_host(hosts: &[String], host: Option<&str>, role: &str) -> anyhow::Result
     }
 }
 
-async fn load_balancer(t: &Topology, host: Option<&str>) -> anyhow::Result<()> {
+async fn load_balancer(t: &Topology, host: Option<&str>, stack: &StackArgs) -> anyhow::Result<()> {
     let lb = t
         .load_balancer
         .clone()
@@ -66,7 +66,18 @@ async fn load_balancer(t: &Topology, host: Option<&str>) -> anyhow::Result<()> {
     pick_host(std::slice::from_ref(&lb.host), host, "load balancer")?;
     let listener = bind(lb.listen, "load balancer").await?;
     let admin = bind(lb.admin, "load balancer admin").await?;
-    webinfra_lb::run(listener, admin, lb, shutdown()).await;
+    // SIGHUP and `webinfra reload` re-read the same file.
+    let path = stack.topology.clone();
+    let source: webinfra_lb::ConfigSource = std::sync::Arc::new(move || {
+        Topology::load(&path)
+            .map_err(|e| e.to_string())?
+            .load_balancer
+            .ok_or_else(|| format!("{}: the topology has no [load_balancer]", path.display()))
+    });
+    let (tx, triggers) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(crate::signals::on_hangup(tx));
+    let reload = webinfra_lb::Reload { source, triggers };
+    webinfra_lb::run(listener, admin, lb, reload, shutdown()).await;
     Ok(())
 }
 

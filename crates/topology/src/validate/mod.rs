@@ -8,8 +8,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod lb;
+
 /// Collects diagnostics while validation walks the file.
-struct Checker<'a> {
+pub(super) struct Checker<'a> {
     src: &'a str,
     file: &'a str,
     errors: Vec<Diagnostic>,
@@ -149,7 +151,7 @@ pub fn validate(raw: RawTopology, src: &str, file: &str) -> Result<Topology, Top
     let load_balancer = raw
         .load_balancer
         .as_ref()
-        .and_then(|lb| load_balancer(&mut c, lb.get_ref(), web.as_ref()));
+        .and_then(|lb| lb::load_balancer(&mut c, lb.get_ref(), web.as_ref()));
     if c.errors.is_empty() {
         Ok(Topology {
             source: None,
@@ -209,7 +211,7 @@ fn hosts(c: &mut Checker, raw: &[RawHost]) -> Vec<Host> {
     out
 }
 
-fn valid_name(name: &str) -> bool {
+pub(super) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
         && name
@@ -341,172 +343,4 @@ fn web(c: &mut Checker, raw: &S<RawWeb>, app_hosts: &[String]) -> Web {
         port: *w.port.get_ref(),
         static_dir: w.static_dir.as_ref().map(|s| PathBuf::from(s.get_ref())),
     }
-}
-
-fn load_balancer(c: &mut Checker, lb: &RawLoadBalancer, web: Option<&Web>) -> Option<LoadBalancer> {
-    let ip = c.host_ref(&lb.host, "load_balancer.host")?;
-    let listen = c.listen(ip, &lb.port, "load_balancer.port", lb.host.get_ref());
-    let admin = c.listen(
-        ip,
-        &lb.admin_port,
-        "load_balancer.admin_port",
-        lb.host.get_ref(),
-    );
-    let algorithm = match lb.algorithm.as_ref() {
-        None => Algorithm::RoundRobin,
-        Some(a) => match Algorithm::ALL
-            .iter()
-            .find(|(n, _)| *n == a.get_ref().as_str())
-        {
-            Some((_, alg)) => *alg,
-            None => {
-                let known: Vec<&str> = Algorithm::ALL.iter().map(|(n, _)| *n).collect();
-                c.error(
-                    a.span(),
-                    "load_balancer.algorithm",
-                    format!(
-                        "unknown algorithm `{}` (known: {})",
-                        a.get_ref(),
-                        known.join(", ")
-                    ),
-                );
-                Algorithm::RoundRobin
-            }
-        },
-    };
-    let mut servers: Vec<Backend> = Vec::new();
-    if let Some(list) = &lb.servers {
-        let names = c.host_list(list, "load_balancer.servers");
-        for raw_name in list.get_ref() {
-            let name = raw_name.get_ref();
-            if !names.contains(name) {
-                continue;
-            }
-            match web.filter(|w| w.hosts.contains(name)) {
-                Some(w) => servers.push(Backend {
-                    name: name.clone(),
-                    addr: SocketAddr::new(c.hosts[name], w.port),
-                    weight: 1,
-                    backup: false,
-                }),
-                None => c.error(
-                    raw_name.span(),
-                    "load_balancer.servers",
-                    format!("`{name}` runs no web server (add it to web.hosts, or list it as a [[load_balancer.backend]])"),
-                ),
-            }
-        }
-    }
-    for b in &lb.backends {
-        let (name, addr) = (b.name.get_ref(), *b.address.get_ref());
-        if !valid_name(name) {
-            c.error(
-                b.name.span(),
-                "load_balancer.backend.name",
-                format!("`{name}` is not a valid name (letters, digits, '-', '_')"),
-            );
-        } else if servers.iter().any(|s| s.name == *name) {
-            c.error(
-                b.name.span(),
-                "load_balancer.backend.name",
-                format!("duplicate server name `{name}`"),
-            );
-        } else if let Some(other) = servers.iter().find(|s| s.addr == addr) {
-            let other = other.name.clone();
-            c.error(
-                b.address.span(),
-                "load_balancer.backend.address",
-                format!("{addr} is already server `{other}`"),
-            );
-        } else {
-            let weight = b.weight.as_ref().map_or(1, |w| *w.get_ref());
-            if let Some(w) = b
-                .weight
-                .as_ref()
-                .filter(|w| !(1..=256).contains(w.get_ref()))
-            {
-                c.error(
-                    w.span(),
-                    "load_balancer.backend.weight",
-                    "must be between 1 and 256".into(),
-                );
-            }
-            servers.push(Backend {
-                name: name.clone(),
-                addr,
-                weight,
-                backup: b.backup.as_ref().is_some_and(|x| *x.get_ref()),
-            });
-        }
-    }
-    if servers.iter().all(|s| s.backup) && !servers.is_empty() {
-        c.error(
-            0..0,
-            "load_balancer",
-            "every server is a backup: mark at least one `backup = false`".into(),
-        );
-    }
-    if servers.is_empty() && c.errors.is_empty() {
-        c.error(
-            0..0,
-            "load_balancer",
-            "no servers: list web hosts in `servers` or add [[load_balancer.backend]] entries"
-                .into(),
-        );
-    }
-    let health_check = health_check(c, lb.health_check.as_ref());
-    Some(LoadBalancer {
-        host: lb.host.get_ref().clone(),
-        listen,
-        admin,
-        algorithm,
-        servers,
-        health_check,
-        access_log: lb.access_log.as_ref().is_none_or(|a| *a.get_ref()),
-    })
-}
-
-fn health_check(c: &mut Checker, raw: Option<&RawHealthCheck>) -> HealthCheck {
-    let mut hc = HealthCheck {
-        path: "/healthz".into(),
-        interval: Duration::from_millis(2000),
-        timeout: Duration::from_millis(1000),
-        rise: 2,
-        fall: 3,
-    };
-    let Some(raw) = raw else { return hc };
-    if let Some(p) = &raw.path {
-        if !p.get_ref().starts_with('/') {
-            c.error(
-                p.span(),
-                "load_balancer.health_check.path",
-                "must start with '/'".into(),
-            );
-        }
-        hc.path = p.get_ref().clone();
-    }
-    let positive = |c: &mut Checker, v: &S<u64>, key: &str| {
-        if *v.get_ref() == 0 {
-            c.error(v.span(), key, "must be greater than 0".into());
-        }
-        Duration::from_millis(*v.get_ref())
-    };
-    if let Some(v) = &raw.interval_ms {
-        hc.interval = positive(c, v, "load_balancer.health_check.interval_ms");
-    }
-    if let Some(v) = &raw.timeout_ms {
-        hc.timeout = positive(c, v, "load_balancer.health_check.timeout_ms");
-    }
-    for (v, key, slot) in [
-        (&raw.rise, "load_balancer.health_check.rise", &mut hc.rise),
-        (&raw.fall, "load_balancer.health_check.fall", &mut hc.fall),
-    ] {
-        if let Some(v) = v {
-            if *v.get_ref() == 0 {
-                c.error(v.span(), key, "must be at least 1".into());
-            }
-            *slot = *v.get_ref();
-        }
-    }
-    hc
 }

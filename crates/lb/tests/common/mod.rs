@@ -1,0 +1,309 @@
+//! A load balancer in front of in-process HTTP backends, all on 127.0.0.1:0,
+//! in a runtime of its own that stops when the [`Lb`] is dropped.
+//!
+//! Backends answer by path: `/slow/MS` after MS milliseconds, `/status/N`
+//! with status N, `/hop` with hop-by-hop headers a proxy must strip, anything
+//! else with the backend's name. Each records what it received (health
+//! checks aside) and how many
+//! requests it had in flight at most.
+
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use webinfra_topology::{
+    Algorithm, Backend, ClientLimits, HealthCheck, LoadBalancer, ServerLimits,
+};
+
+/// A request as a backend received it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    /// Names lower-cased, in order.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What one backend saw.
+#[derive(Debug, Default)]
+pub struct Record {
+    pub seen: Mutex<Vec<Seen>>,
+    pub in_flight: AtomicUsize,
+    pub max_in_flight: AtomicUsize,
+}
+
+impl Record {
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+async fn answer(
+    name: &'static str,
+    record: Arc<Record>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let now = record.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    record.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
+    let path = parts.uri.path().to_string();
+    let check = parts
+        .headers
+        .get("user-agent")
+        .is_some_and(|v| v == "webinfra-health-check");
+    if check {
+        record.in_flight.fetch_sub(1, Ordering::SeqCst);
+        return Response::new(Full::new(Bytes::from(name)));
+    }
+    record.seen.lock().unwrap().push(Seen {
+        method: parts.method.to_string(),
+        path: path.clone(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body,
+    });
+    let mut resp = Response::new(Full::new(Bytes::from(name)));
+    if let Some(ms) = path.strip_prefix("/slow/") {
+        tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
+    } else if let Some(code) = path.strip_prefix("/status/") {
+        *resp.status_mut() = code.parse::<u16>().unwrap().try_into().unwrap();
+    } else if path == "/hop" {
+        let h = resp.headers_mut();
+        h.insert("connection", "x-internal".parse().unwrap());
+        h.insert("x-internal", "secret".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("proxy-connection", "keep-alive".parse().unwrap());
+        h.insert("upgrade", "h2c".parse().unwrap());
+        h.insert("trailer", "x-checksum".parse().unwrap());
+        h.insert("x-end-to-end", "kept".parse().unwrap());
+    }
+    record.in_flight.fetch_sub(1, Ordering::SeqCst);
+    resp
+}
+
+/// A backend: its address, its record, and a switch to stop it.
+pub struct TestBackend {
+    pub name: &'static str,
+    pub addr: SocketAddr,
+    pub record: Arc<Record>,
+    pub stop: tokio::sync::watch::Sender<bool>,
+}
+
+async fn backend(
+    name: &'static str,
+    listener: TcpListener,
+    record: Arc<Record>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => r.unwrap(),
+            _ = stop.changed() => return,
+        };
+        let mut stop = stop.clone();
+        let record = record.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let record = record.clone();
+                async move { Ok::<_, std::convert::Infallible>(answer(name, record, req).await) }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            tokio::select! { _ = conn => {}, _ = stop.changed() => {} }
+        });
+    }
+}
+
+/// The configuration `Lb::start` begins from: round robin over the
+/// backends, checks every 30 s (so only passive detection acts), no access log.
+pub fn config(backends: &[(&'static str, SocketAddr)]) -> LoadBalancer {
+    LoadBalancer {
+        host: "lb".into(),
+        listen: "127.0.0.1:1".parse().unwrap(),
+        admin: "127.0.0.1:2".parse().unwrap(),
+        algorithm: Algorithm::RoundRobin,
+        servers: backends
+            .iter()
+            .map(|(name, addr)| Backend {
+                name: (*name).into(),
+                addr: *addr,
+                weight: 1,
+                backup: false,
+                limits: ServerLimits::default(),
+            })
+            .collect(),
+        health_check: HealthCheck {
+            path: "/".into(),
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(1),
+            rise: 2,
+            fall: 3,
+        },
+        access_log: false,
+        clients: ClientLimits::default(),
+    }
+}
+
+/// A running load balancer and its backends.
+pub struct Lb {
+    pub site: SocketAddr,
+    pub admin: SocketAddr,
+    pub backends: Vec<TestBackend>,
+    /// What the next reload reads (an Err is a broken topology file).
+    pub next_config: Arc<Mutex<Result<LoadBalancer, String>>>,
+    /// A SIGHUP.
+    pub hangup: tokio::sync::mpsc::Sender<()>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Lb {
+    /// Starts `names.len()` backends and a load balancer over them, configured by `tune`.
+    pub fn start(
+        names: &[&'static str],
+        tune: impl FnOnce(&mut LoadBalancer) + Send + 'static,
+    ) -> Lb {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let names = names.to_vec();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            let handle = rt.handle().clone();
+            rt.block_on(async move {
+                let mut backends = Vec::new();
+                for name in names {
+                    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+                    let record = Arc::new(Record::default());
+                    let addr = l.local_addr().unwrap();
+                    tokio::spawn(backend(name, l, record.clone(), stop_rx));
+                    backends.push(TestBackend {
+                        name,
+                        addr,
+                        record,
+                        stop,
+                    });
+                }
+                let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let pairs: Vec<_> = backends.iter().map(|b| (b.name, b.addr)).collect();
+                let mut cfg = config(&pairs);
+                cfg.listen = listener.local_addr().unwrap();
+                cfg.admin = admin.local_addr().unwrap();
+                tune(&mut cfg);
+                let next_config = Arc::new(Mutex::new(Ok(cfg.clone())));
+                let source_cfg = next_config.clone();
+                let source: webinfra_lb::ConfigSource =
+                    Arc::new(move || source_cfg.lock().unwrap().clone());
+                let (hangup, triggers) = tokio::sync::mpsc::channel(4);
+                let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+                tx.send((
+                    cfg.listen,
+                    cfg.admin,
+                    backends,
+                    next_config,
+                    hangup,
+                    shutdown,
+                    handle,
+                ))
+                .unwrap();
+                let reload = webinfra_lb::Reload { source, triggers };
+                webinfra_lb::run(listener, admin, cfg, reload, async move {
+                    let _ = stopped.await;
+                })
+                .await;
+            });
+        });
+        let (site, admin, backends, next_config, hangup, shutdown, runtime) = rx.recv().unwrap();
+        Lb {
+            site,
+            admin,
+            backends,
+            next_config,
+            hangup,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+            runtime,
+        }
+    }
+
+    /// Backend `name`.
+    pub fn backend(&self, name: &str) -> &TestBackend {
+        self.backends.iter().find(|b| b.name == name).unwrap()
+    }
+
+    /// Runs `f` on the load balancer's runtime (e.g. to start another backend).
+    pub fn block_on<F>(&self, f: F) -> F::Output
+    where
+        F: std::future::Future + Send,
+        F::Output: Send,
+    {
+        let handle = self.runtime.clone();
+        std::thread::scope(|s| s.spawn(|| handle.block_on(f)).join().unwrap())
+    }
+
+    /// The admin `/stats` JSON.
+    pub fn stats(&self) -> serde_json::Value {
+        webinfra_test_support::http::get(self.admin, "/stats")
+            .unwrap()
+            .json()
+    }
+}
+
+impl Drop for Lb {
+    fn drop(&mut self) {
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+        for b in &self.backends {
+            let _ = b.stop.send(true);
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Polls `cond` every 10 ms until it holds; panics with `what` after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

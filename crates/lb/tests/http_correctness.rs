@@ -1,0 +1,185 @@
+//! Malformed and ambiguous requests (RFC 9112): each is refused with the
+//! right 4xx/5xx and never reaches a server, or is normalised into one
+//! unambiguous form before it does. Hop-by-hop headers are stripped both ways.
+
+mod common;
+
+use common::Lb;
+use webinfra_test_support::http::send_raw;
+
+/// Sends `raw` through a fresh load balancer with one backend; returns the
+/// status and what the backend received.
+/// (`send_raw` reads until the connection closes, so every case also shows
+/// the connection is closed after a refusal.)
+fn through(raw: &str) -> (u16, String, Vec<common::Seen>) {
+    let lb = Lb::start(&["a"], |_| {});
+    let r = send_raw(lb.site, raw.as_bytes()).expect("a response");
+    let seen = lb.backend("a").record.seen.lock().unwrap().clone();
+    (r.status, r.text(), seen)
+}
+
+fn assert_refused(raw: &str, status: u16) {
+    let (got, body, seen) = through(raw);
+    assert_eq!(got, status, "{raw:?} -> {body}");
+    assert!(seen.is_empty(), "{raw:?} reached the server: {seen:?}");
+}
+
+#[test]
+fn content_length_and_chunked_together_are_forwarded_as_the_chunked_body_only() {
+    // RFC 9112 6.3: Transfer-Encoding overrides Content-Length; the server
+    // must see one framing, not both (request smuggling), and the client
+    // connection closes after the response (no `Connection: close` is sent:
+    // `through` reads until the load balancer closes).
+    let (status, _, seen) = through(
+        "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    );
+    assert_eq!(status, 200);
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].body, b"abc");
+    assert_eq!(seen[0].header("content-length"), Some("3"));
+    assert_eq!(seen[0].header("transfer-encoding"), None);
+}
+
+#[test]
+fn differing_repeated_content_lengths_are_refused() {
+    assert_refused(
+        "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        400,
+    );
+}
+
+#[test]
+fn a_content_length_list_with_differing_values_is_refused() {
+    assert_refused(
+        "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 4\r\n\r\nabcd",
+        400,
+    );
+}
+
+#[test]
+fn invalid_content_lengths_are_refused() {
+    for cl in ["abc", "-1", "+3", "0x3", "3 3", ""] {
+        assert_refused(
+            &format!("POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: {cl}\r\n\r\nabc"),
+            400,
+        );
+    }
+}
+
+#[test]
+fn invalid_chunk_sizes_are_refused() {
+    for chunk in [
+        "zz\r\nabc\r\n0\r\n\r\n",
+        "-3\r\nabc\r\n0\r\n\r\n",
+        "3 3\r\nabc\r\n0\r\n\r\n",
+        "ffffffffffffffffff\r\nabc\r\n0\r\n\r\n",
+    ] {
+        assert_refused(
+            &format!("POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n{chunk}"),
+            400,
+        );
+    }
+}
+
+#[test]
+fn chunked_that_is_not_the_final_coding_is_refused() {
+    // RFC 9112 6.3: the length cannot be determined: 400.
+    assert_refused(
+        "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n",
+        400,
+    );
+    assert_refused(
+        "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\nabc",
+        400,
+    );
+}
+
+#[test]
+fn a_transfer_coding_other_than_chunked_is_not_implemented() {
+    // RFC 9112 6.1: a coding the server does not understand: 501.
+    assert_refused(
+        "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        501,
+    );
+}
+
+#[test]
+fn whitespace_before_the_colon_is_refused() {
+    // RFC 9112 5.1: MUST reject with 400.
+    assert_refused(
+        "GET / HTTP/1.1\r\nHost: a\r\nContent-Length : 5\r\n\r\n",
+        400,
+    );
+}
+
+#[test]
+fn bare_lf_line_ends_are_normalised() {
+    // RFC 9112 2.2: a recipient MAY take a bare LF as a line end; the server
+    // gets the request re-serialised with CRLF.
+    let (status, _, seen) = through("GET /lf HTTP/1.1\nHost: a\nX-Test: 1\nConnection: close\n\n");
+    assert_eq!(status, 200);
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path, "/lf");
+    assert_eq!(seen[0].header("x-test"), Some("1"));
+}
+
+#[test]
+fn obs_fold_is_refused() {
+    // RFC 9112 5.2: a server MUST reject obs-fold in a request (or replace it).
+    assert_refused(
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Folded: one\r\n two\r\n\r\n",
+        400,
+    );
+}
+
+#[test]
+fn invalid_header_bytes_are_refused() {
+    for line in [
+        "X-Bad: a\u{0}b",
+        "X-Bad: a\u{1}b",
+        "X Bad: 1",
+        "X-Bad\u{7f}: 1",
+        "(x): 1",
+    ] {
+        assert_refused(&format!("GET / HTTP/1.1\r\nHost: a\r\n{line}\r\n\r\n"), 400);
+    }
+}
+
+#[test]
+fn hop_by_hop_request_headers_are_not_forwarded() {
+    let (status, _, seen) = through(
+        "GET / HTTP/1.1\r\nHost: a\r\nConnection: close, X-Private\r\nX-Private: 1\r\nKeep-Alive: 300\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\nTrailer: X-Sum\r\nUpgrade: websocket\r\nX-End-To-End: kept\r\n\r\n",
+    );
+    assert_eq!(status, 200);
+    let s = &seen[0];
+    for h in [
+        "x-private",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+    ] {
+        assert_eq!(s.header(h), None, "{h} was forwarded: {:?}", s.headers);
+    }
+    assert_ne!(s.header("connection"), Some("close, X-Private"));
+    assert_eq!(s.header("x-end-to-end"), Some("kept"));
+}
+
+#[test]
+fn hop_by_hop_response_headers_are_not_returned() {
+    let lb = Lb::start(&["a"], |_| {});
+    let r = webinfra_test_support::http::get(lb.site, "/hop").unwrap();
+    assert_eq!(r.status, 200);
+    for h in [
+        "x-internal",
+        "keep-alive",
+        "proxy-connection",
+        "upgrade",
+        "trailer",
+    ] {
+        assert_eq!(r.header(h), None, "{h} was returned: {:?}", r.headers);
+    }
+    assert_ne!(r.header("connection"), Some("x-internal"));
+    assert_eq!(r.header("x-end-to-end"), Some("kept"));
+}

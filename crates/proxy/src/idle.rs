@@ -1,0 +1,209 @@
+//! Client-side timeouts of one connection, enforced on its socket: the idle
+//! keep-alive timeout (from the end of a response to the first byte of the
+//! next request) and the header timeout (from that first byte, or from the
+//! accept, to the whole head having been read).
+//!
+//! The server marks requests started and finished on a [`Tracker`] shared with
+//! the connection's [`TimedIo`]; while a request is in progress neither
+//! timeout runs. When a deadline passes during a read, the read fails with
+//! `TimedOut` and hyper closes the connection. Timers are only armed when a
+//! read would block, so a busy connection costs one clock read per request.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// Requests started and finished on one connection.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    started: AtomicU64,
+    finished: AtomicU64,
+}
+
+impl Tracker {
+    /// A request's head has been read and handed to the service.
+    pub fn start(&self) {
+        self.started.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A request's response has been produced in full (its body dropped).
+    pub fn finish(&self) {
+        self.finished.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the first byte of a request.
+    Waiting,
+    /// Reading a request head.
+    Head,
+    /// A request is in progress.
+    Busy,
+}
+
+/// A connection's socket with the client-side timeouts.
+pub struct TimedIo<T> {
+    inner: T,
+    tracker: Arc<Tracker>,
+    header_timeout: Duration,
+    keep_alive_timeout: Duration,
+    phase: Phase,
+    /// `finished` when the phase was last worked out.
+    seen_finished: u64,
+    deadline: Option<Instant>,
+    sleep: Pin<Box<Sleep>>,
+    armed_for: Option<Instant>,
+}
+
+impl<T> TimedIo<T> {
+    /// Wraps a just-accepted socket: the first request's head must arrive within `header_timeout`.
+    pub fn new(
+        inner: T,
+        tracker: Arc<Tracker>,
+        header_timeout: Duration,
+        keep_alive_timeout: Duration,
+    ) -> Self {
+        let deadline = Instant::now() + header_timeout;
+        TimedIo {
+            inner,
+            tracker,
+            header_timeout,
+            keep_alive_timeout,
+            phase: Phase::Head,
+            seen_finished: 0,
+            deadline: Some(deadline),
+            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+            armed_for: Some(deadline),
+        }
+    }
+
+    fn update_phase(&mut self) {
+        let started = self.tracker.started.load(Ordering::Acquire);
+        let finished = self.tracker.finished.load(Ordering::Acquire);
+        if started != finished {
+            self.phase = Phase::Busy;
+            self.deadline = None;
+        } else if finished != self.seen_finished {
+            self.seen_finished = finished;
+            self.phase = Phase::Waiting;
+            self.deadline = Some(Instant::now() + self.keep_alive_timeout);
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.update_phase();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if this.phase == Phase::Waiting && buf.filled().len() > before {
+                    this.phase = Phase::Head;
+                    this.deadline = Some(Instant::now() + this.header_timeout);
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                let Some(deadline) = this.deadline else {
+                    return Poll::Pending;
+                };
+                if this.armed_for != Some(deadline) {
+                    this.sleep.as_mut().reset(deadline);
+                    this.armed_for = Some(deadline);
+                }
+                match this.sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        let what = match this.phase {
+                            Phase::Waiting => "idle keep-alive timeout",
+                            _ => "request header timeout",
+                        };
+                        Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, what)))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// A response body that marks its request finished when it is dropped.
+pub struct Finishing<B> {
+    inner: B,
+    tracker: Arc<Tracker>,
+}
+
+impl<B> Finishing<B> {
+    /// Wraps `inner`; `tracker` hears when it is done.
+    pub fn new(inner: B, tracker: Arc<Tracker>) -> Self {
+        Finishing { inner, tracker }
+    }
+}
+
+impl<B> Drop for Finishing<B> {
+    fn drop(&mut self) {
+        self.tracker.finish();
+    }
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for Finishing<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
