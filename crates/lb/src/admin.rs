@@ -66,14 +66,19 @@ pub async fn run(
                         body["role"] = "load-balancer".into();
                         json_response(code, &body)
                     }
-                    "/stats" => json_response(StatusCode::OK, &servers.status_json()),
+                    "/stats" => {
+                        let mut body = servers.status_json();
+                        body["generation"] = reloader.generation().into();
+                        json_response(StatusCode::OK, &body)
+                    }
                     "/metrics" => typed(
                         "text/plain; version=0.0.4",
-                        stats::prometheus(&servers.rows()),
+                        stats::prometheus(&servers.rows(), servers.queue.len()),
                     ),
-                    "/" | "/stats.html" => {
-                        typed("text/html; charset=utf-8", stats::html(&servers.rows()))
-                    }
+                    "/" | "/stats.html" => typed(
+                        "text/html; charset=utf-8",
+                        stats::html(&servers.rows(), servers.queue.len()),
+                    ),
                     _ => text_response(StatusCode::NOT_FOUND, "404 Not Found"),
                 }
             }

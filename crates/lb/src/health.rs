@@ -350,6 +350,7 @@ impl ServerSet {
                 up: s.up,
                 admin: self.admin_state(i),
                 in_flight: self.in_flight[i].load(Ordering::Relaxed),
+                max_connections: self.limits[i].max_connections,
                 stats: self.stats[i].snapshot(),
             })
             .collect()

@@ -66,6 +66,11 @@ impl Reloader {
         *generation += 1;
         Ok((*generation, reload(&self.pools, new)))
     }
+
+    /// How many reloads succeeded.
+    pub fn generation(&self) -> u64 {
+        *self.lock.lock().expect("reload lock")
+    }
 }
 
 /// Runs the load balancer: `listener` takes client traffic, `admin` answers

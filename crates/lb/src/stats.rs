@@ -97,16 +97,39 @@ pub struct Row {
     pub admin: &'static str,
     /// Requests in flight.
     pub in_flight: usize,
+    /// Its `max_connections`, if it has one.
+    pub max_connections: Option<u32>,
     /// Counters.
     pub stats: Snapshot,
 }
 
-/// Prometheus text exposition format.
-pub fn prometheus(rows: &[Row]) -> String {
+/// Prometheus text exposition format; `queued` is the pool's queue length.
+pub fn prometheus(rows: &[Row], queued: usize) -> String {
     let mut out = String::new();
     let metric = |out: &mut String, name: &str, kind: &str, help: &str| {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
     };
+    metric(
+        &mut out,
+        "webinfra_lb_queued_requests",
+        "gauge",
+        "Requests waiting for a server below its max_connections.",
+    );
+    out.push_str(&format!("webinfra_lb_queued_requests {queued}\n"));
+    metric(
+        &mut out,
+        "webinfra_lb_server_max_connections",
+        "gauge",
+        "The server's max_connections (servers without one are not listed).",
+    );
+    for r in rows {
+        if let Some(max) = r.max_connections {
+            out.push_str(&format!(
+                "webinfra_lb_server_max_connections{{server=\"{}\"}} {max}\n",
+                r.name
+            ));
+        }
+    }
     metric(
         &mut out,
         "webinfra_lb_server_up",
@@ -199,17 +222,26 @@ pub fn prometheus(rows: &[Row]) -> String {
 }
 
 /// A small HTML page like HAProxy's stats page.
-pub fn html(rows: &[Row]) -> String {
-    let mut body = String::from(
+pub fn html(rows: &[Row], queued: usize) -> String {
+    let body = String::from(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"5\">\
          <title>webinfra load balancer</title><style>body{font:14px system-ui,sans-serif;margin:1.5rem}\
          table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:right;white-space:nowrap}\
          td:first-child,th:first-child{text-align:left}.up{background:#d1fae5}.down{background:#fee2e2}</style></head>\
-         <body><h1>webinfra load balancer</h1><table><tr><th>server</th><th>address</th><th>state</th><th>in flight</th>\
+         <body><h1>webinfra load balancer</h1><p>QUEUED</p><table><tr><th>server</th><th>address</th><th>state</th><th>in flight</th>\
          <th>requests</th><th>2xx</th><th>3xx</th><th>4xx</th><th>5xx</th><th>errors</th><th>retries</th><th>avg ms</th></tr>",
     );
+    let body = body.replace(
+        "QUEUED",
+        &format!("requests queued for a server slot: {queued}"),
+    );
+    let mut body = body;
     for r in rows {
         let s = &r.stats;
+        let in_flight = match r.max_connections {
+            Some(max) => format!("{}/{max}", r.in_flight),
+            None => r.in_flight.to_string(),
+        };
         let avg = if s.requests > 0 {
             s.latency_sum_seconds * 1000.0 / s.requests as f64
         } else {
@@ -217,7 +249,7 @@ pub fn html(rows: &[Row]) -> String {
         };
         body.push_str(&format!(
             "<tr class=\"{cls}\"><td>{}</td><td>{}</td><td>{state}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{avg:.2}</td></tr>",
-            r.name, r.address, r.in_flight, s.requests, s.responses[1], s.responses[2], s.responses[3], s.responses[4], s.errors, s.retries,
+            r.name, r.address, in_flight, s.requests, s.responses[1], s.responses[2], s.responses[3], s.responses[4], s.errors, s.retries,
             cls = if r.up && r.admin == "READY" { "up" } else { "down" },
             state = match (r.admin, r.up) {
                 ("READY", true) => "UP",
@@ -246,14 +278,20 @@ mod tests {
         assert_eq!((snap.errors, snap.retries), (1, 1));
         assert_eq!(snap.latency_buckets[0], 1);
         assert_eq!(snap.latency_buckets[5], 1);
-        let text = prometheus(&[Row {
-            name: "a".into(),
-            address: "x".into(),
-            up: true,
-            admin: "READY",
-            in_flight: 0,
-            stats: snap,
-        }]);
+        let text = prometheus(
+            &[Row {
+                name: "a".into(),
+                address: "x".into(),
+                up: true,
+                admin: "READY",
+                in_flight: 0,
+                max_connections: Some(7),
+                stats: snap,
+            }],
+            3,
+        );
+        assert!(text.contains("webinfra_lb_queued_requests 3"));
+        assert!(text.contains("webinfra_lb_server_max_connections{server=\"a\"} 7"));
         assert!(text.contains("webinfra_lb_responses_total{server=\"a\",class=\"5xx\"} 1"));
         assert!(text.contains("webinfra_lb_response_seconds_bucket{server=\"a\",le=\"+Inf\"} 2"));
         assert!(text.contains("webinfra_lb_response_seconds_count{server=\"a\"} 2"));

@@ -69,4 +69,4 @@ pub fn wait_gone(pid: u32, deadline: Duration) -> bool {
     !alive(pid)
 }
 
-pub use libc::{SIGINT, SIGKILL, SIGTERM};
+pub use libc::{SIGHUP, SIGINT, SIGKILL, SIGTERM};

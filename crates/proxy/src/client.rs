@@ -14,6 +14,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// How long an idle pooled upstream connection is kept.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// An upstream server: a name for messages and logs, and its address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
@@ -113,7 +116,10 @@ impl UpstreamClient {
         connector.enforce_http(true);
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Below the usual 5 s idle timeout of servers (ours, Node's...):
+            // a pooled connection is dropped here before the server may close
+            // it under a request in flight.
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_max_idle_per_host(256)
             .build(connector);
         UpstreamClient {

@@ -84,6 +84,20 @@ impl<T> TimedIo<T> {
         }
     }
 
+    /// After a write: a response that just ended starts the keep-alive
+    /// timer now, registered with the connection's task, since hyper may
+    /// already be parked in a read that started while the request was busy.
+    fn arm_after_write(&mut self, cx: &mut Context<'_>) {
+        self.update_phase();
+        if let Some(deadline) = self.deadline {
+            if self.armed_for != Some(deadline) {
+                self.sleep.as_mut().reset(deadline);
+                self.armed_for = Some(deadline);
+                let _ = self.sleep.as_mut().poll(cx);
+            }
+        }
+    }
+
     fn update_phase(&mut self) {
         let started = self.tracker.started.load(Ordering::Acquire);
         let finished = self.tracker.finished.load(Ordering::Acquire);
@@ -161,7 +175,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        let flushed = Pin::new(&mut this.inner).poll_flush(cx);
+        if flushed.is_ready() {
+            this.arm_after_write(cx);
+        }
+        flushed
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

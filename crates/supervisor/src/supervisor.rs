@@ -193,6 +193,19 @@ impl Supervisor {
         }
     }
 
+    /// Sends `signal` to every running component of `role`; returns their names.
+    pub fn signal_role(&self, role: Role, signal: i32) -> Vec<String> {
+        let procs = self.procs.lock().expect("procs lock");
+        self.specs
+            .iter()
+            .filter(|s| s.role == role)
+            .filter_map(|s| procs.get(&s.name).map(|p| (s, p)))
+            .filter(|(_, p)| !*p.exited.borrow())
+            .filter(|(_, p)| webinfra_process::signal(p.pid, signal))
+            .map(|(s, _)| s.name.clone())
+            .collect()
+    }
+
     /// What every component's process is doing.
     pub fn states(&self) -> Vec<ProcessState> {
         let procs = self.procs.lock().expect("procs lock");

@@ -21,6 +21,21 @@ pub fn kill9(pid: u32) -> bool {
     webinfra_process::signal(pid, webinfra_process::SIGKILL)
 }
 
+/// `kill -HUP PID` (reload), by pid.
+pub fn hangup(pid: u32) -> bool {
+    webinfra_process::signal(pid, webinfra_process::SIGHUP)
+}
+
+/// A child process killed (SIGKILL, by pid) and reaped when dropped, even on panic.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Polls `f` every 50 ms until it returns Some, or panics after `deadline` naming `what`.
 pub fn poll<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let end = Instant::now() + deadline;

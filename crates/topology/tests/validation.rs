@@ -224,3 +224,63 @@ fn two_backends_on_one_address() {
         "already server `app-a`",
     );
 }
+
+#[test]
+fn limits_and_timeouts_with_per_backend_overrides() {
+    let src = LB_ONLY
+        .replace(
+            "admin_port = 8404",
+            "admin_port = 8404\nmax_connections = 100\nheader_timeout_ms = 3000\nkeep_alive_timeout_ms = 1000\nmax_queue = 50\nqueue_timeout_ms = 700\nconnect_timeout_ms = 500\nresponse_timeout_ms = 9000\nserver_max_connections = 20\nslow_start_ms = 4000",
+        )
+        .replace(
+            "address = \"127.0.0.1:9002\"",
+            "address = \"127.0.0.1:9002\"\nmax_connections = 5\nresponse_timeout_ms = 100",
+        );
+    let lb = Topology::parse_str(&src, "lb.toml")
+        .unwrap()
+        .load_balancer
+        .unwrap();
+    let ms = std::time::Duration::from_millis;
+    assert_eq!(lb.clients.max_connections, 100);
+    assert_eq!(
+        (lb.clients.header_timeout, lb.clients.keep_alive_timeout),
+        (ms(3000), ms(1000))
+    );
+    assert_eq!(
+        (lb.clients.max_queue, lb.clients.queue_timeout),
+        (50, ms(700))
+    );
+    let (a, b) = (&lb.servers[0].limits, &lb.servers[1].limits);
+    assert_eq!(
+        (
+            a.max_connections,
+            a.connect_timeout,
+            a.response_timeout,
+            a.slow_start
+        ),
+        (Some(20), ms(500), ms(9000), ms(4000))
+    );
+    assert_eq!(
+        (b.max_connections, b.connect_timeout, b.response_timeout),
+        (Some(5), ms(500), ms(100)),
+        "a backend overrides the defaults it sets, and inherits the rest"
+    );
+    let bad = src.replace("queue_timeout_ms = 700", "queue_timeout_ms = 0");
+    let line = line_of(&bad, "queue_timeout_ms = 0");
+    assert_one(
+        &bad,
+        line,
+        20,
+        "load_balancer.queue_timeout_ms",
+        "greater than 0",
+    );
+    let bad = src.replace("response_timeout_ms = 100", "response_timeout_ms = 0");
+    let line = line_of(&bad, "response_timeout_ms = 0");
+    assert_one(
+        &bad,
+        line,
+        23,
+        "load_balancer.backend.response_timeout_ms",
+        "greater than 0",
+    );
+}

@@ -141,7 +141,7 @@ async fn foreground(
         Ok(()) if !wait => {
             let stopped = stop.notified();
             tokio::pin!(stopped);
-            wait_for_stop(&mut stopped).await;
+            wait_for_stop(&mut stopped, &sup).await;
             0
         }
         Ok(()) => {
@@ -152,7 +152,7 @@ async fn foreground(
                     Ok(rows) => {
                         announce(topology, &rows, None);
                         say!("press Ctrl-C to stop");
-                        wait_for_stop(&mut stopped).await;
+                        wait_for_stop(&mut stopped, &sup).await;
                         0
                     }
                     Err(e) => {
@@ -160,7 +160,7 @@ async fn foreground(
                         1
                     }
                 },
-                _ = wait_for_stop(&mut stopped) => 0,
+                _ = wait_for_stop(&mut stopped, &sup) => 0,
             }
         }
     };
@@ -171,8 +171,12 @@ async fn foreground(
     code
 }
 
-/// Resolves on SIGINT, SIGTERM or a control-socket shutdown; SIGHUP is ignored.
-async fn wait_for_stop(stopped: &mut std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>) {
+/// Resolves on SIGINT, SIGTERM or a control-socket shutdown; SIGHUP is passed
+/// on to the load balancers (a reload, like `webinfra reload`).
+async fn wait_for_stop(
+    stopped: &mut std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+    sup: &webinfra_supervisor::Supervisor,
+) {
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
     let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
@@ -180,7 +184,10 @@ async fn wait_for_stop(stopped: &mut std::pin::Pin<&mut tokio::sync::futures::No
         tokio::select! {
             _ = term.recv() => return,
             _ = int.recv() => return,
-            _ = hup.recv() => tracing::info!("SIGHUP ignored"),
+            _ = hup.recv() => {
+                let sent = sup.signal_role(webinfra_supervisor::Role::LoadBalancer, webinfra_process::SIGHUP);
+                tracing::info!(to = ?sent, "SIGHUP: the load balancers reload");
+            }
             _ = stopped.as_mut() => return,
         }
     }

@@ -277,6 +277,11 @@ impl Lb {
         std::thread::scope(|s| s.spawn(|| handle.block_on(f)).join().unwrap())
     }
 
+    /// The configuration the load balancer started with (or was last given).
+    pub fn config(&self) -> LoadBalancer {
+        self.next_config.lock().unwrap().clone().unwrap()
+    }
+
     /// The admin `/stats` JSON.
     pub fn stats(&self) -> serde_json::Value {
         webinfra_test_support::http::get(self.admin, "/stats")

@@ -1,0 +1,131 @@
+//! `webinfra reload` and SIGHUP on a real load balancer process (`webinfra
+//! run load-balancer`) in front of two small HTTP servers, on its own
+//! 127.78.1.0/24 block: the file's changes apply without a restart, and a
+//! broken file is refused with its line and key while the old one keeps serving.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use webinfra_test_support::{hangup, http, poll, KillOnDrop};
+
+const BIN: &str = env!("CARGO_BIN_EXE_webinfra");
+const LB: &str = "127.78.1.1";
+
+/// An HTTP server answering every request with `name`, one per connection.
+fn named_server(name: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.78.1.2:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                let mut line = String::new();
+                // Read the head; these requests have no body.
+                while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                    if line == "\r\n" {
+                        break;
+                    }
+                    line.clear();
+                }
+                let _ = reader.get_mut().write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{name}",
+                        name.len()
+                    )
+                    .as_bytes(),
+                );
+            });
+        }
+    });
+    addr
+}
+
+fn topology(backends: &[(&str, SocketAddr, &str)]) -> String {
+    let mut t = format!(
+        "[[host]]\nname = \"lb-01\"\naddress = \"{LB}\"\n\n[load_balancer]\nhost = \"lb-01\"\nport = 18080\nadmin_port = 18404\naccess_log = false\n\n[load_balancer.health_check]\npath = \"/\"\ninterval_ms = 200\n"
+    );
+    for (name, addr, extra) in backends {
+        t.push_str(&format!(
+            "\n[[load_balancer.backend]]\nname = \"{name}\"\naddress = \"{addr}\"\n{extra}"
+        ));
+    }
+    t
+}
+
+fn served(site: SocketAddr) -> std::collections::BTreeSet<String> {
+    (0..6)
+        .map(|_| http::get(site, "/").unwrap().text())
+        .collect()
+}
+
+#[test]
+fn reload_and_sighup_apply_the_file_and_a_broken_file_changes_nothing() {
+    let (a, b) = (named_server("a"), named_server("b"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lb.toml");
+    std::fs::write(&file, topology(&[("a", a, "")])).unwrap();
+    let child = Command::new(BIN)
+        .args(["run", "load-balancer", "-t"])
+        .arg(&file)
+        .arg("-s")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lb = KillOnDrop(child);
+    let site: SocketAddr = format!("{LB}:18080").parse().unwrap();
+    poll("the load balancer", Duration::from_secs(20), || {
+        http::get(site, "/").ok().filter(|r| r.status == 200)
+    });
+    assert_eq!(served(site), ["a".to_string()].into());
+
+    // `webinfra reload`: b added, with a weight.
+    std::fs::write(&file, topology(&[("a", a, ""), ("b", b, "weight = 2\n")])).unwrap();
+    let out = Command::new(BIN)
+        .arg("reload")
+        .arg("-t")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("added server b"), "{stdout}");
+    assert_eq!(served(site), ["a".to_string(), "b".to_string()].into());
+
+    // A broken file: refused with its line and key, the running set stays.
+    let broken = topology(&[("a", a, ""), ("b", b, "weight = 0\n")]);
+    let line = broken.lines().position(|l| l == "weight = 0").unwrap() + 1;
+    std::fs::write(&file, &broken).unwrap();
+    let out = Command::new(BIN)
+        .arg("reload")
+        .arg("-t")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(":{line}:10: key `load_balancer.backend.weight`")),
+        "{stderr}"
+    );
+    // Sent anyway (SIGHUP reads the broken file): still refused.
+    assert!(hangup(lb.0.id()));
+    assert_eq!(served(site), ["a".to_string(), "b".to_string()].into());
+
+    // SIGHUP with a good file: a removed.
+    std::fs::write(&file, topology(&[("b", b, "")])).unwrap();
+    assert!(hangup(lb.0.id()));
+    poll("a removed", Duration::from_secs(10), || {
+        (served(site) == ["b".to_string()].into()).then_some(())
+    });
+    // Two reloads took: `webinfra reload` and the last SIGHUP (handled in
+    // order after the refused one).
+    let admin: SocketAddr = format!("{LB}:18404").parse().unwrap();
+    assert_eq!(http::get(admin, "/stats").unwrap().json()["generation"], 2);
+}

@@ -1,0 +1,185 @@
+//! Reloading the configuration (SIGHUP, `POST /reload`) under load: no client
+//! connection dropped, no request failed, in-flight requests finish where
+//! they started, and new requests follow the new server list at once.
+
+mod common;
+
+use common::{wait_until, Lb};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use webinfra_test_support::http::{get, request};
+
+/// Client threads, the answers counted, the failures seen.
+type Load = (
+    Vec<std::thread::JoinHandle<()>>,
+    Arc<AtomicUsize>,
+    Arc<std::sync::Mutex<Vec<String>>>,
+);
+
+/// Keep-alive clients sending GETs on one connection each until `stop`,
+/// at most 5,000 requests or 20 s each; counts answers and failures.
+fn keep_alive_load(site: std::net::SocketAddr, clients: usize, stop: Arc<AtomicBool>) -> Load {
+    let ok = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let handles = (0..clients)
+        .map(|_| {
+            let (stop, ok, failures) = (stop.clone(), ok.clone(), failures.clone());
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(site).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let started = Instant::now();
+                let mut buf = vec![0u8; 4096];
+                for _ in 0..5_000 {
+                    if stop.load(Ordering::Relaxed) || started.elapsed() > Duration::from_secs(20) {
+                        return;
+                    }
+                    if let Err(e) = s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n") {
+                        failures.lock().unwrap().push(format!("write: {e}"));
+                        return;
+                    }
+                    // Backends answer with a one-letter name and Content-Length: 1.
+                    let mut got = Vec::new();
+                    while !(got.ends_with(b"\r\n\r\na")
+                        || got.ends_with(b"\r\n\r\nb")
+                        || got.ends_with(b"\r\n\r\nc"))
+                    {
+                        match s.read(&mut buf) {
+                            Ok(0) => {
+                                failures.lock().unwrap().push("connection closed".into());
+                                return;
+                            }
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                            Err(e) => {
+                                failures.lock().unwrap().push(format!("read: {e}"));
+                                return;
+                            }
+                        }
+                    }
+                    if !got.starts_with(b"HTTP/1.1 200") {
+                        failures
+                            .lock()
+                            .unwrap()
+                            .push(String::from_utf8_lossy(&got).into_owned());
+                    }
+                    ok.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    (handles, ok, failures)
+}
+
+#[test]
+fn a_reload_under_load_swaps_the_servers_and_drops_nothing() {
+    let lb = Lb::start(&["a", "b", "c"], |cfg| {
+        // Only a and b serve at first; c is the server the reload adds.
+        cfg.servers.truncate(2);
+    });
+    let all = common::config(
+        &lb.backends
+            .iter()
+            .map(|b| (b.name, b.addr))
+            .collect::<Vec<_>>(),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let (handles, ok, failures) = keep_alive_load(lb.site, 4, stop.clone());
+    wait_until(Duration::from_secs(5), "load running", || {
+        ok.load(Ordering::Relaxed) > 100
+    });
+    // Slow requests in flight on b when b is removed: round robin puts about
+    // every other one there; send them until one is.
+    let mut slow = Vec::new();
+    for _ in 0..20 {
+        let site = lb.site;
+        slow.push(std::thread::spawn(move || get(site, "/slow/800").unwrap()));
+        let deadline = Instant::now() + Duration::from_millis(100);
+        while Instant::now() < deadline
+            && lb.backend("b").record.in_flight.load(Ordering::SeqCst) == 0
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if lb.backend("b").record.in_flight.load(Ordering::SeqCst) > 0 {
+            break;
+        }
+    }
+    assert!(
+        lb.backend("b").record.in_flight.load(Ordering::SeqCst) > 0,
+        "no slow request on b"
+    );
+    // Reload: b removed, c added.
+    {
+        let mut next = lb.config();
+        next.servers = vec![all.servers[0].clone(), all.servers[2].clone()];
+        *lb.next_config.lock().unwrap() = Ok(next);
+    }
+    let reload = request(lb.admin, "POST", "/reload", &[], b"").unwrap();
+    assert_eq!(reload.status, 200, "{}", reload.text());
+    let changes = reload.json()["changes"].to_string();
+    assert!(
+        changes.contains("added server c") && changes.contains("removed server b"),
+        "{changes}"
+    );
+    let before_c = ok.load(Ordering::Relaxed);
+    wait_until(Duration::from_secs(5), "c serving", || {
+        lb.backend("c").record.count() > 50 && ok.load(Ordering::Relaxed) > before_c + 100
+    });
+    let b_after = lb.backend("b").record.count();
+    for h in slow {
+        assert_eq!(h.join().unwrap().status, 200, "in-flight requests finish");
+    }
+    // Nothing new reaches b once the reload answered.
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(lb.backend("b").record.count(), b_after);
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.join().unwrap();
+    }
+    let failures = failures.lock().unwrap();
+    assert!(
+        failures.is_empty(),
+        "failed during the reload: {failures:?}"
+    );
+    assert_eq!(lb.stats()["servers"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn a_broken_file_is_refused_and_the_running_configuration_stays() {
+    let lb = Lb::start(&["a", "b"], |_| {});
+    *lb.next_config.lock().unwrap() = Err(
+        "topologies/x.toml:12:9: key `load_balancer.backend.weight`: must be between 1 and 256"
+            .into(),
+    );
+    let r = request(lb.admin, "POST", "/reload", &[], b"").unwrap();
+    assert_eq!(r.status, 422);
+    assert!(r.json()["error"].as_str().unwrap().contains("x.toml:12:9"));
+    let served: std::collections::HashSet<String> =
+        (0..4).map(|_| get(lb.site, "/").unwrap().text()).collect();
+    assert_eq!(served.len(), 2, "both servers still serve: {served:?}");
+}
+
+#[test]
+fn a_hangup_reloads_and_keeps_the_health_of_unchanged_servers() {
+    let lb = Lb::start(&["a", "b"], |_| {});
+    lb.backend("b").stop.send(true).unwrap();
+    // Passive detection takes b down on the first failed connect.
+    for _ in 0..4 {
+        assert_eq!(get(lb.site, "/").unwrap().status, 200);
+    }
+    assert_eq!(lb.stats()["servers"][1]["up"], false);
+    let mut next = lb.config();
+    next.algorithm = webinfra_topology::Algorithm::LeastConnections;
+    *lb.next_config.lock().unwrap() = Ok(next);
+    lb.block_on(lb.hangup.send(())).unwrap();
+    wait_until(Duration::from_secs(5), "reloaded", || {
+        get(lb.admin, "/stats").unwrap().json()["generation"] == 1
+    });
+    let stats = lb.stats();
+    assert_eq!(stats["servers"][1]["up"], false, "b is still known down");
+    assert!(
+        stats["servers"][0]["stats"]["requests"].as_u64().unwrap() >= 4,
+        "counters kept"
+    );
+}
