@@ -5,7 +5,7 @@ use crate::admission::Refusal;
 use crate::pool::Pool;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -120,7 +120,7 @@ async fn forward(
             .version(parts.version);
         *builder.headers_mut().expect("fresh builder") = parts.headers.clone();
         let req = builder
-            .body(Full::new(payload.clone()))
+            .body(payload.clone())
             .expect("parts of a valid request");
         let attempt = Instant::now();
         match pool.clients[i].send(upstream, req).await {
@@ -187,7 +187,7 @@ fn finish(mut resp: Response<ResBody>, request_id: &str) -> Response<ResBody> {
 
 /// A response body that keeps its server's in-flight count until it is done.
 struct Tracked {
-    inner: Incoming,
+    inner: webinfra_proxy::UpstreamBody,
     _in_flight: crate::health::InFlight,
 }
 

@@ -30,7 +30,7 @@ pub fn text_response(status: StatusCode, text: impl Into<String>) -> Response<Re
 }
 
 /// Boxes an upstream body so it can be returned as a [`ResBody`].
-pub fn stream(body: hyper::body::Incoming) -> ResBody {
+pub fn stream(body: crate::UpstreamBody) -> ResBody {
     body.map_err(|e| Box::new(e) as BoxError).boxed_unsync()
 }
 

@@ -1,21 +1,30 @@
 //! Sends requests to upstream servers over pooled keep-alive connections.
 //!
-//! Errors carry the upstream they came from and whether anything may have
-//! reached it, so callers can decide to retry on another server without ever
-//! sending a non-idempotent request twice.
+//! HTTP/1.1 is spoken directly ([`crate::wire`]): the request is written and
+//! the response head read by the task serving the client, and the response
+//! body ([`UpstreamBody`]) is read from the connection as the client takes
+//! it, so a proxied request costs no extra task, channel or wake-up. Errors
+//! carry the upstream they came from and whether anything may have reached
+//! it, so callers can retry on another server without ever sending a
+//! non-idempotent request twice.
 
-use bytes::Bytes;
-use http::{header, Method, Request, Response, Uri, Version};
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use std::fmt;
+pub use crate::error::{ProxyError, ProxyErrorKind};
+use crate::pool::Pool;
+use crate::upstream_body::{Conn, UpstreamBody};
+use crate::wire;
+use bytes::{Bytes, BytesMut};
+use http::{Method, Request, Response};
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// How long an idle pooled upstream connection is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Bodies up to this size are written together with the head, in one write.
+const COALESCE_BODY: usize = 16 * 1024;
 
 /// An upstream server: a name for messages and logs, and its address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,175 +35,187 @@ pub struct Upstream {
     pub addr: SocketAddr,
 }
 
-/// What went wrong talking to an upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProxyErrorKind {
-    /// No connection could be made: nothing was sent, always safe to retry.
-    Connect,
-    /// The connect did not finish within the connect timeout: nothing was sent.
-    ConnectTimeout,
-    /// The connection failed after the request may have been sent.
-    Reset,
-    /// No response headers within the response timeout.
-    Timeout,
-}
-
-/// An upstream failure, naming the upstream.
-#[derive(Debug, Clone, thiserror::Error)]
-pub struct ProxyError {
-    /// Which upstream failed.
-    pub upstream: Upstream,
-    /// How it failed.
-    pub kind: ProxyErrorKind,
-    /// The underlying cause, for messages.
-    pub detail: String,
-}
-
-impl fmt::Display for ProxyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let what = match self.kind {
-            ProxyErrorKind::Connect => "cannot connect",
-            ProxyErrorKind::ConnectTimeout => "connect timed out",
-            ProxyErrorKind::Reset => "connection failed mid-request",
-            ProxyErrorKind::Timeout => "no response in time",
-        };
-        write!(
-            f,
-            "{} ({}): {what}: {}",
-            self.upstream.name, self.upstream.addr, self.detail
-        )
-    }
-}
-
-impl ProxyError {
-    /// True when the request may be sent again to another server: nothing was
-    /// sent, or the method is idempotent and no response was received.
-    pub fn retryable(&self, method: &Method) -> bool {
-        match self.kind {
-            ProxyErrorKind::Connect | ProxyErrorKind::ConnectTimeout => true,
-            ProxyErrorKind::Reset => matches!(
-                *method,
-                Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
-            ),
-            ProxyErrorKind::Timeout => false,
-        }
-    }
-
-    /// True when the request never left: the connection could not be made.
-    pub fn nothing_sent(&self) -> bool {
-        matches!(
-            self.kind,
-            ProxyErrorKind::Connect | ProxyErrorKind::ConnectTimeout
-        )
-    }
-
-    /// The status a client should see: 504 for a timeout, else 502.
-    pub fn status(&self) -> http::StatusCode {
-        match self.kind {
-            ProxyErrorKind::Timeout | ProxyErrorKind::ConnectTimeout => {
-                http::StatusCode::GATEWAY_TIMEOUT
-            }
-            _ => http::StatusCode::BAD_GATEWAY,
-        }
-    }
-}
+/// One pool of idle connections per upstream address (usually one or two).
+type Pools = Mutex<Vec<(SocketAddr, Arc<Pool>)>>;
 
 /// A pooled HTTP/1.1 client for upstream servers.
 #[derive(Clone)]
 pub struct UpstreamClient {
-    client: Client<HttpConnector, Full<Bytes>>,
+    pools: Arc<Pools>,
     connect_timeout: Duration,
     response_timeout: Duration,
+}
+
+/// How one exchange on one connection failed.
+enum Failure {
+    /// A reused connection the server had closed: nothing was processed.
+    Stale,
+    /// Anything else, after the request may have been sent.
+    Failed(String),
 }
 
 impl UpstreamClient {
     /// A client with the given connect and response-header timeouts.
     pub fn new(connect_timeout: Duration, response_timeout: Duration) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.set_nodelay(true);
-        connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            // Below the usual 5 s idle timeout of servers (ours, Node's...):
-            // a pooled connection is dropped here before the server may close
-            // it under a request in flight.
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(256)
-            .build(connector);
         UpstreamClient {
-            client,
+            pools: Default::default(),
             connect_timeout,
             response_timeout,
         }
     }
 
-    /// Sends `req` (origin-form URI) to `upstream` and returns its response headers.
+    fn pool(&self, addr: SocketAddr) -> Arc<Pool> {
+        let mut pools = self.pools.lock().expect("pools lock");
+        if let Some((_, p)) = pools.iter().find(|(a, _)| *a == addr) {
+            return p.clone();
+        }
+        let pool = Arc::new(Pool::new(POOL_IDLE_TIMEOUT));
+        pools.push((addr, pool.clone()));
+        pool
+    }
+
+    /// Sends `req` (origin-form URI, complete body) to `upstream` and returns
+    /// its response head; the body streams from the connection.
     pub async fn send(
         &self,
         upstream: &Upstream,
-        mut req: Request<Full<Bytes>>,
-    ) -> Result<Response<Incoming>, ProxyError> {
-        let path = req
-            .uri()
+        req: Request<Bytes>,
+    ) -> Result<Response<UpstreamBody>, ProxyError> {
+        let (parts, body) = req.into_parts();
+        let path = parts
+            .uri
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or("/");
-        let uri: Uri = format!("http://{}{}", upstream.addr, path)
-            .parse()
-            .map_err(|e: http::uri::InvalidUri| ProxyError {
-                upstream: upstream.clone(),
-                kind: ProxyErrorKind::Connect,
-                detail: e.to_string(),
-            })?;
-        if !req.headers().contains_key(header::HOST) {
-            if let Some(authority) = req.uri().authority() {
-                if let Ok(v) = authority.as_str().parse() {
-                    req.headers_mut().insert(header::HOST, v);
-                }
-            }
-        }
-        *req.uri_mut() = uri;
-        *req.version_mut() = Version::HTTP_11;
+        let host = match parts.uri.authority() {
+            Some(a) => a.as_str().to_string(),
+            None => upstream.addr.to_string(),
+        };
+        let mut bytes = wire::request_head(&parts.method, path, &parts.headers, &host, body.len());
+        let separate_body = if body.len() <= COALESCE_BODY {
+            bytes.extend_from_slice(&body);
+            None
+        } else {
+            Some(body)
+        };
         let fail = |kind, detail: String| ProxyError {
             upstream: upstream.clone(),
             kind,
             detail,
         };
-        match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
+        let pool = self.pool(upstream.addr);
+        let method = &parts.method;
+        let exchange = async {
+            if let Some(stream) = pool.take() {
+                match exchange(stream, &bytes, separate_body.as_ref(), method, &pool, true).await {
+                    Ok(resp) => return Ok(resp),
+                    Err(Failure::Stale) => {}
+                    Err(Failure::Failed(d)) => return Err(fail(ProxyErrorKind::Reset, d)),
+                }
+            }
+            let stream =
+                match tokio::time::timeout(self.connect_timeout, TcpStream::connect(upstream.addr))
+                    .await
+                {
+                    Err(_) => {
+                        return Err(fail(
+                            ProxyErrorKind::ConnectTimeout,
+                            format!("no connection within {:?}", self.connect_timeout),
+                        ))
+                    }
+                    Ok(Err(e)) => return Err(fail(ProxyErrorKind::Connect, e.to_string())),
+                    Ok(Ok(s)) => s,
+                };
+            let _ = stream.set_nodelay(true);
+            match exchange(stream, &bytes, separate_body.as_ref(), method, &pool, false).await {
+                Ok(resp) => Ok(resp),
+                Err(Failure::Stale) => Err(fail(ProxyErrorKind::Reset, "connection closed".into())),
+                Err(Failure::Failed(d)) => Err(fail(ProxyErrorKind::Reset, d)),
+            }
+        };
+        match tokio::time::timeout(self.response_timeout, exchange).await {
             Err(_) => Err(fail(
                 ProxyErrorKind::Timeout,
                 format!("waited {:?}", self.response_timeout),
             )),
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) if e.is_connect() && timed_out(&e) => Err(fail(
-                ProxyErrorKind::ConnectTimeout,
-                format!("no connection within {:?}", self.connect_timeout),
-            )),
-            Ok(Err(e)) if e.is_connect() => Err(fail(ProxyErrorKind::Connect, root_cause(&e))),
-            Ok(Err(e)) => Err(fail(ProxyErrorKind::Reset, root_cause(&e))),
+            Ok(result) => result,
         }
     }
 }
 
-/// True when a connect error was the connect timeout.
-fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return true;
+/// Writes the request on `stream` and reads the response head.
+async fn exchange(
+    mut stream: TcpStream,
+    head: &[u8],
+    body: Option<&Bytes>,
+    method: &Method,
+    pool: &Arc<Pool>,
+    reused: bool,
+) -> Result<Response<UpstreamBody>, Failure> {
+    // A reused connection that fails before any response byte was closed by
+    // the server while idle; only requests safe to repeat are tried again.
+    let idempotent = matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    );
+    let stale = |e: String| {
+        if reused && idempotent {
+            Failure::Stale
+        } else {
+            Failure::Failed(e)
+        }
+    };
+    let written = match body {
+        None => stream.write_all(head).await,
+        Some(b) => match stream.write_all(head).await {
+            Ok(()) => stream.write_all(b).await,
+            Err(e) => Err(e),
+        },
+    };
+    if let Err(e) = written {
+        return Err(stale(e.to_string()));
+    }
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    loop {
+        match wire::parse_response(&buf, method) {
+            Err(e) => return Err(Failure::Failed(e)),
+            Ok(Some(h)) if h.status.is_informational() => {
+                if h.status == http::StatusCode::SWITCHING_PROTOCOLS {
+                    return Err(Failure::Failed("unexpected 101 Switching Protocols".into()));
+                }
+                // 100 Continue, 103 Early Hints: the final response follows.
+                let _ = buf.split_to(h.len);
+                continue;
             }
+            Ok(Some(h)) => {
+                let _ = buf.split_to(h.len);
+                let conn = Conn {
+                    stream,
+                    buf,
+                    pool: pool.clone(),
+                    keep_alive: h.keep_alive,
+                };
+                let mut resp = Response::new(UpstreamBody::new(h.framing, conn));
+                *resp.status_mut() = h.status;
+                *resp.headers_mut() = h.headers;
+                return Ok(resp);
+            }
+            Ok(None) => {}
         }
-        cur = err.source();
+        match stream.read_buf(&mut buf).await {
+            Ok(0) if buf.is_empty() => {
+                return Err(stale(
+                    "the server closed the connection without responding".into(),
+                ))
+            }
+            Ok(0) => {
+                return Err(Failure::Failed(
+                    "the server closed the connection mid-response".into(),
+                ))
+            }
+            Ok(_) => {}
+            Err(e) if buf.is_empty() => return Err(stale(e.to_string())),
+            Err(e) => return Err(Failure::Failed(e.to_string())),
+        }
     }
-    false
-}
-
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
 }

@@ -8,11 +8,16 @@
 
 pub mod body;
 pub mod client;
+mod error;
 pub mod headers;
 pub mod idle;
+mod pool;
 pub mod probe;
 pub mod serve;
+pub mod upstream_body;
+pub mod wire;
 
 pub use body::{full, json_response, text_response, ResBody};
 pub use client::{ProxyError, ProxyErrorKind, Upstream, UpstreamClient};
 pub use serve::{serve, serve_with, ServeOptions};
+pub use upstream_body::UpstreamBody;

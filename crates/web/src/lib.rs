@@ -9,7 +9,7 @@ pub mod statics;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -90,7 +90,7 @@ async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Resp
 async fn healthz(state: &State) -> Response<ResBody> {
     let probe = Request::get("/healthz")
         .header(header::HOST, state.config.app.addr.to_string())
-        .body(Full::new(Bytes::new()))
+        .body(Bytes::new())
         .expect("valid request");
     let app = tokio::time::timeout(
         Duration::from_secs(1),
@@ -144,7 +144,7 @@ async fn proxy(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Respo
     };
     let method = parts.method.clone();
     let path = parts.uri.path().to_string();
-    let req = Request::from_parts(parts, Full::new(payload));
+    let req = Request::from_parts(parts, payload);
     match state.client.send(&state.config.app, req).await {
         Ok(resp) => {
             let (mut rparts, rbody) = resp.into_parts();

@@ -61,8 +61,6 @@ async fn answer(
     record: Arc<Record>,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
-    let now = record.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-    record.max_in_flight.fetch_max(now, Ordering::SeqCst);
     let (parts, body) = req.into_parts();
     let body = body
         .collect()
@@ -75,9 +73,10 @@ async fn answer(
         .get("user-agent")
         .is_some_and(|v| v == "webinfra-health-check");
     if check {
-        record.in_flight.fetch_sub(1, Ordering::SeqCst);
         return Response::new(Full::new(Bytes::from(name)));
     }
+    let now = record.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    record.max_in_flight.fetch_max(now, Ordering::SeqCst);
     record.seen.lock().unwrap().push(Seen {
         method: parts.method.to_string(),
         path: path.clone(),

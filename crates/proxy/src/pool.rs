@@ -1,0 +1,61 @@
+//! Idle keep-alive connections to one upstream, most recently used first.
+//!
+//! A connection is handed out only if it is younger than the idle timeout and
+//! the server has not closed it meanwhile (the reactor already knows: a closed
+//! or chatty idle socket is readable, a healthy one is not), so a request is
+//! rarely written into a connection the server just gave up.
+
+use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+/// Most idle connections kept per upstream.
+const MAX_IDLE: usize = 256;
+
+/// The idle connections to one upstream.
+pub(crate) struct Pool {
+    idle: Mutex<Vec<(TcpStream, Instant)>>,
+    idle_timeout: Duration,
+}
+
+impl Pool {
+    pub fn new(idle_timeout: Duration) -> Self {
+        Pool {
+            idle: Mutex::new(Vec::new()),
+            idle_timeout,
+        }
+    }
+
+    /// The most recently used live idle connection, if any.
+    pub fn take(&self) -> Option<TcpStream> {
+        loop {
+            let (stream, since) = self.idle.lock().expect("pool lock").pop()?;
+            if since.elapsed() < self.idle_timeout && still_open(&stream) {
+                return Some(stream);
+            }
+        }
+    }
+
+    /// Keeps `stream` for the next request.
+    pub fn put(&self, stream: TcpStream) {
+        let mut idle = self.idle.lock().expect("pool lock");
+        if idle.len() < MAX_IDLE {
+            idle.push((stream, Instant::now()));
+        }
+    }
+}
+
+/// True when an idle connection has nothing to read: no close, no stray bytes.
+fn still_open(stream: &TcpStream) -> bool {
+    let mut cx = Context::from_waker(Waker::noop());
+    match stream.poll_read_ready(&mut cx) {
+        Poll::Pending => true,
+        Poll::Ready(Err(_)) => false,
+        // Readiness may be stale: look.
+        Poll::Ready(Ok(())) => {
+            let mut byte = [0u8; 1];
+            matches!(stream.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! An upstream response body read straight from the upstream connection,
+//! inside the task that serves the client: no connection task and no
+//! channel in between. When the body ends cleanly on a keep-alive
+//! connection, the connection goes back to its pool; a body dropped early
+//! closes it.
+
+use crate::pool::Pool;
+use crate::wire::Framing;
+use bytes::{Bytes, BytesMut};
+use http_body::{Frame, SizeHint};
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use tokio::net::TcpStream;
+
+/// Longest chunk-size or trailer line accepted.
+const MAX_LINE: usize = 4096;
+
+/// Reads more bytes from `stream` into `buf`; Ok(0) at end of stream.
+pub(crate) fn poll_fill(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    if buf.capacity() - buf.len() < 2048 {
+        buf.reserve(16 * 1024);
+    }
+    // `read_buf` holds no state of its own, so a fresh one per poll is fine.
+    let read = tokio::io::AsyncReadExt::read_buf(stream, buf);
+    tokio::pin!(read);
+    read.poll(cx)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Length(u64),
+    ChunkSize,
+    ChunkData(u64),
+    ChunkEnd,
+    Trailers,
+    Close,
+    Done,
+}
+
+/// A connection whose response body is being read.
+pub(crate) struct Conn {
+    pub stream: TcpStream,
+    /// Bytes read past the response head.
+    pub buf: BytesMut,
+    /// Where the connection goes back when the body ends cleanly.
+    pub pool: Arc<Pool>,
+    /// Whether the server allows another request on it.
+    pub keep_alive: bool,
+}
+
+/// The body of an upstream response.
+pub struct UpstreamBody {
+    state: State,
+    conn: Option<Conn>,
+}
+
+impl std::fmt::Debug for UpstreamBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamBody")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UpstreamBody {
+    pub(crate) fn new(framing: Framing, conn: Conn) -> Self {
+        let state = match framing {
+            Framing::Empty => State::Done,
+            Framing::Length(n) => State::Length(n),
+            Framing::Chunked => State::ChunkSize,
+            Framing::Close => State::Close,
+        };
+        let mut body = UpstreamBody {
+            state,
+            conn: Some(conn),
+        };
+        if state == State::Done {
+            body.finish();
+        }
+        body
+    }
+
+    /// The body is complete: a clean keep-alive connection goes back to its pool.
+    fn finish(&mut self) {
+        let clean = self.state != State::Close;
+        self.state = State::Done;
+        if let Some(conn) = self.conn.take() {
+            if clean && conn.keep_alive && conn.buf.is_empty() {
+                conn.pool.put(conn.stream);
+            }
+        }
+    }
+
+    fn fail(&mut self, what: &str) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        self.state = State::Done;
+        self.conn = None;
+        Poll::Ready(Some(Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            what.to_string(),
+        ))))
+    }
+}
+
+/// Takes one CRLF-ended line off `buf`, without its line end.
+fn take_line(buf: &mut BytesMut) -> Option<BytesMut> {
+    let end = buf.windows(2).position(|w| w == b"\r\n")?;
+    let line = buf.split_to(end);
+    let _ = buf.split_to(2);
+    Some(line)
+}
+
+/// A chunk-size line: hex digits, then optional `;extensions`.
+fn chunk_size(line: &[u8]) -> Option<u64> {
+    let digits = line.split(|b| *b == b';').next()?.trim_ascii_end();
+    if digits.is_empty() || digits.len() > 15 || !digits.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    u64::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = &mut *self;
+        loop {
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            // Data available for the current state?
+            match this.state {
+                State::Done => return Poll::Ready(None),
+                State::Length(rem) | State::ChunkData(rem) if !conn.buf.is_empty() => {
+                    let n = rem.min(conn.buf.len() as u64);
+                    let data = conn.buf.split_to(n as usize).freeze();
+                    let left = rem - n;
+                    match this.state {
+                        State::Length(_) if left == 0 => this.finish(),
+                        State::Length(_) => this.state = State::Length(left),
+                        _ if left == 0 => this.state = State::ChunkEnd,
+                        _ => this.state = State::ChunkData(left),
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                State::Close if !conn.buf.is_empty() => {
+                    let data = conn.buf.split().freeze();
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                State::ChunkSize => {
+                    if let Some(line) = take_line(&mut conn.buf) {
+                        match chunk_size(&line) {
+                            Some(0) => this.state = State::Trailers,
+                            Some(n) => this.state = State::ChunkData(n),
+                            None => return this.fail("invalid chunk size from upstream"),
+                        }
+                        continue;
+                    }
+                }
+                State::ChunkEnd if conn.buf.len() >= 2 => {
+                    if &conn.buf[..2] != b"\r\n" {
+                        return this.fail("chunk data not followed by CRLF");
+                    }
+                    let _ = conn.buf.split_to(2);
+                    this.state = State::ChunkSize;
+                    continue;
+                }
+                State::Trailers => {
+                    // Trailer fields are not forwarded; the empty line ends the body.
+                    if let Some(line) = take_line(&mut conn.buf) {
+                        if line.is_empty() {
+                            this.finish();
+                            return Poll::Ready(None);
+                        }
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+            if matches!(this.state, State::ChunkSize | State::Trailers) && conn.buf.len() > MAX_LINE
+            {
+                return this.fail("chunk-size or trailer line too long");
+            }
+            // Need more bytes.
+            let conn = this.conn.as_mut().expect("checked above");
+            match ready!(poll_fill(&mut conn.stream, &mut conn.buf, cx)) {
+                Ok(0) if this.state == State::Close => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Ok(0) => return this.fail("upstream closed the connection mid-body"),
+                Ok(_) => {}
+                Err(e) => {
+                    this.state = State::Done;
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.state == State::Done
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.state {
+            State::Done => SizeHint::with_exact(0),
+            State::Length(n) => SizeHint::with_exact(n),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_sizes() {
+        assert_eq!(chunk_size(b"1a"), Some(26));
+        assert_eq!(chunk_size(b"0;ext=1"), Some(0));
+        assert_eq!(chunk_size(b"zz"), None);
+        assert_eq!(chunk_size(b""), None);
+        assert_eq!(chunk_size(b"-1"), None);
+        assert_eq!(chunk_size(b"ffffffffffffffffff"), None);
+    }
+}
