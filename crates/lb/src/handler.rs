@@ -59,7 +59,7 @@ async fn forward(
     pool: &Pool,
     mut parts: http::request::Parts,
     incoming: Incoming,
-    request_id: &str,
+    request_id: &headers::RequestId,
     start: Instant,
     peer: SocketAddr,
 ) -> Response<ResBody> {
@@ -114,16 +114,20 @@ async fn forward(
             }
         };
         let upstream = &servers.upstreams[i];
-        let mut builder = Request::builder()
-            .method(parts.method.clone())
-            .uri(parts.uri.clone())
-            .version(parts.version);
-        *builder.headers_mut().expect("fresh builder") = parts.headers.clone();
-        let req = builder
-            .body(payload.clone())
-            .expect("parts of a valid request");
-        let attempt = Instant::now();
-        match pool.clients[i].send(upstream, req).await {
+        // The first attempt's clock is the request's.
+        let attempt = if tried.is_empty() {
+            start
+        } else {
+            Instant::now()
+        };
+        let sent = pool.clients[i].send_parts(
+            upstream,
+            &parts.method,
+            &parts.uri,
+            &parts.headers,
+            &payload,
+        );
+        match sent.await {
             Ok(resp) => {
                 servers.stats[i].response(resp.status().as_u16(), attempt.elapsed());
                 servers.report_response(i, resp.status().as_u16());
@@ -178,10 +182,9 @@ async fn forward(
 }
 
 /// Echoes the request id to the client, like every tier's logs carry it.
-fn finish(mut resp: Response<ResBody>, request_id: &str) -> Response<ResBody> {
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        resp.headers_mut().insert(headers::REQUEST_ID, v);
-    }
+fn finish(mut resp: Response<ResBody>, request_id: &headers::RequestId) -> Response<ResBody> {
+    resp.headers_mut()
+        .insert(headers::REQUEST_ID, request_id.0.clone());
     resp
 }
 

@@ -13,7 +13,7 @@ use crate::pool::Pool;
 use crate::upstream_body::{Conn, UpstreamBody};
 use crate::wire;
 use bytes::{Bytes, BytesMut};
-use http::{Method, Request, Response};
+use http::{HeaderMap, Method, Request, Response, Uri};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -82,21 +82,35 @@ impl UpstreamClient {
         req: Request<Bytes>,
     ) -> Result<Response<UpstreamBody>, ProxyError> {
         let (parts, body) = req.into_parts();
-        let path = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        let host = match parts.uri.authority() {
-            Some(a) => a.as_str().to_string(),
-            None => upstream.addr.to_string(),
+        self.send_parts(upstream, &parts.method, &parts.uri, &parts.headers, &body)
+            .await
+    }
+
+    /// [`send`](Self::send) from borrowed parts, so a caller that may retry
+    /// elsewhere keeps its request without copying it.
+    pub async fn send_parts(
+        &self,
+        upstream: &Upstream,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Result<Response<UpstreamBody>, ProxyError> {
+        let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let host = if headers.contains_key(http::header::HOST) {
+            String::new()
+        } else {
+            match uri.authority() {
+                Some(a) => a.as_str().to_string(),
+                None => upstream.addr.to_string(),
+            }
         };
-        let mut bytes = wire::request_head(&parts.method, path, &parts.headers, &host, body.len());
+        let mut bytes = wire::request_head(method, path, headers, &host, body.len());
         let separate_body = if body.len() <= COALESCE_BODY {
-            bytes.extend_from_slice(&body);
+            bytes.extend_from_slice(body);
             None
         } else {
-            Some(body)
+            Some(body.clone())
         };
         let fail = |kind, detail: String| ProxyError {
             upstream: upstream.clone(),
@@ -104,7 +118,6 @@ impl UpstreamClient {
             detail,
         };
         let pool = self.pool(upstream.addr);
-        let method = &parts.method;
         let exchange = async {
             if let Some(stream) = pool.take() {
                 match exchange(stream, &bytes, separate_body.as_ref(), method, &pool, true).await {

@@ -108,23 +108,41 @@ pub fn set_forwarded_proto(headers: &mut HeaderMap, proto: &'static str) {
 }
 
 /// Keeps a well-formed incoming `X-Request-Id` or replaces it with a new one; returns it.
-pub fn ensure_request_id(headers: &mut HeaderMap) -> String {
-    if let Some(id) = headers.get(&REQUEST_ID).and_then(|v| v.to_str().ok()) {
-        if valid_request_id(id) {
-            return id.to_string();
+pub fn ensure_request_id(headers: &mut HeaderMap) -> RequestId {
+    if let Some(id) = headers.get(&REQUEST_ID) {
+        if id.to_str().is_ok_and(valid_request_id) {
+            return RequestId(id.clone());
         }
     }
-    let id = new_request_id();
-    headers.insert(
-        REQUEST_ID,
-        HeaderValue::from_str(&id).expect("hex is a valid header value"),
-    );
-    id
+    let id = HeaderValue::from_bytes(&new_request_id_bytes()).expect("hex is a valid header value");
+    headers.insert(REQUEST_ID, id.clone());
+    RequestId(id)
+}
+
+/// A request's id, as carried in `X-Request-Id` (cheap to clone, prints as text).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub HeaderValue);
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.to_str().unwrap_or("-"))
+    }
 }
 
 /// A new random request id: 32 lowercase hex digits.
 pub fn new_request_id() -> String {
-    format!("{:032x}", rand::random::<u128>())
+    String::from_utf8(new_request_id_bytes().to_vec()).expect("hex is UTF-8")
+}
+
+fn new_request_id_bytes() -> [u8; 32] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut n = rand::random::<u128>();
+    let mut out = [0u8; 32];
+    for b in out.iter_mut().rev() {
+        *b = HEX[(n & 0xf) as usize];
+        n >>= 4;
+    }
+    out
 }
 
 fn valid_request_id(id: &str) -> bool {
@@ -177,10 +195,11 @@ mod tests {
     fn request_id_kept_when_valid_replaced_when_not() {
         let mut h = HeaderMap::new();
         h.insert(REQUEST_ID, "abc-123".parse().unwrap());
-        assert_eq!(ensure_request_id(&mut h), "abc-123");
+        assert_eq!(ensure_request_id(&mut h).to_string(), "abc-123");
         h.insert(REQUEST_ID, "bad id with spaces".parse().unwrap());
-        let id = ensure_request_id(&mut h);
+        let id = ensure_request_id(&mut h).to_string();
         assert_eq!(id.len(), 32);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
         assert_eq!(h[&REQUEST_ID], id.as_str());
     }
 }
