@@ -118,9 +118,21 @@ impl UpstreamClient {
             detail,
         };
         let pool = self.pool(upstream.addr);
+        // One clock read for the pool, the timeout and the connection's idle time.
+        let now = std::time::Instant::now();
         let exchange = async {
-            if let Some(stream) = pool.take() {
-                match exchange(stream, &bytes, separate_body.as_ref(), method, &pool, true).await {
+            if let Some(stream) = pool.take(now) {
+                match exchange(
+                    stream,
+                    &bytes,
+                    separate_body.as_ref(),
+                    method,
+                    &pool,
+                    true,
+                    now,
+                )
+                .await
+                {
                     Ok(resp) => return Ok(resp),
                     Err(Failure::Stale) => {}
                     Err(Failure::Failed(d)) => return Err(fail(ProxyErrorKind::Reset, d)),
@@ -140,13 +152,24 @@ impl UpstreamClient {
                     Ok(Ok(s)) => s,
                 };
             let _ = stream.set_nodelay(true);
-            match exchange(stream, &bytes, separate_body.as_ref(), method, &pool, false).await {
+            match exchange(
+                stream,
+                &bytes,
+                separate_body.as_ref(),
+                method,
+                &pool,
+                false,
+                now,
+            )
+            .await
+            {
                 Ok(resp) => Ok(resp),
                 Err(Failure::Stale) => Err(fail(ProxyErrorKind::Reset, "connection closed".into())),
                 Err(Failure::Failed(d)) => Err(fail(ProxyErrorKind::Reset, d)),
             }
         };
-        match tokio::time::timeout(self.response_timeout, exchange).await {
+        let deadline = tokio::time::Instant::from_std(now + self.response_timeout);
+        match tokio::time::timeout_at(deadline, exchange).await {
             Err(_) => Err(fail(
                 ProxyErrorKind::Timeout,
                 format!("waited {:?}", self.response_timeout),
@@ -164,6 +187,7 @@ async fn exchange(
     method: &Method,
     pool: &Arc<Pool>,
     reused: bool,
+    started: std::time::Instant,
 ) -> Result<Response<UpstreamBody>, Failure> {
     // A reused connection that fails before any response byte was closed by
     // the server while idle; only requests safe to repeat are tried again.
@@ -207,6 +231,7 @@ async fn exchange(
                     buf,
                     pool: pool.clone(),
                     keep_alive: h.keep_alive,
+                    started,
                 };
                 let mut resp = Response::new(UpstreamBody::new(h.framing, conn));
                 *resp.status_mut() = h.status;

@@ -6,8 +6,9 @@
 //! The server marks requests started and finished on a [`Tracker`] shared with
 //! the connection's [`TimedIo`]; while a request is in progress neither
 //! timeout runs. When a deadline passes during a read, the read fails with
-//! `TimedOut` and hyper closes the connection. Timers are only armed when a
-//! read would block, so a busy connection costs one clock read per request.
+//! `TimedOut` and hyper closes the connection. Deadlines are only computed
+//! and timers only armed when a read would block, so a busy keep-alive
+//! connection costs one clock read per request.
 
 use std::future::Future;
 use std::io;
@@ -57,6 +58,9 @@ pub struct TimedIo<T> {
     phase: Phase,
     /// `finished` when the phase was last worked out.
     seen_finished: u64,
+    /// The phase's timeout, turned into a deadline only when a read would
+    /// block (most heads arrive whole: no clock read for them).
+    timeout: Option<Duration>,
     deadline: Option<Instant>,
     sleep: Pin<Box<Sleep>>,
     armed_for: Option<Instant>,
@@ -78,6 +82,7 @@ impl<T> TimedIo<T> {
             keep_alive_timeout,
             phase: Phase::Head,
             seen_finished: 0,
+            timeout: None,
             deadline: Some(deadline),
             sleep: Box::pin(tokio::time::sleep_until(deadline)),
             armed_for: Some(deadline),
@@ -89,6 +94,9 @@ impl<T> TimedIo<T> {
     /// already be parked in a read that started while the request was busy.
     fn arm_after_write(&mut self, cx: &mut Context<'_>) {
         self.update_phase();
+        if let Some(timeout) = self.timeout.take() {
+            self.deadline = Some(Instant::now() + timeout);
+        }
         if let Some(deadline) = self.deadline {
             if self.armed_for != Some(deadline) {
                 self.sleep.as_mut().reset(deadline);
@@ -103,11 +111,13 @@ impl<T> TimedIo<T> {
         let finished = self.tracker.finished.load(Ordering::Acquire);
         if started != finished {
             self.phase = Phase::Busy;
+            self.timeout = None;
             self.deadline = None;
         } else if finished != self.seen_finished {
             self.seen_finished = finished;
             self.phase = Phase::Waiting;
-            self.deadline = Some(Instant::now() + self.keep_alive_timeout);
+            self.timeout = Some(self.keep_alive_timeout);
+            self.deadline = None;
         }
     }
 }
@@ -125,12 +135,16 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
             Poll::Ready(Ok(())) => {
                 if this.phase == Phase::Waiting && buf.filled().len() > before {
                     this.phase = Phase::Head;
-                    this.deadline = Some(Instant::now() + this.header_timeout);
+                    this.timeout = Some(this.header_timeout);
+                    this.deadline = None;
                 }
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
+                if let Some(timeout) = this.timeout.take() {
+                    this.deadline = Some(Instant::now() + timeout);
+                }
                 let Some(deadline) = this.deadline else {
                     return Poll::Pending;
                 };

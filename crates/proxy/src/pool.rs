@@ -27,21 +27,22 @@ impl Pool {
         }
     }
 
-    /// The most recently used live idle connection, if any.
-    pub fn take(&self) -> Option<TcpStream> {
+    /// The most recently used live idle connection, if any, as of `now`.
+    pub fn take(&self, now: Instant) -> Option<TcpStream> {
         loop {
             let (stream, since) = self.idle.lock().expect("pool lock").pop()?;
-            if since.elapsed() < self.idle_timeout && still_open(&stream) {
+            if now.saturating_duration_since(since) < self.idle_timeout && still_open(&stream) {
                 return Some(stream);
             }
         }
     }
 
-    /// Keeps `stream` for the next request.
-    pub fn put(&self, stream: TcpStream) {
+    /// Keeps `stream` for the next request; `since` is when its last request
+    /// started (a little before it went idle, so idle time is never underestimated).
+    pub fn put(&self, stream: TcpStream, since: Instant) {
         let mut idle = self.idle.lock().expect("pool lock");
         if idle.len() < MAX_IDLE {
-            idle.push((stream, Instant::now()));
+            idle.push((stream, since));
         }
     }
 }

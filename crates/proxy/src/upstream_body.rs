@@ -53,6 +53,8 @@ pub(crate) struct Conn {
     pub pool: Arc<Pool>,
     /// Whether the server allows another request on it.
     pub keep_alive: bool,
+    /// When its request started.
+    pub started: std::time::Instant,
 }
 
 /// The body of an upstream response.
@@ -93,7 +95,7 @@ impl UpstreamBody {
         self.state = State::Done;
         if let Some(conn) = self.conn.take() {
             if clean && conn.keep_alive && conn.buf.is_empty() {
-                conn.pool.put(conn.stream);
+                conn.pool.put(conn.stream, conn.started);
             }
         }
     }
