@@ -415,7 +415,8 @@ impl ServerSet {
         }
     }
 
-    /// One check: a fresh connection, `GET path`, a 2xx or 3xx answer is healthy.
+    /// One check: a fresh connection, `GET path`; healthy is the expected
+    /// status, or any 2xx or 3xx.
     async fn check_once(&self, i: usize) -> Result<String, String> {
         let upstream = &self.upstreams[i];
         let stream = TcpStream::connect(upstream.addr)
@@ -436,7 +437,11 @@ impl ServerSet {
             .await
             .map_err(|e| format!("request: {e}"))?;
         let status = resp.status();
-        if status.is_success() || status.is_redirection() {
+        let healthy = match self.check.expect_status {
+            Some(expected) => status.as_u16() == expected,
+            None => status.is_success() || status.is_redirection(),
+        };
+        if healthy {
             Ok(status.to_string())
         } else {
             Err(format!("status {status}"))
@@ -488,6 +493,7 @@ mod tests {
                 timeout: Duration::from_millis(10),
                 rise: 2,
                 fall: 3,
+                expect_status: None,
             },
         )
     }

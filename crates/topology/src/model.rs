@@ -97,10 +97,11 @@ impl Default for ServerLimits {
     }
 }
 
-/// Active health check settings (HAProxy's `inter`, `timeout check`, `rise`, `fall`).
+/// Active health check settings (HAProxy's `inter`, `timeout check`, `rise`,
+/// `fall`, `http-check expect status`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthCheck {
-    /// Path requested with GET; a 2xx/3xx answer is healthy.
+    /// Path requested with GET.
     pub path: String,
     /// Time between checks of one server.
     pub interval: Duration,
@@ -110,6 +111,8 @@ pub struct HealthCheck {
     pub rise: u32,
     /// Consecutive failures that take an up server down.
     pub fall: u32,
+    /// The status a healthy server answers; None: any 2xx or 3xx.
+    pub expect_status: Option<u16>,
 }
 
 /// The load balancer tier.

@@ -80,6 +80,7 @@ pub struct RawHealthCheck {
     pub timeout_ms: Option<S<u64>>,
     pub rise: Option<S<u32>>,
     pub fall: Option<S<u32>>,
+    pub expect_status: Option<S<u16>>,
 }
 
 #[derive(Debug, Deserialize)]

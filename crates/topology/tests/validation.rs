@@ -284,3 +284,22 @@ fn limits_and_timeouts_with_per_backend_overrides() {
         "greater than 0",
     );
 }
+
+#[test]
+fn a_health_check_may_expect_one_status() {
+    let src = LB_ONLY.replace("path = \"/\"", "path = \"/\"\nexpect_status = 200");
+    let lb = Topology::parse_str(&src, "lb.toml")
+        .unwrap()
+        .load_balancer
+        .unwrap();
+    assert_eq!(lb.health_check.expect_status, Some(200));
+    let bad = src.replace("expect_status = 200", "expect_status = 700");
+    let line = line_of(&bad, "expect_status = 700");
+    assert_one(
+        &bad,
+        line,
+        17,
+        "load_balancer.health_check.expect_status",
+        "100-599",
+    );
+}

@@ -73,7 +73,12 @@ async fn answer(
         .get("user-agent")
         .is_some_and(|v| v == "webinfra-health-check");
     if check {
-        return Response::new(Full::new(Bytes::from(name)));
+        // Checks are answered by path too, but not recorded or counted.
+        let mut resp = Response::new(Full::new(Bytes::from(name)));
+        if let Some(code) = path.strip_prefix("/status/") {
+            *resp.status_mut() = code.parse::<u16>().unwrap().try_into().unwrap();
+        }
+        return resp;
     }
     let now = record.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     record.max_in_flight.fetch_max(now, Ordering::SeqCst);
@@ -168,6 +173,7 @@ pub fn config(backends: &[(&'static str, SocketAddr)]) -> LoadBalancer {
             timeout: Duration::from_secs(1),
             rise: 2,
             fall: 3,
+            expect_status: None,
         },
         access_log: false,
         clients: ClientLimits::default(),

@@ -231,8 +231,19 @@ fn health_check(c: &mut Checker, raw: Option<&RawHealthCheck>) -> HealthCheck {
         timeout: Duration::from_millis(1000),
         rise: 2,
         fall: 3,
+        expect_status: None,
     };
     let Some(raw) = raw else { return hc };
+    if let Some(v) = &raw.expect_status {
+        if !(100..=599).contains(v.get_ref()) {
+            c.error(
+                v.span(),
+                "load_balancer.health_check.expect_status",
+                "must be an HTTP status (100-599)".into(),
+            );
+        }
+        hc.expect_status = Some(*v.get_ref());
+    }
     if let Some(p) = &raw.path {
         if !p.get_ref().starts_with('/') {
             c.error(
