@@ -30,6 +30,10 @@ pub async fn handle(
     peer: SocketAddr,
 ) -> Response<ResBody> {
     let start = Instant::now();
+    let mut req = req;
+    // WebSocket and other protocol switches pass through (HTTP/1.1 only).
+    let protocol = headers::upgrade_requested(req.headers());
+    let client_upgrade = protocol.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let (mut parts, incoming) = req.into_parts();
     let request_id = headers::ensure_request_id(&mut parts.headers);
     if let Err((status, why)) = headers::check_framing(&parts.headers) {
@@ -41,28 +45,47 @@ pub async fn handle(
         return finish(resp, &request_id);
     }
     headers::strip_hop_by_hop(&mut parts.headers);
+    if let Some(p) = protocol {
+        headers::keep_upgrade(&mut parts.headers, p);
+    }
     headers::append_forwarded_for(&mut parts.headers, peer.ip());
     headers::set_forwarded_proto(&mut parts.headers, "http");
     let pool = state.pool.load_full();
+    let request = ClientRequest {
+        parts,
+        body: incoming,
+        upgrade: client_upgrade,
+    };
     if pool.config.access_log {
         let span = tracing::info_span!("request", id = %request_id, %peer);
-        forward(&state, &pool, parts, incoming, &request_id, start, peer)
+        forward(&state, &pool, request, &request_id, start, peer)
             .instrument(span)
             .await
     } else {
-        forward(&state, &pool, parts, incoming, &request_id, start, peer).await
+        forward(&state, &pool, request, &request_id, start, peer).await
     }
+}
+
+/// A client request on its way: head, body, and the client's side of a protocol switch.
+struct ClientRequest {
+    parts: http::request::Parts,
+    body: Incoming,
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
 async fn forward(
     state: &State,
     pool: &Pool,
-    mut parts: http::request::Parts,
-    incoming: Incoming,
+    request: ClientRequest,
     request_id: &headers::RequestId,
     start: Instant,
     peer: SocketAddr,
 ) -> Response<ResBody> {
+    let ClientRequest {
+        mut parts,
+        body: incoming,
+        upgrade: mut client_upgrade,
+    } = request;
     state.retry_budget.deposit();
     // Most requests have no body: nothing to wait for.
     let payload = if http_body::Body::is_end_stream(&incoming) {
@@ -131,8 +154,33 @@ async fn forward(
             Ok(resp) => {
                 servers.stats[i].response(resp.status().as_u16(), attempt.elapsed());
                 servers.report_response(i, resp.status().as_u16());
-                let (mut rparts, rbody) = resp.into_parts();
+                let (mut rparts, mut rbody) = resp.into_parts();
+                let switched = rbody.take_upgraded();
+                let protocol = rparts.headers.get(http::header::UPGRADE).cloned();
                 headers::strip_hop_by_hop(&mut rparts.headers);
+                if let (Some((stream, early)), Some(client), Some(protocol)) =
+                    (switched, client_upgrade.take(), protocol)
+                {
+                    headers::keep_upgrade(&mut rparts.headers, protocol);
+                    tracing::info!(server = %upstream.name, "protocol switched: tunnel open");
+                    crate::tunnel::spawn(client, stream, early, in_flight, upstream.name.clone());
+                    return finish(
+                        Response::from_parts(rparts, webinfra_proxy::full(Bytes::new())),
+                        request_id,
+                    );
+                }
+                if rparts.status == StatusCode::SWITCHING_PROTOCOLS {
+                    return finish(
+                        text_response(
+                            StatusCode::BAD_GATEWAY,
+                            format!(
+                                "502 Bad Gateway: {} switched protocols without an Upgrade header",
+                                upstream.name
+                            ),
+                        ),
+                        request_id,
+                    );
+                }
                 if pool.config.access_log {
                     tracing::info!(
                     method = %parts.method,

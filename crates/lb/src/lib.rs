@@ -15,6 +15,7 @@ pub mod health;
 pub mod pool;
 pub mod retry;
 pub mod stats;
+mod tunnel;
 
 pub use balance::{for_algorithm, Balancer, Load};
 pub use health::{ServerSet, ServerStatus};

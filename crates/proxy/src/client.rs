@@ -13,7 +13,7 @@ use crate::pool::Pool;
 use crate::upstream_body::{Conn, UpstreamBody};
 use crate::wire;
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, Method, Request, Response, Uri};
+use http::{HeaderMap, Method, Response, Uri};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -79,7 +79,7 @@ impl UpstreamClient {
     pub async fn send(
         &self,
         upstream: &Upstream,
-        req: Request<Bytes>,
+        req: http::Request<Bytes>,
     ) -> Result<Response<UpstreamBody>, ProxyError> {
         let (parts, body) = req.into_parts();
         self.send_parts(upstream, &parts.method, &parts.uri, &parts.headers, &body)
@@ -118,6 +118,10 @@ impl UpstreamClient {
             detail,
         };
         let pool = self.pool(upstream.addr);
+        let request = Request {
+            method,
+            upgrade: headers.contains_key(http::header::UPGRADE),
+        };
         // One clock read for the pool, the timeout and the connection's idle time.
         let now = std::time::Instant::now();
         let exchange = async {
@@ -126,7 +130,7 @@ impl UpstreamClient {
                     stream,
                     &bytes,
                     separate_body.as_ref(),
-                    method,
+                    request,
                     &pool,
                     true,
                     now,
@@ -156,7 +160,7 @@ impl UpstreamClient {
                 stream,
                 &bytes,
                 separate_body.as_ref(),
-                method,
+                request,
                 &pool,
                 false,
                 now,
@@ -179,16 +183,25 @@ impl UpstreamClient {
     }
 }
 
+/// What the response parser needs to know of the request.
+#[derive(Clone, Copy)]
+struct Request<'a> {
+    method: &'a Method,
+    /// It asked to switch protocols: a 101 is a valid answer.
+    upgrade: bool,
+}
+
 /// Writes the request on `stream` and reads the response head.
 async fn exchange(
     mut stream: TcpStream,
     head: &[u8],
     body: Option<&Bytes>,
-    method: &Method,
+    request: Request<'_>,
     pool: &Arc<Pool>,
     reused: bool,
     started: std::time::Instant,
 ) -> Result<Response<UpstreamBody>, Failure> {
+    let Request { method, upgrade } = request;
     // A reused connection that fails before any response byte was closed by
     // the server while idle; only requests safe to repeat are tried again.
     let idempotent = matches!(
@@ -216,10 +229,24 @@ async fn exchange(
     loop {
         match wire::parse_response(&buf, method) {
             Err(e) => return Err(Failure::Failed(e)),
-            Ok(Some(h)) if h.status.is_informational() => {
-                if h.status == http::StatusCode::SWITCHING_PROTOCOLS {
+            Ok(Some(h)) if h.status == http::StatusCode::SWITCHING_PROTOCOLS => {
+                if !upgrade {
                     return Err(Failure::Failed("unexpected 101 Switching Protocols".into()));
                 }
+                let _ = buf.split_to(h.len);
+                let conn = Conn {
+                    stream,
+                    buf,
+                    pool: pool.clone(),
+                    keep_alive: false,
+                    started,
+                };
+                let mut resp = Response::new(UpstreamBody::upgraded(conn));
+                *resp.status_mut() = h.status;
+                *resp.headers_mut() = h.headers;
+                return Ok(resp);
+            }
+            Ok(Some(h)) if h.status.is_informational() => {
                 // 100 Continue, 103 Early Hints: the final response follows.
                 let _ = buf.split_to(h.len);
                 continue;

@@ -110,11 +110,16 @@ pub async fn serve_with<H, F>(
             let fut = handler(req, peer);
             let tracker = tracker.clone();
             async move {
-                let resp = fut.await.map(|body| Finishing::new(body, tracker));
-                Ok::<_, Infallible>(resp)
+                let resp = fut.await;
+                if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                    // A tunnel: the connection is busy until it closes, no
+                    // header or keep-alive timeout applies any more.
+                    tracker.start();
+                }
+                Ok::<_, Infallible>(resp.map(|body| Finishing::new(body, tracker)))
             }
         });
-        let conn = builder.serve_connection(TokioIo::new(io), service);
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move {
             if let Err(e) = conn.await {

@@ -42,6 +42,8 @@ enum State {
     Trailers,
     Close,
     Done,
+    /// A 101 answer to an upgrade: the connection now carries another protocol.
+    Upgraded,
 }
 
 /// A connection whose response body is being read.
@@ -72,6 +74,24 @@ impl std::fmt::Debug for UpstreamBody {
 }
 
 impl UpstreamBody {
+    /// The body of a 101 answer: empty, and the connection is kept for [`Self::take_upgraded`].
+    pub(crate) fn upgraded(conn: Conn) -> Self {
+        UpstreamBody {
+            state: State::Upgraded,
+            conn: Some(conn),
+        }
+    }
+
+    /// After a 101 Switching Protocols: the upstream connection and any bytes
+    /// of the new protocol already read. None for any other response.
+    pub fn take_upgraded(&mut self) -> Option<(TcpStream, BytesMut)> {
+        if self.state != State::Upgraded {
+            return None;
+        }
+        self.state = State::Done;
+        self.conn.take().map(|c| (c.stream, c.buf))
+    }
+
     pub(crate) fn new(framing: Framing, conn: Conn) -> Self {
         let state = match framing {
             Framing::Empty => State::Done,
@@ -142,7 +162,7 @@ impl http_body::Body for UpstreamBody {
             };
             // Data available for the current state?
             match this.state {
-                State::Done => return Poll::Ready(None),
+                State::Done | State::Upgraded => return Poll::Ready(None),
                 State::Length(rem) | State::ChunkData(rem) if !conn.buf.is_empty() => {
                     let n = rem.min(conn.buf.len() as u64);
                     let data = conn.buf.split_to(n as usize).freeze();
@@ -212,12 +232,12 @@ impl http_body::Body for UpstreamBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.state == State::Done
+        matches!(self.state, State::Done | State::Upgraded)
     }
 
     fn size_hint(&self) -> SizeHint {
         match self.state {
-            State::Done => SizeHint::with_exact(0),
+            State::Done | State::Upgraded => SizeHint::with_exact(0),
             State::Length(n) => SizeHint::with_exact(n),
             _ => SizeHint::default(),
         }
