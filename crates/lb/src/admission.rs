@@ -23,8 +23,10 @@ use tokio::sync::Notify;
 pub struct Queue {
     max: usize,
     timeout: Duration,
-    waiting: AtomicUsize,
-    freed: Notify,
+    waiting: Arc<AtomicUsize>,
+    /// Shared across reloads: a slot freed by a request of the old
+    /// configuration wakes requests queued in the new one.
+    freed: Arc<Notify>,
 }
 
 impl Default for Queue {
@@ -40,9 +42,15 @@ impl Queue {
         Queue {
             max,
             timeout,
-            waiting: AtomicUsize::new(0),
-            freed: Notify::new(),
+            waiting: Default::default(),
+            freed: Default::default(),
         }
+    }
+
+    /// Shares `old`'s waiters and wake-ups (a reload keeps one queue).
+    pub(crate) fn share_wakeups(&mut self, old: &Queue) {
+        self.waiting = old.waiting.clone();
+        self.freed = old.freed.clone();
     }
 
     /// Requests waiting now.

@@ -49,7 +49,9 @@ pub struct ServerSet {
     /// Backup servers get traffic only while no other server is up.
     backup: Vec<bool>,
     /// Requests in flight per server (until the response body is done).
-    pub(crate) in_flight: Vec<AtomicUsize>,
+    /// (Shared with the set that replaces this one at a reload, so limits
+    /// hold across the switch.)
+    pub(crate) in_flight: Vec<Arc<AtomicUsize>>,
     /// Counters per server (shared with the set that replaces this one at a reload).
     pub stats: Vec<Arc<crate::stats::ServerStats>>,
     /// Connection limits, timeouts and slow start per server.
@@ -96,7 +98,7 @@ impl ServerSet {
             .collect();
         let up = (0..upstreams.len()).collect();
         ServerSet {
-            in_flight: upstreams.iter().map(|_| AtomicUsize::new(0)).collect(),
+            in_flight: upstreams.iter().map(|_| Default::default()).collect(),
             stats: upstreams.iter().map(|_| Default::default()).collect(),
             limits: upstreams.iter().map(|_| ServerLimits::default()).collect(),
             limited: false,
@@ -149,7 +151,9 @@ impl ServerSet {
             c.last_check = o.last_check.clone();
             self.admin[i].store(old.admin[j].load(Ordering::Relaxed), Ordering::Relaxed);
             self.stats[i] = old.stats[j].clone();
+            self.in_flight[i] = old.in_flight[j].clone();
         }
+        self.queue.share_wakeups(&old.queue);
         self.publish(&counters);
     }
 

@@ -183,3 +183,26 @@ fn a_hangup_reloads_and_keeps_the_health_of_unchanged_servers() {
         "counters kept"
     );
 }
+
+#[test]
+fn max_connections_hold_across_a_reload() {
+    let lb = Lb::start(&["a"], |cfg| {
+        cfg.servers[0].limits.max_connections = Some(1);
+    });
+    let site = lb.site;
+    let first = std::thread::spawn(move || get(site, "/slow/1500").unwrap());
+    wait_until(Duration::from_secs(5), "a busy", || {
+        lb.backend("a").record.in_flight.load(Ordering::SeqCst) == 1
+    });
+    let r = request(lb.admin, "POST", "/reload", &[], b"").unwrap();
+    assert_eq!(r.status, 200);
+    // The new configuration knows a's slot is taken: this one waits for it.
+    let second = get(lb.site, "/slow/10").unwrap();
+    assert_eq!(second.status, 200);
+    assert_eq!(first.join().unwrap().status, 200);
+    assert_eq!(
+        lb.backend("a").record.max_in_flight.load(Ordering::SeqCst),
+        1,
+        "the reload let a second request in"
+    );
+}
