@@ -121,6 +121,7 @@ impl UpstreamClient {
         let request = Request {
             method,
             upgrade: headers.contains_key(http::header::UPGRADE),
+            idle_timeout: self.response_timeout,
         };
         // One clock read for the pool, the timeout and the connection's idle time.
         let now = std::time::Instant::now();
@@ -189,6 +190,8 @@ struct Request<'a> {
     method: &'a Method,
     /// It asked to switch protocols: a 101 is a valid answer.
     upgrade: bool,
+    /// Longest silence from the server mid-body (the response timeout).
+    idle_timeout: Duration,
 }
 
 /// Writes the request on `stream` and reads the response head.
@@ -201,7 +204,11 @@ async fn exchange(
     reused: bool,
     started: std::time::Instant,
 ) -> Result<Response<UpstreamBody>, Failure> {
-    let Request { method, upgrade } = request;
+    let Request {
+        method,
+        upgrade,
+        idle_timeout,
+    } = request;
     // A reused connection that fails before any response byte was closed by
     // the server while idle; only requests safe to repeat are tried again.
     let idempotent = matches!(
@@ -240,6 +247,7 @@ async fn exchange(
                     pool: pool.clone(),
                     keep_alive: false,
                     started,
+                    idle_timeout,
                 };
                 let mut resp = Response::new(UpstreamBody::upgraded(conn));
                 *resp.status_mut() = h.status;
@@ -259,6 +267,7 @@ async fn exchange(
                     pool: pool.clone(),
                     keep_alive: h.keep_alive,
                     started,
+                    idle_timeout,
                 };
                 let mut resp = Response::new(UpstreamBody::new(h.framing, conn));
                 *resp.status_mut() = h.status;

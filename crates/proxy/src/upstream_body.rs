@@ -57,12 +57,16 @@ pub(crate) struct Conn {
     pub keep_alive: bool,
     /// When its request started.
     pub started: std::time::Instant,
+    /// Longest silence from the server in the middle of a body.
+    pub idle_timeout: std::time::Duration,
 }
 
 /// The body of an upstream response.
 pub struct UpstreamBody {
     state: State,
     conn: Option<Conn>,
+    /// Runs while a read waits (made only then: most bodies arrive with the head).
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl std::fmt::Debug for UpstreamBody {
@@ -79,6 +83,7 @@ impl UpstreamBody {
         UpstreamBody {
             state: State::Upgraded,
             conn: Some(conn),
+            stall: None,
         }
     }
 
@@ -102,6 +107,7 @@ impl UpstreamBody {
         let mut body = UpstreamBody {
             state,
             conn: Some(conn),
+            stall: None,
         };
         if state == State::Done {
             body.finish();
@@ -215,7 +221,22 @@ impl http_body::Body for UpstreamBody {
             }
             // Need more bytes.
             let conn = this.conn.as_mut().expect("checked above");
-            match ready!(poll_fill(&mut conn.stream, &mut conn.buf, cx)) {
+            let filled = match poll_fill(&mut conn.stream, &mut conn.buf, cx) {
+                Poll::Ready(r) => {
+                    this.stall = None;
+                    r
+                }
+                Poll::Pending => {
+                    let wait = conn.idle_timeout;
+                    let stall = this
+                        .stall
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(wait)));
+                    ready!(stall.as_mut().poll(cx));
+                    let what = format!("the server sent nothing for {wait:?} mid-body");
+                    return this.fail(&what);
+                }
+            };
+            match filled {
                 Ok(0) if this.state == State::Close => {
                     this.finish();
                     return Poll::Ready(None);

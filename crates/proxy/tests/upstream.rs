@@ -275,3 +275,19 @@ async fn broken_responses_are_errors_that_say_what_was_wrong() {
     .await;
     assert!(body_of(c.send(&up, get("/")).await.unwrap()).await.is_err());
 }
+
+#[tokio::test]
+async fn a_server_silent_mid_body_for_the_response_timeout_fails_the_body() {
+    // Half the body, then nothing (the connection stays open).
+    let (up, _) = server(
+        vec!["HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello"],
+        false,
+    )
+    .await;
+    let c = UpstreamClient::new(Duration::from_secs(1), Duration::from_millis(300));
+    let started = tokio::time::Instant::now();
+    let r = c.send(&up, get("/")).await.unwrap();
+    let e = body_of(r).await.unwrap_err();
+    assert!(e.to_string().contains("sent nothing"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}

@@ -78,7 +78,8 @@ pub struct Backend {
 pub struct ServerLimits {
     /// How long a TCP connect to the server may take.
     pub connect_timeout: Duration,
-    /// How long the server may take to send its response headers.
+    /// How long the server may take to send its response headers, and stay
+    /// silent in the middle of a response body.
     pub response_timeout: Duration,
     /// Most requests in flight to the server at once; more wait in the queue.
     pub max_connections: Option<u32>,
