@@ -13,9 +13,6 @@ use std::time::Instant;
 use tracing::Instrument;
 use webinfra_proxy::{headers, text_response, ResBody};
 
-/// Largest request body accepted; bodies are buffered so a failed connect can be retried.
-const MAX_BODY: usize = 10 * 1024 * 1024;
-
 /// Everything the request path needs, shared by all connections.
 pub struct State {
     /// The current servers; a reload swaps in a new pool.
@@ -91,7 +88,10 @@ async fn forward(
     let payload = if http_body::Body::is_end_stream(&incoming) {
         Bytes::new()
     } else {
-        match Limited::new(incoming, MAX_BODY).collect().await {
+        match Limited::new(incoming, pool.config.clients.max_body_bytes)
+            .collect()
+            .await
+        {
             Ok(collected) => {
                 headers::body_buffered(&mut parts.headers);
                 collected.to_bytes()

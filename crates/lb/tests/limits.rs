@@ -316,3 +316,20 @@ fn connections_beyond_the_global_limit_wait_until_one_closes() {
         200
     );
 }
+
+#[test]
+fn a_body_over_max_body_bytes_is_a_413_and_reaches_no_server() {
+    let lb = Lb::start(&["a"], |cfg| {
+        cfg.clients.max_body_bytes = 100;
+    });
+    let post = |n: usize| {
+        webinfra_test_support::http::request(lb.site, "POST", "/up", &[], &vec![b'x'; n]).unwrap()
+    };
+    assert_eq!(post(101).status, 413);
+    assert_eq!(lb.backend("a").record.count(), 0);
+    assert_eq!(post(100).status, 200);
+    assert_eq!(
+        lb.backend("a").record.seen.lock().unwrap()[0].body.len(),
+        100
+    );
+}

@@ -151,6 +151,9 @@ pub struct ClientLimits {
     pub max_queue: usize,
     /// How long a request waits for a server slot before a 503.
     pub queue_timeout: Duration,
+    /// Largest request body accepted (larger: 413). Bodies are buffered, so
+    /// a failed connect can be retried on another server.
+    pub max_body_bytes: usize,
 }
 
 impl Default for ClientLimits {
@@ -161,6 +164,7 @@ impl Default for ClientLimits {
             keep_alive_timeout: Duration::from_secs(5),
             max_queue: 1024,
             queue_timeout: Duration::from_secs(5),
+            max_body_bytes: 10 * 1024 * 1024,
         }
     }
 }

@@ -217,6 +217,10 @@ fn client_limits(c: &mut Checker, lb: &RawLoadBalancer) -> ClientLimits {
         // 0 is allowed: no queue, a request finding every server full gets 503 at once.
         limits.max_queue = *v.get_ref() as usize;
     }
+    if let Some(v) = &lb.max_body_bytes {
+        let n = positive(c, v, "load_balancer.max_body_bytes");
+        limits.max_body_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+    }
     if let Some(v) = &lb.queue_timeout_ms {
         limits.queue_timeout =
             Duration::from_millis(positive(c, v, "load_balancer.queue_timeout_ms"));
