@@ -163,7 +163,14 @@ async fn forward(
                 {
                     headers::keep_upgrade(&mut rparts.headers, protocol);
                     tracing::info!(server = %upstream.name, "protocol switched: tunnel open");
-                    crate::tunnel::spawn(client, stream, early, in_flight, upstream.name.clone());
+                    crate::tunnel::spawn(
+                        client,
+                        stream,
+                        early,
+                        in_flight,
+                        upstream.name.clone(),
+                        pool.config.clients.tunnel_timeout,
+                    );
                     return finish(
                         Response::from_parts(rparts, webinfra_proxy::full(Bytes::new())),
                         request_id,

@@ -121,3 +121,30 @@ fn an_upgrade_the_server_declines_is_a_plain_response() {
         "the server is asked"
     );
 }
+
+#[test]
+fn a_tunnel_silent_for_the_tunnel_timeout_is_closed_and_frees_its_slot() {
+    let (addr, _heads) = echo_server();
+    let lb = Lb::start(&[], move |cfg| {
+        cfg.servers = common::config(&[("ws", addr)]).servers;
+        cfg.clients.tunnel_timeout = Duration::from_millis(300);
+    });
+    let mut s = TcpStream::connect(lb.site).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !got.ends_with(b"hello") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before the tunnel opened");
+        got.extend_from_slice(&buf[..n]);
+    }
+    // Silent both ways: the load balancer closes the tunnel.
+    let started = std::time::Instant::now();
+    assert_eq!(s.read(&mut buf).unwrap(), 0, "still open");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    common::wait_until(Duration::from_secs(5), "slot freed", || {
+        lb.stats()["servers"][0]["in_flight"] == 0
+    });
+}

@@ -154,6 +154,9 @@ pub struct ClientLimits {
     /// Largest request body accepted (larger: 413). Bodies are buffered, so
     /// a failed connect can be retried on another server.
     pub max_body_bytes: usize,
+    /// A WebSocket (or other upgraded) tunnel with no byte either way for
+    /// this long is closed (HAProxy's `timeout tunnel`).
+    pub tunnel_timeout: Duration,
 }
 
 impl Default for ClientLimits {
@@ -165,6 +168,7 @@ impl Default for ClientLimits {
             max_queue: 1024,
             queue_timeout: Duration::from_secs(5),
             max_body_bytes: 10 * 1024 * 1024,
+            tunnel_timeout: Duration::from_secs(3600),
         }
     }
 }

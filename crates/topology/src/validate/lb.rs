@@ -221,6 +221,10 @@ fn client_limits(c: &mut Checker, lb: &RawLoadBalancer) -> ClientLimits {
         let n = positive(c, v, "load_balancer.max_body_bytes");
         limits.max_body_bytes = usize::try_from(n).unwrap_or(usize::MAX);
     }
+    if let Some(v) = &lb.tunnel_timeout_ms {
+        limits.tunnel_timeout =
+            Duration::from_millis(positive(c, v, "load_balancer.tunnel_timeout_ms"));
+    }
     if let Some(v) = &lb.queue_timeout_ms {
         limits.queue_timeout =
             Duration::from_millis(positive(c, v, "load_balancer.queue_timeout_ms"));
