@@ -155,39 +155,36 @@ async fn forward(
                 servers.stats[i].response(resp.status().as_u16(), attempt.elapsed());
                 servers.report_response(i, resp.status().as_u16());
                 let (mut rparts, mut rbody) = resp.into_parts();
-                let switched = rbody.take_upgraded();
-                let protocol = rparts.headers.get(http::header::UPGRADE).cloned();
-                headers::strip_hop_by_hop(&mut rparts.headers);
-                if let (Some((stream, early)), Some(client), Some(protocol)) =
-                    (switched, client_upgrade.take(), protocol)
-                {
-                    headers::keep_upgrade(&mut rparts.headers, protocol);
-                    tracing::info!(server = %upstream.name, "protocol switched: tunnel open");
-                    crate::tunnel::spawn(
-                        client,
-                        stream,
-                        early,
-                        in_flight,
-                        upstream.name.clone(),
-                        pool.config.clients.tunnel_timeout,
-                    );
-                    return finish(
-                        Response::from_parts(rparts, webinfra_proxy::full(Bytes::new())),
-                        request_id,
-                    );
-                }
                 if rparts.status == StatusCode::SWITCHING_PROTOCOLS {
-                    return finish(
-                        text_response(
+                    // Only an upgrade request gets here (the client refuses a
+                    // 101 otherwise): join the two connections.
+                    let protocol = rparts.headers.get(http::header::UPGRADE).cloned();
+                    let resp = match (rbody.take_upgraded(), client_upgrade.take(), protocol) {
+                        (Some((stream, early)), Some(client), Some(protocol)) => {
+                            headers::strip_hop_by_hop(&mut rparts.headers);
+                            headers::keep_upgrade(&mut rparts.headers, protocol);
+                            tracing::info!(server = %upstream.name, "protocol switched: tunnel open");
+                            crate::tunnel::spawn(
+                                client,
+                                stream,
+                                early,
+                                in_flight,
+                                upstream.name.clone(),
+                                pool.config.clients.tunnel_timeout,
+                            );
+                            Response::from_parts(rparts, webinfra_proxy::full(Bytes::new()))
+                        }
+                        _ => text_response(
                             StatusCode::BAD_GATEWAY,
                             format!(
                                 "502 Bad Gateway: {} switched protocols without an Upgrade header",
                                 upstream.name
                             ),
                         ),
-                        request_id,
-                    );
+                    };
+                    return finish(resp, request_id);
                 }
+                headers::strip_hop_by_hop(&mut rparts.headers);
                 if pool.config.access_log {
                     tracing::info!(
                     method = %parts.method,
