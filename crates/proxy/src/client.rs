@@ -118,26 +118,20 @@ impl UpstreamClient {
             detail,
         };
         let pool = self.pool(upstream.addr);
-        let request = Request {
+        // One clock read for the pool, the timeout and the connection's idle time.
+        let now = std::time::Instant::now();
+        let out = Outgoing {
+            head: &bytes,
+            body: separate_body.as_ref(),
             method,
             upgrade: headers.contains_key(http::header::UPGRADE),
             idle_timeout: self.response_timeout,
+            pool: &pool,
+            started: now,
         };
-        // One clock read for the pool, the timeout and the connection's idle time.
-        let now = std::time::Instant::now();
         let exchange = async {
             if let Some(stream) = pool.take(now) {
-                match exchange(
-                    stream,
-                    &bytes,
-                    separate_body.as_ref(),
-                    request,
-                    &pool,
-                    true,
-                    now,
-                )
-                .await
-                {
+                match exchange(stream, &out, true).await {
                     Ok(resp) => return Ok(resp),
                     Err(Failure::Stale) => {}
                     Err(Failure::Failed(d)) => return Err(fail(ProxyErrorKind::Reset, d)),
@@ -157,17 +151,7 @@ impl UpstreamClient {
                     Ok(Ok(s)) => s,
                 };
             let _ = stream.set_nodelay(true);
-            match exchange(
-                stream,
-                &bytes,
-                separate_body.as_ref(),
-                request,
-                &pool,
-                false,
-                now,
-            )
-            .await
-            {
+            match exchange(stream, &out, false).await {
                 Ok(resp) => Ok(resp),
                 Err(Failure::Stale) => Err(fail(ProxyErrorKind::Reset, "connection closed".into())),
                 Err(Failure::Failed(d)) => Err(fail(ProxyErrorKind::Reset, d)),
@@ -184,31 +168,38 @@ impl UpstreamClient {
     }
 }
 
-/// What the response parser needs to know of the request.
-#[derive(Clone, Copy)]
-struct Request<'a> {
+/// One request, ready to be written on any connection to its upstream.
+struct Outgoing<'a> {
+    /// The serialised head (with the body when small).
+    head: &'a [u8],
+    /// The body, when it is written separately.
+    body: Option<&'a Bytes>,
     method: &'a Method,
     /// It asked to switch protocols: a 101 is a valid answer.
     upgrade: bool,
     /// Longest silence from the server mid-body (the response timeout).
     idle_timeout: Duration,
+    /// Where the connection goes back afterwards.
+    pool: &'a Arc<Pool>,
+    /// When the request started.
+    started: std::time::Instant,
 }
 
-/// Writes the request on `stream` and reads the response head.
+/// Writes the request on `stream` (`reused`: from the pool) and reads the response head.
 async fn exchange(
     mut stream: TcpStream,
-    head: &[u8],
-    body: Option<&Bytes>,
-    request: Request<'_>,
-    pool: &Arc<Pool>,
+    out: &Outgoing<'_>,
     reused: bool,
-    started: std::time::Instant,
 ) -> Result<Response<UpstreamBody>, Failure> {
-    let Request {
+    let Outgoing {
+        head,
+        body,
         method,
         upgrade,
         idle_timeout,
-    } = request;
+        pool,
+        started,
+    } = *out;
     // A reused connection that fails before any response byte was closed by
     // the server while idle; only requests safe to repeat are tried again.
     let idempotent = matches!(
