@@ -41,15 +41,6 @@ pub struct Reload {
     pub triggers: mpsc::Receiver<()>,
 }
 
-impl Reload {
-    /// Reloads that always find `config` (for tests and embedding).
-    pub fn fixed(config: LoadBalancer) -> (Reload, mpsc::Sender<()>) {
-        let (tx, triggers) = mpsc::channel(4);
-        let source: ConfigSource = Arc::new(move || Ok(config.clone()));
-        (Reload { source, triggers }, tx)
-    }
-}
-
 /// The running pools and the way to replace them; shared with the admin API.
 pub(crate) struct Reloader {
     pub pools: Arc<ArcSwap<Pool>>,

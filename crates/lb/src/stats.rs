@@ -223,19 +223,20 @@ pub fn prometheus(rows: &[Row], queued: usize) -> String {
 
 /// A small HTML page like HAProxy's stats page.
 pub fn html(rows: &[Row], queued: usize) -> String {
-    let body = String::from(
+    let mut body = String::from(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"5\">\
          <title>webinfra load balancer</title><style>body{font:14px system-ui,sans-serif;margin:1.5rem}\
          table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:right;white-space:nowrap}\
          td:first-child,th:first-child{text-align:left}.up{background:#d1fae5}.down{background:#fee2e2}</style></head>\
-         <body><h1>webinfra load balancer</h1><p>QUEUED</p><table><tr><th>server</th><th>address</th><th>state</th><th>in flight</th>\
+         <body><h1>webinfra load balancer</h1>",
+    );
+    body.push_str(&format!(
+        "<p>requests queued for a server slot: {queued}</p>"
+    ));
+    body.push_str(
+        "<table><tr><th>server</th><th>address</th><th>state</th><th>in flight</th>\
          <th>requests</th><th>2xx</th><th>3xx</th><th>4xx</th><th>5xx</th><th>errors</th><th>retries</th><th>avg ms</th></tr>",
     );
-    let body = body.replace(
-        "QUEUED",
-        &format!("requests queued for a server slot: {queued}"),
-    );
-    let mut body = body;
     for r in rows {
         let s = &r.stats;
         let in_flight = match r.max_connections {

@@ -148,10 +148,6 @@ impl std::fmt::Display for RequestId {
 }
 
 /// A new random request id: 32 lowercase hex digits.
-pub fn new_request_id() -> String {
-    String::from_utf8(new_request_id_bytes().to_vec()).expect("hex is UTF-8")
-}
-
 fn new_request_id_bytes() -> [u8; 32] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut n = rand::random::<u128>();

@@ -43,15 +43,11 @@ pub fn request_head(
     // Like hyper: a length for any body, and for methods that normally carry one.
     if body_len > 0 || matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
         out.put_slice(b"content-length: ");
-        out.put_slice(itoa(body_len).as_bytes());
+        out.put_slice(body_len.to_string().as_bytes());
         out.put_slice(b"\r\n");
     }
     out.put_slice(b"\r\n");
     out
-}
-
-fn itoa(n: usize) -> String {
-    n.to_string()
 }
 
 /// How the response body is delimited.

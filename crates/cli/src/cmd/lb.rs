@@ -6,21 +6,29 @@ use http::Method;
 use std::time::Duration;
 use webinfra_proxy::probe::call;
 
+/// The load balancer's admin address from the topology (a checked file), or the exit code.
+fn admin_address(stack: &StackArgs) -> Result<std::net::SocketAddr, i32> {
+    let topology = super::load(&stack.topology)?;
+    match topology.load_balancer {
+        Some(lb) => Ok(lb.admin),
+        None => {
+            eprintln!("webinfra: the topology has no [load_balancer]");
+            Err(2)
+        }
+    }
+}
+
 pub async fn lb(stack: &StackArgs, action: &str, server: &str) -> i32 {
     if !["drain", "disable", "enable"].contains(&action) {
         eprintln!("webinfra: unknown action `{action}` (drain, disable, enable)");
         return 2;
     }
-    let topology = match super::load(&stack.topology) {
-        Ok(t) => t,
+    let admin = match admin_address(stack) {
+        Ok(a) => a,
         Err(code) => return code,
     };
-    let Some(lb) = topology.load_balancer else {
-        eprintln!("webinfra: the topology has no [load_balancer]");
-        return 2;
-    };
     let path = format!("/servers/{server}/{action}");
-    match call(lb.admin, Method::POST, &path, Duration::from_secs(3)).await {
+    match call(admin, Method::POST, &path, Duration::from_secs(3)).await {
         Ok((200, _)) => {
             say!("{server}: {action}");
             0
@@ -38,7 +46,7 @@ pub async fn lb(stack: &StackArgs, action: &str, server: &str) -> i32 {
         Err(e) => {
             eprintln!(
                 "webinfra: cannot reach the load balancer's admin address {}: {e}",
-                lb.admin
+                admin
             );
             1
         }
@@ -48,15 +56,11 @@ pub async fn lb(stack: &StackArgs, action: &str, server: &str) -> i32 {
 /// `webinfra reload`: checks the file here (errors with their lines), then asks
 /// the running load balancer to re-read it and prints what changed.
 pub async fn reload(stack: &StackArgs) -> i32 {
-    let topology = match super::load(&stack.topology) {
-        Ok(t) => t,
+    let admin = match admin_address(stack) {
+        Ok(a) => a,
         Err(code) => return code,
     };
-    let Some(lb) = topology.load_balancer else {
-        eprintln!("webinfra: the topology has no [load_balancer]");
-        return 2;
-    };
-    match call(lb.admin, Method::POST, "/reload", Duration::from_secs(5)).await {
+    match call(admin, Method::POST, "/reload", Duration::from_secs(5)).await {
         Ok((200, Some(body))) => {
             let changes: Vec<&str> = body["changes"]
                 .as_array()
@@ -83,7 +87,7 @@ pub async fn reload(stack: &StackArgs) -> i32 {
         Err(e) => {
             eprintln!(
                 "webinfra: cannot reach the load balancer's admin address {}: {e}",
-                lb.admin
+                admin
             );
             1
         }
