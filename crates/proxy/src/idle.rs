@@ -94,16 +94,24 @@ impl<T> TimedIo<T> {
     /// already be parked in a read that started while the request was busy.
     fn arm_after_write(&mut self, cx: &mut Context<'_>) {
         self.update_phase();
+        // A deadline already past is reported by the next read.
+        let _ = self.poll_deadline(cx);
+    }
+
+    /// Turns the phase's timeout into a deadline, arms the timer for it and
+    /// polls it: Ready once it passed, Pending while it has not (or there is none).
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if let Some(timeout) = self.timeout.take() {
             self.deadline = Some(Instant::now() + timeout);
         }
-        if let Some(deadline) = self.deadline {
-            if self.armed_for != Some(deadline) {
-                self.sleep.as_mut().reset(deadline);
-                self.armed_for = Some(deadline);
-                let _ = self.sleep.as_mut().poll(cx);
-            }
+        let Some(deadline) = self.deadline else {
+            return Poll::Pending;
+        };
+        if self.armed_for != Some(deadline) {
+            self.sleep.as_mut().reset(deadline);
+            self.armed_for = Some(deadline);
         }
+        self.sleep.as_mut().poll(cx)
     }
 
     fn update_phase(&mut self) {
@@ -141,28 +149,16 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => {
-                if let Some(timeout) = this.timeout.take() {
-                    this.deadline = Some(Instant::now() + timeout);
+            Poll::Pending => match this.poll_deadline(cx) {
+                Poll::Ready(()) => {
+                    let what = match this.phase {
+                        Phase::Waiting => "idle keep-alive timeout",
+                        _ => "request header timeout",
+                    };
+                    Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, what)))
                 }
-                let Some(deadline) = this.deadline else {
-                    return Poll::Pending;
-                };
-                if this.armed_for != Some(deadline) {
-                    this.sleep.as_mut().reset(deadline);
-                    this.armed_for = Some(deadline);
-                }
-                match this.sleep.as_mut().poll(cx) {
-                    Poll::Ready(()) => {
-                        let what = match this.phase {
-                            Phase::Waiting => "idle keep-alive timeout",
-                            _ => "request header timeout",
-                        };
-                        Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, what)))
-                    }
-                    Poll::Pending => Poll::Pending,
-                }
-            }
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 }
