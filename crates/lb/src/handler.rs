@@ -5,13 +5,12 @@ use crate::admission::Refusal;
 use crate::pool::Pool;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
-use webinfra_proxy::{headers, text_response, ResBody};
+use webinfra_proxy::{headers, read_body, text_response, RequestBody, ResBody, UploadError};
 
 /// Everything the request path needs, shared by all connections.
 pub struct State {
@@ -84,32 +83,15 @@ async fn forward(
         upgrade: mut client_upgrade,
     } = request;
     state.retry_budget.deposit();
-    // Most requests have no body: nothing to wait for.
-    let payload = if http_body::Body::is_end_stream(&incoming) {
-        Bytes::new()
-    } else {
-        match Limited::new(incoming, pool.config.clients.max_body_bytes)
-            .collect()
-            .await
-        {
-            Ok(collected) => {
-                headers::body_buffered(&mut parts.headers);
-                collected.to_bytes()
-            }
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                return finish(
-                    text_response(StatusCode::PAYLOAD_TOO_LARGE, "413 Payload Too Large"),
-                    request_id,
-                )
-            }
-            Err(e) => {
-                return finish(
-                    text_response(StatusCode::BAD_REQUEST, format!("400 Bad Request: {e}")),
-                    request_id,
-                )
-            }
-        }
+    let limits = &pool.config.clients;
+    let mut body = match read_body(incoming, limits.max_body_bytes, limits.body_timeout).await {
+        Ok(body) => body,
+        Err(e) => return finish(e.response(), request_id),
     };
+    if !matches!(&body, RequestBody::Whole(b) if b.is_empty()) {
+        // The body goes up in our framing, and 100 Continue came from us.
+        headers::body_buffered(&mut parts.headers);
+    }
 
     let mut tried: Vec<usize> = Vec::new();
     let mut last_error = None;
@@ -143,14 +125,20 @@ async fn forward(
         } else {
             Instant::now()
         };
-        let sent = pool.clients[i].send_parts(
-            upstream,
-            &parts.method,
-            &parts.uri,
-            &parts.headers,
-            &payload,
-        );
-        match sent.await {
+        let client = &pool.clients[i];
+        let (method, uri, head) = (&parts.method, &parts.uri, &parts.headers);
+        let sent = match &mut body {
+            RequestBody::Whole(payload) => client
+                .send_parts(upstream, method, uri, head, payload)
+                .await
+                .map_err(UploadError::Upstream),
+            RequestBody::Streaming(upload) => {
+                client
+                    .send_upload(upstream, method, uri, head, upload)
+                    .await
+            }
+        };
+        match sent {
             Ok(resp) => {
                 servers.stats[i].response(resp.status().as_u16(), attempt.elapsed());
                 servers.report_response(i, resp.status().as_u16());
@@ -205,7 +193,11 @@ async fn forward(
                     request_id,
                 );
             }
-            Err(e) => {
+            Err(UploadError::Client(e)) => {
+                tracing::warn!(error = %e, server = %upstream.name, "request body failed");
+                return finish(e.response(), request_id);
+            }
+            Err(UploadError::Upstream(e)) => {
                 drop(in_flight);
                 if e.nothing_sent() {
                     servers.report_connect_failure(i, &e.detail);
@@ -214,7 +206,10 @@ async fn forward(
                 tried.push(i);
                 // A failed connect is always retried; a retry after the
                 // request may have been sent spends the retry budget.
-                let retry = e.retryable(&parts.method)
+                // A streamed body that began to go up cannot be sent again.
+                let resendable = !matches!(&body, RequestBody::Streaming(u) if u.begun());
+                let retry = resendable
+                    && e.retryable(&parts.method)
                     && (e.nothing_sent() || state.retry_budget.withdraw());
                 servers.stats[i].error(retry);
                 last_error = Some(text_response(

@@ -11,7 +11,7 @@
 pub use crate::error::{ProxyError, ProxyErrorKind};
 use crate::pool::Pool;
 use crate::upstream_body::{Conn, UpstreamBody};
-use crate::wire;
+use crate::wire::{self, RequestFraming};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, Response, Uri};
 use std::net::SocketAddr;
@@ -42,12 +42,12 @@ type Pools = Mutex<Vec<(SocketAddr, Arc<Pool>)>>;
 #[derive(Clone)]
 pub struct UpstreamClient {
     pools: Arc<Pools>,
-    connect_timeout: Duration,
-    response_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) response_timeout: Duration,
 }
 
 /// How one exchange on one connection failed.
-enum Failure {
+pub(crate) enum Failure {
     /// A reused connection the server had closed: nothing was processed.
     Stale,
     /// Anything else, after the request may have been sent.
@@ -64,7 +64,7 @@ impl UpstreamClient {
         }
     }
 
-    fn pool(&self, addr: SocketAddr) -> Arc<Pool> {
+    pub(crate) fn pool(&self, addr: SocketAddr) -> Arc<Pool> {
         let mut pools = self.pools.lock().expect("pools lock");
         if let Some((_, p)) = pools.iter().find(|(a, _)| *a == addr) {
             return p.clone();
@@ -96,27 +96,20 @@ impl UpstreamClient {
         headers: &HeaderMap,
         body: &Bytes,
     ) -> Result<Response<UpstreamBody>, ProxyError> {
-        let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let host = if headers.contains_key(http::header::HOST) {
-            String::new()
-        } else {
-            match uri.authority() {
-                Some(a) => a.as_str().to_string(),
-                None => upstream.addr.to_string(),
-            }
-        };
-        let mut bytes = wire::request_head(method, path, headers, &host, body.len());
+        let mut bytes = head_for(
+            upstream,
+            method,
+            uri,
+            headers,
+            RequestFraming::Length(body.len() as u64),
+        );
         let separate_body = if body.len() <= COALESCE_BODY {
             bytes.extend_from_slice(body);
             None
         } else {
             Some(body.clone())
         };
-        let fail = |kind, detail: String| ProxyError {
-            upstream: upstream.clone(),
-            kind,
-            detail,
-        };
+        let fail = |kind, detail| fail(upstream, kind, detail);
         let pool = self.pool(upstream.addr);
         // One clock read for the pool, the timeout and the connection's idle time.
         let now = std::time::Instant::now();
@@ -137,20 +130,7 @@ impl UpstreamClient {
                     Err(Failure::Failed(d)) => return Err(fail(ProxyErrorKind::Reset, d)),
                 }
             }
-            let stream =
-                match tokio::time::timeout(self.connect_timeout, TcpStream::connect(upstream.addr))
-                    .await
-                {
-                    Err(_) => {
-                        return Err(fail(
-                            ProxyErrorKind::ConnectTimeout,
-                            format!("no connection within {:?}", self.connect_timeout),
-                        ))
-                    }
-                    Ok(Err(e)) => return Err(fail(ProxyErrorKind::Connect, e.to_string())),
-                    Ok(Ok(s)) => s,
-                };
-            let _ = stream.set_nodelay(true);
+            let stream = self.connect(upstream).await?;
             match exchange(stream, &out, false).await {
                 Ok(resp) => Ok(resp),
                 Err(Failure::Stale) => Err(fail(ProxyErrorKind::Reset, "connection closed".into())),
@@ -166,6 +146,51 @@ impl UpstreamClient {
             Ok(result) => result,
         }
     }
+
+    /// A new connection to `upstream`, within the connect timeout.
+    pub(crate) async fn connect(&self, upstream: &Upstream) -> Result<TcpStream, ProxyError> {
+        match tokio::time::timeout(self.connect_timeout, TcpStream::connect(upstream.addr)).await {
+            Err(_) => Err(fail(
+                upstream,
+                ProxyErrorKind::ConnectTimeout,
+                format!("no connection within {:?}", self.connect_timeout),
+            )),
+            Ok(Err(e)) => Err(fail(upstream, ProxyErrorKind::Connect, e.to_string())),
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                Ok(stream)
+            }
+        }
+    }
+}
+
+pub(crate) fn fail(upstream: &Upstream, kind: ProxyErrorKind, detail: String) -> ProxyError {
+    ProxyError {
+        upstream: upstream.clone(),
+        kind,
+        detail,
+    }
+}
+
+/// The request head for `upstream`: origin-form path, and a `Host` when the
+/// client sent none.
+pub(crate) fn head_for(
+    upstream: &Upstream,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    framing: RequestFraming,
+) -> BytesMut {
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let host = if headers.contains_key(http::header::HOST) {
+        String::new()
+    } else {
+        match uri.authority() {
+            Some(a) => a.as_str().to_string(),
+            None => upstream.addr.to_string(),
+        }
+    };
+    wire::request_head(method, path, headers, &host, framing)
 }
 
 /// One request, ready to be written on any connection to its upstream.
@@ -223,7 +248,49 @@ async fn exchange(
     if let Err(e) = written {
         return Err(stale(e.to_string()));
     }
-    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let head = Head {
+        method,
+        upgrade,
+        idle_timeout,
+        pool,
+        started,
+        keep_alive: true,
+    };
+    read_head(stream, BytesMut::with_capacity(8 * 1024), &head, stale).await
+}
+
+/// What reading a response head needs to know about its request.
+pub(crate) struct Head<'a> {
+    pub method: &'a Method,
+    /// It asked to switch protocols: a 101 is a valid answer.
+    pub upgrade: bool,
+    /// Longest silence from the server mid-body.
+    pub idle_timeout: Duration,
+    /// Where the connection goes back afterwards.
+    pub pool: &'a Arc<Pool>,
+    /// When the request started.
+    pub started: std::time::Instant,
+    /// False when the connection cannot carry another request whatever the
+    /// server says (e.g. a request body was cut short).
+    pub keep_alive: bool,
+}
+
+/// Reads the response head from `stream` (`buf` holds bytes already read);
+/// `stale` turns a failure before any byte into the caller's kind of failure.
+pub(crate) async fn read_head(
+    mut stream: TcpStream,
+    mut buf: BytesMut,
+    head: &Head<'_>,
+    stale: impl Fn(String) -> Failure,
+) -> Result<Response<UpstreamBody>, Failure> {
+    let Head {
+        method,
+        upgrade,
+        idle_timeout,
+        pool,
+        started,
+        keep_alive,
+    } = *head;
     loop {
         match wire::parse_response(&buf, method) {
             Err(e) => return Err(Failure::Failed(e)),
@@ -256,7 +323,7 @@ async fn exchange(
                     stream,
                     buf,
                     pool: pool.clone(),
-                    keep_alive: h.keep_alive,
+                    keep_alive: h.keep_alive && keep_alive,
                     started,
                     idle_timeout,
                 };

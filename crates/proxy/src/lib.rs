@@ -3,7 +3,8 @@
 //! It owns everything both roles do the same way: accepting HTTP/1.1 and
 //! HTTP/2 (h2c prior knowledge) connections ([`serve`]), rewriting headers on
 //! the way through ([`headers`]), and sending a request to an upstream over
-//! pooled keep-alive connections ([`client`]). Errors say which upstream
+//! pooled keep-alive connections ([`client`]), with large request bodies
+//! streamed ([`upload`]). Errors say which upstream
 //! failed and whether the request may be retried elsewhere.
 
 pub mod body;
@@ -14,10 +15,12 @@ pub mod idle;
 mod pool;
 pub mod probe;
 pub mod serve;
+pub mod upload;
 pub mod upstream_body;
 pub mod wire;
 
 pub use body::{full, json_response, text_response, ResBody};
 pub use client::{ProxyError, ProxyErrorKind, Upstream, UpstreamClient};
 pub use serve::{serve, serve_with, ServeOptions};
+pub use upload::{read_body, BodyError, RequestBody, Upload, UploadError};
 pub use upstream_body::UpstreamBody;

@@ -11,15 +11,25 @@ pub const MAX_RESPONSE_HEADERS: usize = 100;
 /// Largest response head accepted from an upstream.
 pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
+/// How a request body is delimited on the way upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestFraming {
+    /// Exactly this many bytes (0: none).
+    Length(u64),
+    /// Chunked transfer coding: the length is not known in advance.
+    Chunked,
+}
+
 /// Serialises a request head: `path` in origin form, `host` when the headers
-/// have none, framing from `body_len` (any `Content-Length` or
-/// `Transfer-Encoding` in `headers` is left out: the body is complete).
+/// have none, one framing header of our own (any `Content-Length` or
+/// `Transfer-Encoding` in `headers` is left out, so the server can never
+/// read the body's end differently from us).
 pub fn request_head(
     method: &Method,
     path: &str,
     headers: &HeaderMap,
     host: &str,
-    body_len: usize,
+    framing: RequestFraming,
 ) -> BytesMut {
     let mut out = BytesMut::with_capacity(256 + headers.len() * 32);
     out.put_slice(method.as_str().as_bytes());
@@ -40,11 +50,17 @@ pub fn request_head(
         out.put_slice(value.as_bytes());
         out.put_slice(b"\r\n");
     }
-    // Like hyper: a length for any body, and for methods that normally carry one.
-    if body_len > 0 || matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
-        out.put_slice(b"content-length: ");
-        out.put_slice(body_len.to_string().as_bytes());
-        out.put_slice(b"\r\n");
+    match framing {
+        RequestFraming::Chunked => out.put_slice(b"transfer-encoding: chunked\r\n"),
+        // Like hyper: a length for any body, and for methods that normally carry one.
+        RequestFraming::Length(n)
+            if n > 0 || matches!(*method, Method::POST | Method::PUT | Method::PATCH) =>
+        {
+            out.put_slice(b"content-length: ");
+            out.put_slice(n.to_string().as_bytes());
+            out.put_slice(b"\r\n");
+        }
+        RequestFraming::Length(_) => {}
     }
     out.put_slice(b"\r\n");
     out
@@ -188,13 +204,31 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("99"));
         h.insert("x-a", HeaderValue::from_static("1"));
-        let head = request_head(&Method::POST, "/p?q=1", &h, "10.0.0.1:80", 3);
+        let head = request_head(
+            &Method::POST,
+            "/p?q=1",
+            &h,
+            "10.0.0.1:80",
+            RequestFraming::Length(3),
+        );
         assert_eq!(
             &head[..],
             b"POST /p?q=1 HTTP/1.1\r\nhost: 10.0.0.1:80\r\nx-a: 1\r\ncontent-length: 3\r\n\r\n"
         );
-        let get = request_head(&Method::GET, "/", &HeaderMap::new(), "h", 0);
+        let get = request_head(
+            &Method::GET,
+            "/",
+            &HeaderMap::new(),
+            "h",
+            RequestFraming::Length(0),
+        );
         assert_eq!(&get[..], b"GET / HTTP/1.1\r\nhost: h\r\n\r\n");
+        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("gzip"));
+        let chunked = request_head(&Method::PUT, "/u", &h, "h", RequestFraming::Chunked);
+        assert_eq!(
+            &chunked[..],
+            b"PUT /u HTTP/1.1\r\nhost: h\r\nx-a: 1\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
     }
 
     #[test]

@@ -151,9 +151,13 @@ pub struct ClientLimits {
     pub max_queue: usize,
     /// How long a request waits for a server slot before a 503.
     pub queue_timeout: Duration,
-    /// Largest request body accepted (larger: 413). Bodies are buffered, so
-    /// a failed connect can be retried on another server.
-    pub max_body_bytes: usize,
+    /// Largest request body accepted (larger: 413). Bodies up to 64 KiB are
+    /// read whole (a request can still go to another server), larger ones
+    /// stream, so this bounds the upload, not memory.
+    pub max_body_bytes: u64,
+    /// Longest silence from a client in the middle of a request body (408;
+    /// nginx's `client_body_timeout`, HAProxy's `timeout client`).
+    pub body_timeout: Duration,
     /// A WebSocket (or other upgraded) tunnel with no byte either way for
     /// this long is closed (HAProxy's `timeout tunnel`).
     pub tunnel_timeout: Duration,
@@ -168,6 +172,7 @@ impl Default for ClientLimits {
             max_queue: 1024,
             queue_timeout: Duration::from_secs(5),
             max_body_bytes: 10 * 1024 * 1024,
+            body_timeout: Duration::from_secs(30),
             tunnel_timeout: Duration::from_secs(3600),
         }
     }

@@ -9,7 +9,6 @@ pub mod statics;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,10 +16,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use webinfra_proxy::{body, full, headers, text_response, ResBody, Upstream, UpstreamClient};
+use webinfra_proxy::{
+    body, full, headers, read_body, text_response, RequestBody, ResBody, UploadError, Upstream,
+    UpstreamClient,
+};
 
 /// Largest request body passed to the application.
-const MAX_BODY: usize = 10 * 1024 * 1024;
+const MAX_BODY: u64 = 10 * 1024 * 1024;
+/// Longest silence from a client in the middle of a request body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What one web server needs to know.
 #[derive(Debug, Clone)]
@@ -132,27 +136,41 @@ async fn proxy(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Respo
     if !parts.headers.contains_key(headers::FORWARDED_PROTO) {
         headers::set_forwarded_proto(&mut parts.headers, "http");
     }
-    let payload: Bytes = match Limited::new(incoming, MAX_BODY).collect().await {
-        Ok(c) => {
-            headers::body_buffered(&mut parts.headers);
-            c.to_bytes()
-        }
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return text_response(StatusCode::PAYLOAD_TOO_LARGE, "413 Payload Too Large")
-        }
-        Err(e) => return text_response(StatusCode::BAD_REQUEST, format!("400 Bad Request: {e}")),
+    let mut body = match read_body(incoming, MAX_BODY, BODY_TIMEOUT).await {
+        Ok(body) => body,
+        Err(e) => return e.response(),
     };
-    let method = parts.method.clone();
-    let path = parts.uri.path().to_string();
-    let req = Request::from_parts(parts, payload);
-    match state.client.send(&state.config.app, req).await {
+    if !matches!(&body, RequestBody::Whole(b) if b.is_empty()) {
+        headers::body_buffered(&mut parts.headers);
+    }
+    let (method, uri, head) = (&parts.method, &parts.uri, &parts.headers);
+    let app = &state.config.app;
+    let sent = match &mut body {
+        RequestBody::Whole(payload) => state
+            .client
+            .send_parts(app, method, uri, head, payload)
+            .await
+            .map_err(UploadError::Upstream),
+        RequestBody::Streaming(upload) => {
+            state
+                .client
+                .send_upload(app, method, uri, head, upload)
+                .await
+        }
+    };
+    let path = uri.path();
+    match sent {
         Ok(resp) => {
             let (mut rparts, rbody) = resp.into_parts();
             headers::strip_hop_by_hop(&mut rparts.headers);
             tracing::info!(id = %request_id, %method, %path, status = rparts.status.as_u16(), "proxied to app");
             Response::from_parts(rparts, body::stream(rbody))
         }
-        Err(e) => {
+        Err(UploadError::Client(e)) => {
+            tracing::warn!(id = %request_id, %method, %path, error = %e, "request body failed");
+            e.response()
+        }
+        Err(UploadError::Upstream(e)) => {
             tracing::warn!(id = %request_id, %method, %path, error = %e, "application failed");
             text_response(
                 e.status(),

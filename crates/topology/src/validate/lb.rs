@@ -218,8 +218,11 @@ fn client_limits(c: &mut Checker, lb: &RawLoadBalancer) -> ClientLimits {
         limits.max_queue = *v.get_ref() as usize;
     }
     if let Some(v) = &lb.max_body_bytes {
-        let n = positive(c, v, "load_balancer.max_body_bytes");
-        limits.max_body_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+        limits.max_body_bytes = positive(c, v, "load_balancer.max_body_bytes");
+    }
+    if let Some(v) = &lb.body_timeout_ms {
+        limits.body_timeout =
+            Duration::from_millis(positive(c, v, "load_balancer.body_timeout_ms"));
     }
     if let Some(v) = &lb.tunnel_timeout_ms {
         limits.tunnel_timeout =
