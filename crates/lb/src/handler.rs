@@ -84,7 +84,7 @@ async fn forward(
     } = request;
     state.retry_budget.deposit();
     let limits = &pool.config.clients;
-    let mut body = match read_body(incoming, limits.max_body_bytes, limits.body_timeout).await {
+    let mut body = match read_body(incoming, limits.max_body_bytes, limits.client_timeout).await {
         Ok(body) => body,
         Err(e) => return finish(e.response(), request_id),
     };

@@ -81,6 +81,7 @@ pub async fn run(
         header_timeout: config.clients.header_timeout,
         keep_alive_timeout: config.clients.keep_alive_timeout,
         max_connections: config.clients.max_connections,
+        send_timeout: config.clients.client_timeout,
     };
     tracing::info!(listen = %config.listen, servers = config.servers.len(), "load balancer started");
     let pools = Arc::new(ArcSwap::from_pointee(Pool::new(config, None)));
@@ -133,18 +134,21 @@ fn reload(pools: &ArcSwap<Pool>, mut new: LoadBalancer) -> Vec<String> {
         new.clients.max_connections,
         new.clients.header_timeout,
         new.clients.keep_alive_timeout,
+        new.clients.client_timeout,
     );
     let running = (
         old.config.clients.max_connections,
         old.config.clients.header_timeout,
         old.config.clients.keep_alive_timeout,
+        old.config.clients.client_timeout,
     );
     let mut changes = pool::describe_change(&old.config, &new);
     if fixed != running {
-        changes.push("max_connections, header_timeout_ms and keep_alive_timeout_ms change only at a restart: not applied".into());
+        changes.push("max_connections, header_timeout_ms, keep_alive_timeout_ms and client_timeout_ms change only at a restart: not applied".into());
         new.clients.max_connections = running.0;
         new.clients.header_timeout = running.1;
         new.clients.keep_alive_timeout = running.2;
+        new.clients.client_timeout = running.3;
     }
     let pool = Pool::new(new, Some(&old));
     pools.store(Arc::new(pool));

@@ -333,3 +333,32 @@ fn a_body_over_max_body_bytes_is_a_413_and_reaches_no_server() {
         100
     );
 }
+
+#[test]
+fn a_client_that_stops_reading_its_response_is_dropped_and_frees_the_server_slot() {
+    let lb = Lb::start(&["a"], |cfg| {
+        cfg.servers[0].limits.max_connections = Some(1);
+        cfg.clients.client_timeout = Duration::from_millis(300);
+        cfg.clients.queue_timeout = Duration::from_secs(10);
+    });
+    let total = 64 << 20;
+    let mut stuck = TcpStream::connect(lb.site).unwrap();
+    write!(stuck, "GET /big/{total} HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "the big response under way",
+        || lb.backend("a").record.count() == 1,
+    );
+    // The only slot is held by a response nobody reads, until the send timeout.
+    let next = get(lb.site, "/").unwrap();
+    assert_eq!(next.status, 200, "{}", next.text());
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    stuck
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    while let Ok(n @ 1..) = stuck.read(&mut buf) {
+        got += n;
+    }
+    assert!(got < total, "the whole response went out ({got} bytes)");
+}

@@ -268,7 +268,7 @@ fn a_server_that_answers_before_reading_the_body_is_heard_by_the_client() {
 fn a_client_silent_mid_body_gets_408_and_the_server_never_sees_a_whole_request() {
     let (addr, seen) = raw_server();
     let lb = one_server(addr, |cfg| {
-        cfg.clients.body_timeout = Duration::from_millis(300);
+        cfg.clients.client_timeout = Duration::from_millis(300);
         cfg.clients.max_body_bytes = 64 << 20;
     });
     // Still being read whole: nothing reaches the server.

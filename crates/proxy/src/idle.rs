@@ -1,7 +1,9 @@
 //! Client-side timeouts of one connection, enforced on its socket: the idle
 //! keep-alive timeout (from the end of a response to the first byte of the
-//! next request) and the header timeout (from that first byte, or from the
-//! accept, to the whole head having been read).
+//! next request), the header timeout (from that first byte, or from the
+//! accept, to the whole head having been read), and the send timeout (a
+//! client that takes none of its response for that long is dropped, so it
+//! cannot hold a server's slot; tunnels are exempt).
 //!
 //! The server marks requests started and finished on a [`Tracker`] shared with
 //! the connection's [`TimedIo`]; while a request is in progress neither
@@ -13,7 +15,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -25,12 +27,20 @@ use tokio::time::{Instant, Sleep};
 pub struct Tracker {
     started: AtomicU64,
     finished: AtomicU64,
+    tunnel: AtomicBool,
 }
 
 impl Tracker {
     /// A request's head has been read and handed to the service.
     pub fn start(&self) {
         self.started.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The connection became a tunnel (101): busy until it closes, and only
+    /// the tunnel's own idle timeout applies.
+    pub fn tunnel(&self) {
+        self.tunnel.store(true, Ordering::Release);
+        self.start();
     }
 
     /// A request's response has been produced in full (its body dropped).
@@ -64,6 +74,9 @@ pub struct TimedIo<T> {
     deadline: Option<Instant>,
     sleep: Pin<Box<Sleep>>,
     armed_for: Option<Instant>,
+    send_timeout: Option<Duration>,
+    /// Runs while a write is blocked (made only then).
+    send_stall: Option<Pin<Box<Sleep>>>,
 }
 
 impl<T> TimedIo<T> {
@@ -86,6 +99,42 @@ impl<T> TimedIo<T> {
             deadline: Some(deadline),
             sleep: Box::pin(tokio::time::sleep_until(deadline)),
             armed_for: Some(deadline),
+            send_timeout: None,
+            send_stall: None,
+        }
+    }
+
+    /// Drops the connection when a write stays blocked for `timeout`.
+    pub fn with_send_timeout(mut self, timeout: Duration) -> Self {
+        self.send_timeout = Some(timeout);
+        self
+    }
+
+    /// A write's result, failed if the client has taken nothing for the send timeout.
+    fn stalled<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        result: Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
+        if result.is_ready() {
+            self.send_stall = None;
+            return result;
+        }
+        let Some(timeout) = self.send_timeout else {
+            return result;
+        };
+        if self.tracker.tunnel.load(Ordering::Acquire) {
+            return result;
+        }
+        let stall = self
+            .send_stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match stall.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "send timeout: the client took none of its response",
+            ))),
+            Poll::Pending => Poll::Pending,
         }
     }
 
@@ -169,7 +218,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.stalled(cx, written)
     }
 
     fn poll_write_vectored(
@@ -177,7 +228,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.stalled(cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -190,7 +243,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
         if flushed.is_ready() {
             this.arm_after_write(cx);
         }
-        flushed
+        this.stalled(cx, flushed)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -1,6 +1,6 @@
 //! Accept loop shared by every webinfra HTTP server: HTTP/1.1 keep-alive and
 //! HTTP/2 with prior knowledge on one port, a limit on open connections,
-//! header and idle keep-alive timeouts ([`crate::idle`]), graceful shutdown.
+//! header, idle keep-alive and send timeouts ([`crate::idle`]), graceful shutdown.
 
 use crate::body::ResBody;
 use crate::idle::{Finishing, TimedIo, Tracker};
@@ -26,6 +26,8 @@ pub struct ServeOptions {
     pub keep_alive_timeout: Duration,
     /// Most connections open at once; further clients wait in the listen backlog.
     pub max_connections: usize,
+    /// How long a response may wait for a client that does not read it.
+    pub send_timeout: Duration,
 }
 
 impl Default for ServeOptions {
@@ -34,6 +36,7 @@ impl Default for ServeOptions {
             header_timeout: Duration::from_secs(10),
             keep_alive_timeout: Duration::from_secs(5),
             max_connections: 8192,
+            send_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -104,7 +107,8 @@ pub async fn serve_with<H, F>(
             tracker.clone(),
             options.header_timeout,
             options.keep_alive_timeout,
-        );
+        )
+        .with_send_timeout(options.send_timeout);
         let service = hyper::service::service_fn(move |req| {
             tracker.start();
             let fut = handler(req, peer);
@@ -112,9 +116,7 @@ pub async fn serve_with<H, F>(
             async move {
                 let resp = fut.await;
                 if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-                    // A tunnel: the connection is busy until it closes, no
-                    // header or keep-alive timeout applies any more.
-                    tracker.start();
+                    tracker.tunnel();
                 }
                 Ok::<_, Infallible>(resp.map(|body| Finishing::new(body, tracker)))
             }

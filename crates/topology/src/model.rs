@@ -155,9 +155,11 @@ pub struct ClientLimits {
     /// read whole (a request can still go to another server), larger ones
     /// stream, so this bounds the upload, not memory.
     pub max_body_bytes: u64,
-    /// Longest silence from a client in the middle of a request body (408;
-    /// nginx's `client_body_timeout`, HAProxy's `timeout client`).
-    pub body_timeout: Duration,
+    /// Longest silence from a client in the middle of a request: no body
+    /// bytes arriving (408, nginx's `client_body_timeout`), or a response
+    /// it does not read (the connection is closed, nginx's `send_timeout`).
+    /// HAProxy's `timeout client`. Tunnels have `tunnel_timeout` instead.
+    pub client_timeout: Duration,
     /// A WebSocket (or other upgraded) tunnel with no byte either way for
     /// this long is closed (HAProxy's `timeout tunnel`).
     pub tunnel_timeout: Duration,
@@ -172,7 +174,7 @@ impl Default for ClientLimits {
             max_queue: 1024,
             queue_timeout: Duration::from_secs(5),
             max_body_bytes: 10 * 1024 * 1024,
-            body_timeout: Duration::from_secs(30),
+            client_timeout: Duration::from_secs(30),
             tunnel_timeout: Duration::from_secs(3600),
         }
     }

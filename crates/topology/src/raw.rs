@@ -52,7 +52,7 @@ pub struct RawLoadBalancer {
     pub max_queue: Option<S<u64>>,
     pub queue_timeout_ms: Option<S<u64>>,
     pub max_body_bytes: Option<S<u64>>,
-    pub body_timeout_ms: Option<S<u64>>,
+    pub client_timeout_ms: Option<S<u64>>,
     pub tunnel_timeout_ms: Option<S<u64>>,
     // Defaults for every server; a `[[load_balancer.backend]]` may override them.
     pub connect_timeout_ms: Option<S<u64>>,

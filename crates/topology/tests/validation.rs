@@ -230,7 +230,7 @@ fn limits_and_timeouts_with_per_backend_overrides() {
     let src = LB_ONLY
         .replace(
             "admin_port = 8404",
-            "admin_port = 8404\nmax_connections = 100\nheader_timeout_ms = 3000\nkeep_alive_timeout_ms = 1000\nmax_queue = 50\nqueue_timeout_ms = 700\nmax_body_bytes = 1000\nbody_timeout_ms = 4000\ntunnel_timeout_ms = 60000\nconnect_timeout_ms = 500\nresponse_timeout_ms = 9000\nserver_max_connections = 20\nslow_start_ms = 4000",
+            "admin_port = 8404\nmax_connections = 100\nheader_timeout_ms = 3000\nkeep_alive_timeout_ms = 1000\nmax_queue = 50\nqueue_timeout_ms = 700\nmax_body_bytes = 1000\nclient_timeout_ms = 4000\ntunnel_timeout_ms = 60000\nconnect_timeout_ms = 500\nresponse_timeout_ms = 9000\nserver_max_connections = 20\nslow_start_ms = 4000",
         )
         .replace(
             "address = \"127.0.0.1:9002\"",
@@ -251,7 +251,7 @@ fn limits_and_timeouts_with_per_backend_overrides() {
         (50, ms(700))
     );
     assert_eq!(
-        (lb.clients.max_body_bytes, lb.clients.body_timeout),
+        (lb.clients.max_body_bytes, lb.clients.client_timeout),
         (1000, ms(4000))
     );
     let (a, b) = (&lb.servers[0].limits, &lb.servers[1].limits);

@@ -2,7 +2,7 @@
 //! in a runtime of its own that stops when the [`Lb`] is dropped.
 //!
 //! Backends answer by path: `/slow/MS` after MS milliseconds, `/status/N`
-//! with status N, `/hop` with hop-by-hop headers a proxy must strip, anything
+//! with status N, `/big/N` with N bytes, `/hop` with hop-by-hop headers a proxy must strip, anything
 //! else with the backend's name. Each records what it received (health
 //! checks aside) and how many
 //! requests it had in flight at most.
@@ -102,6 +102,8 @@ async fn answer(
         tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
     } else if let Some(code) = path.strip_prefix("/status/") {
         *resp.status_mut() = code.parse::<u16>().unwrap().try_into().unwrap();
+    } else if let Some(n) = path.strip_prefix("/big/") {
+        *resp.body_mut() = Full::new(Bytes::from(vec![b'x'; n.parse().unwrap()]));
     } else if path == "/hop" {
         let h = resp.headers_mut();
         h.insert("connection", "x-internal".parse().unwrap());

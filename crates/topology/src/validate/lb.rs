@@ -220,9 +220,9 @@ fn client_limits(c: &mut Checker, lb: &RawLoadBalancer) -> ClientLimits {
     if let Some(v) = &lb.max_body_bytes {
         limits.max_body_bytes = positive(c, v, "load_balancer.max_body_bytes");
     }
-    if let Some(v) = &lb.body_timeout_ms {
-        limits.body_timeout =
-            Duration::from_millis(positive(c, v, "load_balancer.body_timeout_ms"));
+    if let Some(v) = &lb.client_timeout_ms {
+        limits.client_timeout =
+            Duration::from_millis(positive(c, v, "load_balancer.client_timeout_ms"));
     }
     if let Some(v) = &lb.tunnel_timeout_ms {
         limits.tunnel_timeout =
