@@ -32,7 +32,9 @@ pub async fn handle(
     let client_upgrade = protocol.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let (mut parts, incoming) = req.into_parts();
     let request_id = headers::ensure_request_id(&mut parts.headers);
-    if let Err((status, why)) = headers::check_framing(&parts.headers) {
+    if let Err((status, why)) =
+        headers::check_method(&parts.method).and_then(|()| headers::check_framing(&parts.headers))
+    {
         tracing::warn!(id = %request_id, %peer, why, "request refused");
         // The body's framing is unknown: nothing after it on this connection can be trusted.
         let mut resp = text_response(status, why);
@@ -90,7 +92,7 @@ async fn forward(
     };
     if !matches!(&body, RequestBody::Whole(b) if b.is_empty()) {
         // The body goes up in our framing, and 100 Continue came from us.
-        headers::body_buffered(&mut parts.headers);
+        headers::reframe_body(&mut parts.headers);
     }
 
     let mut tried: Vec<usize> = Vec::new();

@@ -95,6 +95,16 @@ fn chunked_that_is_not_the_final_coding_is_refused() {
 }
 
 #[test]
+fn connect_is_not_forwarded() {
+    // A reverse proxy is no forward proxy: a tunnel to an address of the
+    // client's choosing is refused (and the connection closed).
+    assert_refused(
+        "CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n",
+        501,
+    );
+}
+
+#[test]
 fn a_transfer_coding_other_than_chunked_is_not_implemented() {
     // RFC 9112 6.1: a coding the server does not understand: 501.
     assert_refused(

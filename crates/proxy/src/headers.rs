@@ -100,10 +100,22 @@ pub fn check_framing(headers: &HeaderMap) -> Result<(), (http::StatusCode, &'sta
     Ok(())
 }
 
-/// Prepares the headers of a request whose body is now buffered: the body's
-/// length is set anew when sending, and `Expect: 100-continue` was already
-/// answered.
-pub fn body_buffered(headers: &mut HeaderMap) {
+/// Refuses methods a reverse proxy does not forward: `CONNECT` asks for a
+/// tunnel to an address of the client's choosing (501, the connection closes).
+pub fn check_method(method: &http::Method) -> Result<(), (http::StatusCode, &'static str)> {
+    if method == http::Method::CONNECT {
+        return Err((
+            http::StatusCode::NOT_IMPLEMENTED,
+            "501 Not Implemented: CONNECT is not supported by a reverse proxy",
+        ));
+    }
+    Ok(())
+}
+
+/// Prepares the headers of a request whose body we send in our own framing
+/// (its length, or chunked, is set when sending) after answering any
+/// `Expect: 100-continue` ourselves.
+pub fn reframe_body(headers: &mut HeaderMap) {
     headers.remove(header::CONTENT_LENGTH);
     headers.remove(header::EXPECT);
 }

@@ -127,7 +127,9 @@ async fn healthz(state: &State) -> Response<ResBody> {
 async fn proxy(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Response<ResBody> {
     let (mut parts, incoming) = req.into_parts();
     let request_id = headers::ensure_request_id(&mut parts.headers);
-    if let Err((status, why)) = headers::check_framing(&parts.headers) {
+    if let Err((status, why)) =
+        headers::check_method(&parts.method).and_then(|()| headers::check_framing(&parts.headers))
+    {
         tracing::warn!(id = %request_id, %peer, why, "request refused");
         return text_response(status, why);
     }
@@ -141,7 +143,7 @@ async fn proxy(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Respo
         Err(e) => return e.response(),
     };
     if !matches!(&body, RequestBody::Whole(b) if b.is_empty()) {
-        headers::body_buffered(&mut parts.headers);
+        headers::reframe_body(&mut parts.headers);
     }
     let (method, uri, head) = (&parts.method, &parts.uri, &parts.headers);
     let app = &state.config.app;
