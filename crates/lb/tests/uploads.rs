@@ -368,3 +368,26 @@ fn a_streamed_body_goes_to_the_next_server_when_a_connect_fails() {
         "{dead}"
     );
 }
+
+#[test]
+fn a_client_still_sending_a_refused_body_gets_its_answer() {
+    let (addr, seen) = raw_server();
+    let lb = one_server(addr, |cfg| cfg.clients.max_body_bytes = 1 << 20);
+    let mut c = TcpStream::connect(lb.site).unwrap();
+    write!(
+        c,
+        "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        32 << 20
+    )
+    .unwrap();
+    // The 413 is sent at once; this client only reads once it has written
+    // 8 MiB more. A load balancer that closed with those bytes unread would
+    // reset the connection, and the client would never see the 413.
+    c.write_all(&pattern(0, 8 << 20))
+        .expect("the load balancer kept reading");
+    let (status, answer) = read_response(&mut c);
+    assert_eq!(status, 413, "{answer}");
+    // It closed its side after the answer; once the client closes too, it is gone.
+    drop(c);
+    assert!(seen.log().is_empty());
+}

@@ -5,6 +5,15 @@
 //! client that takes none of its response for that long is dropped, so it
 //! cannot hold a server's slot; tunnels are exempt).
 //!
+//! Closing is a lingering close, like nginx's: the write side is shut
+//! (the client sees the end of the response), then whatever the client is
+//! still sending -- typically the rest of a body we refused with a 413 or
+//! 408 -- is read and dropped until it closes its side, goes quiet for
+//! [`LINGER_TIMEOUT`] or [`LINGER_TIME`] is over (a connection closed for
+//! one of the timeouts above does not linger). Closing with unread bytes
+//! would make the kernel reset the connection, and a client that is still
+//! writing would lose the response it has not read yet.
+//!
 //! The server marks requests started and finished on a [`Tracker`] shared with
 //! the connection's [`TimedIo`]; while a request is in progress neither
 //! timeout runs. When a deadline passes during a read, the read fails with
@@ -21,6 +30,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
+
+/// Longest silence from a client while its connection is being closed.
+pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest a closing connection waits for the client to stop sending.
+pub const LINGER_TIME: Duration = Duration::from_secs(10);
 
 /// Requests started and finished on one connection.
 #[derive(Debug, Default)]
@@ -77,6 +91,10 @@ pub struct TimedIo<T> {
     send_timeout: Option<Duration>,
     /// Runs while a write is blocked (made only then).
     send_stall: Option<Pin<Box<Sleep>>>,
+    /// Closing: the write side is shut; the lingering close ends by then.
+    closing: Option<Instant>,
+    /// A timeout closed the connection: no lingering.
+    timed_out: bool,
 }
 
 impl<T> TimedIo<T> {
@@ -101,6 +119,8 @@ impl<T> TimedIo<T> {
             armed_for: Some(deadline),
             send_timeout: None,
             send_stall: None,
+            closing: None,
+            timed_out: false,
         }
     }
 
@@ -108,6 +128,12 @@ impl<T> TimedIo<T> {
     pub fn with_send_timeout(mut self, timeout: Duration) -> Self {
         self.send_timeout = Some(timeout);
         self
+    }
+
+    /// The error a timeout ends the connection with; it will not linger.
+    fn timed_out(&mut self, what: &'static str) -> io::Error {
+        self.timed_out = true;
+        io::Error::new(io::ErrorKind::TimedOut, what)
     }
 
     /// A write's result, failed if the client has taken nothing for the send timeout.
@@ -130,10 +156,9 @@ impl<T> TimedIo<T> {
             .send_stall
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
         match stall.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "send timeout: the client took none of its response",
-            ))),
+            Poll::Ready(()) => Poll::Ready(Err(
+                self.timed_out("send timeout: the client took none of its response")
+            )),
             Poll::Pending => Poll::Pending,
         }
     }
@@ -204,7 +229,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
                         Phase::Waiting => "idle keep-alive timeout",
                         _ => "request header timeout",
                     };
-                    Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, what)))
+                    Poll::Ready(Err(this.timed_out(what)))
                 }
                 Poll::Pending => Poll::Pending,
             },
@@ -212,7 +237,32 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
+impl<T: AsyncRead + AsyncWrite + Unpin> TimedIo<T> {
+    /// The lingering part of a close (see the module docs): Ready when done.
+    fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut scratch = [0u8; 8192];
+        loop {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut self.inner).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(()),
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Ready(Ok(())) => {
+                    // More is coming: wait for it a while longer.
+                    self.deadline = None;
+                }
+                Poll::Pending => {
+                    let end = self.closing.expect("lingering only while closing");
+                    if self.deadline.is_none() {
+                        self.deadline = Some(end.min(Instant::now() + LINGER_TIMEOUT));
+                    }
+                    return self.poll_deadline(cx);
+                }
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -247,7 +297,20 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        if this.closing.is_none() {
+            match Pin::new(&mut this.inner).poll_shutdown(cx) {
+                Poll::Ready(Ok(())) => {}
+                other => return other,
+            }
+            this.closing = Some(Instant::now() + LINGER_TIME);
+            this.timeout = None;
+            this.deadline = None;
+        }
+        if this.timed_out {
+            return Poll::Ready(Ok(()));
+        }
+        this.poll_linger(cx).map(Ok)
     }
 }
 
