@@ -16,6 +16,7 @@ macro_rules! say {
 }
 
 mod args;
+mod certificate;
 mod cmd;
 mod signals;
 

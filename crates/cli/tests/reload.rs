@@ -2,6 +2,7 @@
 //! run load-balancer`) in front of two small HTTP servers, on its own
 //! 127.78.1.0/24 block: the file's changes apply without a restart, and a
 //! broken file is refused with its line and key while the old one keeps serving.
+//! And HTTPS with no certificate named: a self-signed one is made and served.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -128,4 +129,70 @@ fn reload_and_sighup_apply_the_file_and_a_broken_file_changes_nothing() {
     // order after the refused one).
     let admin: SocketAddr = format!("{LB}:18404").parse().unwrap();
     assert_eq!(http::get(admin, "/stats").unwrap().json()["generation"], 2);
+}
+
+#[test]
+fn https_without_a_named_certificate_serves_a_self_signed_one() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls::{self, pki_types::pem::PemObject, pki_types::CertificateDer};
+    const HOST: &str = "127.78.1.3";
+    let a = named_server("a");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lb.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[site]\nname = \"www.foobar.com\"\n\n[[host]]\nname = \"lb-01\"\naddress = \"{HOST}\"\n\n[load_balancer]\nhost = \"lb-01\"\nport = 18080\nadmin_port = 18404\n\n[load_balancer.tls]\nport = 18443\n\n[load_balancer.health_check]\npath = \"/\"\n\n[[load_balancer.backend]]\nname = \"a\"\naddress = \"{a}\"\n"
+        ),
+    )
+    .unwrap();
+    let child = Command::new(BIN)
+        .args(["run", "load-balancer", "-t"])
+        .arg(&file)
+        .arg("-s")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _lb = KillOnDrop(child);
+    let site: SocketAddr = format!("{HOST}:18080").parse().unwrap();
+    poll("the load balancer", Duration::from_secs(20), || {
+        http::get(site, "/").ok().filter(|r| r.status == 200)
+    });
+    let pem = std::fs::read(dir.path().join("lb-01/tls/certificate.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(&pem).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // The certificate names the site and the load balancer's address.
+    for name in ["www.foobar.com", HOST] {
+        let answer = rt.block_on(async {
+            let tcp = tokio::net::TcpStream::connect((HOST, 18443)).await.unwrap();
+            let server = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
+            let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config.clone()))
+                .connect(server, tcp)
+                .await
+                .unwrap_or_else(|e| panic!("handshake as {name}: {e}"));
+            tls.write_all(b"GET / HTTP/1.1\r\nHost: www.foobar.com\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let mut out = Vec::new();
+            tls.read_to_end(&mut out).await.unwrap();
+            String::from_utf8_lossy(&out).into_owned()
+        });
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\na"), "{answer}");
+    }
 }

@@ -444,6 +444,37 @@ fn the_request_id_reaches_every_tier_and_their_logs() {
 }
 
 #[test]
+fn https_is_served_on_the_self_signed_certificate_with_http2() {
+    let (stack, _serial) = stack();
+    let ca = stack.state_dir.join("lb-01/tls/certificate.pem");
+    let site = stack.secure_site();
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{http_version}",
+        ])
+        .arg("--cacert")
+        .arg(&ca)
+        .arg("--resolve")
+        .arg(format!("www.foobar.com:{}:{}", site.port(), site.ip()))
+        .arg(format!(
+            "https://www.foobar.com:{}/api/messages",
+            site.port()
+        ))
+        .output()
+        .expect("curl is installed");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "200 2",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn http2_prior_knowledge_is_served() {
     let (stack, _serial) = stack();
     let out = std::process::Command::new("curl")

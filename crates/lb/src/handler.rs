@@ -10,7 +10,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
-use webinfra_proxy::{headers, read_body, text_response, RequestBody, ResBody, UploadError};
+use webinfra_proxy::{
+    headers, read_body, text_response, RequestBody, ResBody, Secure, UploadError,
+};
 
 /// Everything the request path needs, shared by all connections.
 pub struct State {
@@ -46,9 +48,18 @@ pub async fn handle(
     if let Some(p) = protocol {
         headers::keep_upgrade(&mut parts.headers, p);
     }
-    headers::append_forwarded_for(&mut parts.headers, peer.ip());
-    headers::set_forwarded_proto(&mut parts.headers, "http");
+    let secure = parts.extensions.get::<Secure>().is_some();
     let pool = state.pool.load_full();
+    if let Some(tls) = pool
+        .config
+        .tls
+        .as_ref()
+        .filter(|t| t.redirect_http && !secure)
+    {
+        return finish(to_https(&parts, tls.listen.port()), &request_id);
+    }
+    headers::append_forwarded_for(&mut parts.headers, peer.ip());
+    headers::set_forwarded_proto(&mut parts.headers, if secure { "https" } else { "http" });
     let request = ClientRequest {
         parts,
         body: incoming,
@@ -227,6 +238,41 @@ async fn forward(
                 }
             }
         }
+    }
+}
+
+/// A permanent redirect of a plain HTTP request to the same URL over HTTPS
+/// (308: the method and body are kept).
+fn to_https(parts: &http::request::Parts, port: u16) -> Response<ResBody> {
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or(parts.uri.host())
+        .unwrap_or("localhost");
+    // The name without its port (an IPv6 literal keeps its brackets).
+    let authority = host.parse::<http::uri::Authority>().ok();
+    let name = authority.as_ref().map_or(host, |a| a.host());
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let location = if port == 443 {
+        format!("https://{name}{path}")
+    } else {
+        format!("https://{name}:{port}{path}")
+    };
+    let mut resp = text_response(
+        StatusCode::PERMANENT_REDIRECT,
+        format!("308 Permanent Redirect: {location}"),
+    );
+    match HeaderValue::from_str(&location) {
+        Ok(v) => {
+            resp.headers_mut().insert(http::header::LOCATION, v);
+            resp
+        }
+        Err(_) => text_response(StatusCode::BAD_REQUEST, "400 Bad Request: invalid Host"),
     }
 }
 

@@ -15,6 +15,7 @@ pub mod health;
 pub mod pool;
 pub mod retry;
 pub mod stats;
+pub mod tls;
 mod tunnel;
 
 pub use balance::{for_algorithm, Balancer, Load};
@@ -41,22 +42,41 @@ pub struct Reload {
     pub triggers: mpsc::Receiver<()>,
 }
 
+/// Where the load balancer listens: the site, HTTPS with its certificate
+/// when configured, and the admin address.
+pub struct Listeners {
+    /// Plain HTTP clients.
+    pub site: TcpListener,
+    /// HTTPS clients, and the certificate ([`tls::Tls::load`]).
+    pub tls: Option<(TcpListener, tls::Tls)>,
+    /// The admin API.
+    pub admin: TcpListener,
+}
+
 /// The running pools and the way to replace them; shared with the admin API.
 pub(crate) struct Reloader {
     pub pools: Arc<ArcSwap<Pool>>,
     source: ConfigSource,
     lock: std::sync::Mutex<u64>,
+    tls: Option<Arc<tls::Tls>>,
 }
 
 impl Reloader {
     /// Reads the configuration and swaps in a new pool: the changes made, or why nothing changed.
     pub fn reload(&self) -> Result<(u64, Vec<String>), String> {
         let mut generation = self.lock.lock().expect("reload lock");
-        let new = (self.source)().inspect_err(|e| {
-            tracing::error!("reload refused, the running configuration stays: {e}")
-        })?;
+        let refused =
+            |e: &String| tracing::error!("reload refused, the running configuration stays: {e}");
+        let new = (self.source)().inspect_err(refused)?;
+        // A certificate that cannot be used refuses the whole reload.
+        let certificate = match (&self.tls, &new.tls) {
+            (Some(running), Some(t)) => running.reload(t).inspect_err(refused)?,
+            _ => None,
+        };
         *generation += 1;
-        Ok((*generation, reload(&self.pools, new)))
+        let mut changes = reload(&self.pools, new);
+        changes.extend(certificate);
+        Ok((*generation, changes))
     }
 
     /// How many reloads succeeded.
@@ -71,8 +91,7 @@ impl Reloader {
 /// without touching a client connection. Returns when `shutdown` resolves and
 /// requests drained.
 pub async fn run(
-    listener: TcpListener,
-    admin: TcpListener,
+    listeners: Listeners,
     config: LoadBalancer,
     reload: Reload,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -89,10 +108,16 @@ pub async fn run(
         pool: pools.clone(),
         retry_budget: Default::default(),
     });
+    let Listeners { site, tls, admin } = listeners;
+    let (tls_listener, tls) = match tls {
+        Some((l, t)) => (Some(l), Some(Arc::new(t))),
+        None => (None, None),
+    };
     let reloader = Arc::new(Reloader {
         pools: pools.clone(),
         source: reload.source,
         lock: Default::default(),
+        tls: tls.clone(),
     });
     let mut triggers = reload.triggers;
     let reload_task = tokio::spawn({
@@ -105,13 +130,30 @@ pub async fn run(
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let admin_task = tokio::spawn(admin::run(admin, reloader, stop_rx));
-    webinfra_proxy::serve_with(
-        listener,
-        options,
-        move |req, peer| handler::handle(state.clone(), req, peer),
-        shutdown,
-    )
-    .await;
+    let handle = move |req, peer| handler::handle(state.clone(), req, peer);
+    // HTTPS stops taking connections when plain HTTP does.
+    let (tls_stop, tls_stopped) = tokio::sync::watch::channel(false);
+    let tls_task = match (tls_listener, tls) {
+        (Some(l), Some(t)) => {
+            tracing::info!(listen = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "HTTPS on");
+            Some(tokio::spawn(webinfra_proxy::serve_tls(
+                l,
+                options,
+                t.config(),
+                handle.clone(),
+                webinfra_proxy::serve::until_true(tls_stopped),
+            )))
+        }
+        _ => None,
+    };
+    let shutdown = async move {
+        shutdown.await;
+        let _ = tls_stop.send(true);
+    };
+    webinfra_proxy::serve_with(site, options, handle, shutdown).await;
+    if let Some(t) = tls_task {
+        let _ = t.await;
+    }
     reload_task.abort();
     let _ = stop_tx.send(true);
     let _ = admin_task.await;
@@ -143,6 +185,11 @@ fn reload(pools: &ArcSwap<Pool>, mut new: LoadBalancer) -> Vec<String> {
         old.config.clients.client_timeout,
     );
     let mut changes = pool::describe_change(&old.config, &new);
+    let https = |c: &LoadBalancer| c.tls.as_ref().map(|t| t.listen);
+    if https(&new) != https(&old.config) {
+        changes.push("HTTPS is turned on or off, or moved, only at a restart: not applied".into());
+        new.tls = old.config.tls.clone();
+    }
     if fixed != running {
         changes.push("max_connections, header_timeout_ms, keep_alive_timeout_ms and client_timeout_ms change only at a restart: not applied".into());
         new.clients.max_connections = running.0;

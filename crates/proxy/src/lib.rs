@@ -15,12 +15,13 @@ pub mod idle;
 mod pool;
 pub mod probe;
 pub mod serve;
+pub mod tls;
 pub mod upload;
 pub mod upstream_body;
 pub mod wire;
 
 pub use body::{full, json_response, text_response, ResBody};
 pub use client::{ProxyError, ProxyErrorKind, Upstream, UpstreamClient};
-pub use serve::{serve, serve_with, ServeOptions};
+pub use serve::{serve, serve_tls, serve_with, Secure, ServeOptions};
 pub use upload::{read_body, BodyError, RequestBody, Upload, UploadError};
 pub use upstream_body::UpstreamBody;

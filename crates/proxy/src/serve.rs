@@ -1,9 +1,10 @@
 //! Accept loop shared by every webinfra HTTP server: HTTP/1.1 keep-alive and
-//! HTTP/2 with prior knowledge on one port, a limit on open connections,
+//! HTTP/2 with prior knowledge on one port, or over TLS ([`serve_tls`]), a limit on open connections,
 //! header, idle keep-alive and send timeouts ([`crate::idle`]), graceful shutdown.
 
 use crate::body::ResBody;
 use crate::idle::{Finishing, TimedIo, Tracker};
+use crate::tls::TlsConfig;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 
 /// Client-side limits of one listener.
 #[derive(Debug, Clone, Copy)]
@@ -69,6 +71,39 @@ pub async fn serve_with<H, F>(
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ResBody>> + Send + 'static,
 {
+    serve_inner(listener, options, None, handler, shutdown).await
+}
+
+/// [`serve_with`] over TLS: each connection's handshake uses the current
+/// `tls` configuration (ALPN picks HTTP/2 or HTTP/1.1), within the header
+/// timeout; its requests carry the [`Secure`] extension.
+pub async fn serve_tls<H, F>(
+    listener: TcpListener,
+    options: ServeOptions,
+    tls: TlsConfig,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+) where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<ResBody>> + Send + 'static,
+{
+    serve_inner(listener, options, Some(tls), handler, shutdown).await
+}
+
+/// Marks a request that came over TLS (in its extensions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Secure;
+
+async fn serve_inner<H, F>(
+    listener: TcpListener,
+    options: ServeOptions,
+    tls: Option<TlsConfig>,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+) where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<ResBody>> + Send + 'static,
+{
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -79,6 +114,7 @@ pub async fn serve_with<H, F>(
         .max_buf_size(MAX_HEAD_BYTES)
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(options.max_connections));
     tokio::pin!(shutdown);
@@ -109,8 +145,12 @@ pub async fn serve_with<H, F>(
             options.keep_alive_timeout,
         )
         .with_send_timeout(options.send_timeout);
-        let service = hyper::service::service_fn(move |req| {
+        let secure = tls.is_some();
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             tracker.start();
+            if secure {
+                req.extensions_mut().insert(Secure);
+            }
             let fut = handler(req, peer);
             let tracker = tracker.clone();
             async move {
@@ -121,10 +161,28 @@ pub async fn serve_with<H, F>(
                 Ok::<_, Infallible>(resp.map(|body| Finishing::new(body, tracker)))
             }
         });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-        let conn = graceful.watch(conn.into_owned());
+        let watcher = graceful.watcher();
+        let builder = builder.clone();
+        let tls = tls.as_ref().map(|t| t.load_full());
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let served = match tls {
+                None => {
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+                    watcher.watch(conn.into_owned()).await
+                }
+                Some(config) => match TlsAcceptor::from(config).accept(io).await {
+                    Ok(stream) => {
+                        let conn =
+                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        watcher.watch(conn.into_owned()).await
+                    }
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        Ok(())
+                    }
+                },
+            };
+            if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(slot);

@@ -44,6 +44,9 @@ port = 18080
 admin_port = 18404
 servers = ["server-01", "server-02"]
 
+[load_balancer.tls]
+port = 18443
+
 [load_balancer.health_check]
 interval_ms = 200
 timeout_ms = 500
@@ -149,6 +152,12 @@ impl Stack {
     /// The site: where clients send requests.
     pub fn site(&self) -> SocketAddr {
         SocketAddr::new(self.ip(1), 18080)
+    }
+
+    /// The site over HTTPS (the load balancer's self-signed certificate is
+    /// `<state_dir>/lb-01/tls/certificate.pem`).
+    pub fn secure_site(&self) -> SocketAddr {
+        SocketAddr::new(self.ip(1), 18443)
     }
 
     /// A server host's web server (`n` = 1 or 2).

@@ -15,10 +15,10 @@ pub use credentials::Credentials;
 pub use diagnostic::{Diagnostic, TopologyError};
 pub use model::{
     Algorithm, App, Backend, ClientLimits, Database, DbNode, DbRole, HealthCheck, Host,
-    LoadBalancer, ServerLimits, Topology, Web,
+    LoadBalancer, ServerLimits, Tls, Topology, Web,
 };
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The topology `webinfra` uses when none is given.
 pub const DEFAULT_TOPOLOGY: &str = "topologies/foobar.toml";
@@ -39,10 +39,19 @@ impl Topology {
         let mut topology = Topology::parse_str(&src, &path.display().to_string())?;
         topology.source = Some(path.to_path_buf());
         let base = topology.base_dir();
-        if let Some(dir) = topology.web.as_mut().and_then(|w| w.static_dir.as_mut()) {
-            if dir.is_relative() {
-                *dir = base.join(&*dir);
+        let relative = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
             }
+        };
+        if let Some(dir) = topology.web.as_mut().and_then(|w| w.static_dir.as_mut()) {
+            relative(dir);
+        }
+        if let Some(tls) = topology.load_balancer.as_mut().and_then(|l| l.tls.as_mut()) {
+            tls.certificate
+                .iter_mut()
+                .chain(tls.key.iter_mut())
+                .for_each(relative);
         }
         Ok(topology)
     }

@@ -135,6 +135,21 @@ pub struct LoadBalancer {
     pub access_log: bool,
     /// Client connections and queueing.
     pub clients: ClientLimits,
+    /// HTTPS, when configured.
+    pub tls: Option<Tls>,
+}
+
+/// TLS termination on the load balancer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    /// Where HTTPS clients connect.
+    pub listen: SocketAddr,
+    /// PEM certificate chain and private key; None for both: a self-signed
+    /// certificate for the site, made on first start in the state directory.
+    pub certificate: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// The plain HTTP port answers every request with a 308 to HTTPS.
+    pub redirect_http: bool,
 }
 
 /// Limits on the client side (HAProxy's global `maxconn`, `timeout http-request`,
@@ -285,6 +300,12 @@ impl Topology {
         self.load_balancer
             .as_ref()
             .map(|lb| format!("http://{}/", lb.listen))
+    }
+
+    /// The site's HTTPS URL, when the load balancer terminates TLS.
+    pub fn secure_url(&self) -> Option<String> {
+        let tls = self.load_balancer.as_ref()?.tls.as_ref()?;
+        Some(format!("https://{}/", tls.listen))
     }
 
     /// The directory relative paths in the file are resolved against.

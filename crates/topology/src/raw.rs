@@ -45,6 +45,7 @@ pub struct RawLoadBalancer {
     #[serde(default, rename = "backend")]
     pub backends: Vec<RawBackend>,
     pub health_check: Option<RawHealthCheck>,
+    pub tls: Option<RawTls>,
     pub access_log: Option<S<bool>>,
     pub max_connections: Option<S<u64>>,
     pub header_timeout_ms: Option<S<u64>>,
@@ -73,6 +74,16 @@ pub struct RawBackend {
     pub response_timeout_ms: Option<S<u64>>,
     pub max_connections: Option<S<u64>>,
     pub slow_start_ms: Option<S<u64>>,
+}
+
+/// HTTPS on the load balancer.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub port: S<u16>,
+    pub certificate: Option<S<String>>,
+    pub key: Option<S<String>>,
+    pub redirect_http: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -307,3 +307,54 @@ fn a_health_check_may_expect_one_status() {
         "100-599",
     );
 }
+
+#[test]
+fn https_takes_a_port_and_both_files_or_neither() {
+    let src = format!(
+        "{LB_ONLY}\n[load_balancer.tls]\nport = 8443\ncertificate = \"certs/site.pem\"\nkey = \"certs/site.key\"\nredirect_http = true\n"
+    );
+    let tls = Topology::parse_str(&src, "lb.toml")
+        .unwrap()
+        .load_balancer
+        .unwrap()
+        .tls
+        .unwrap();
+    assert_eq!(tls.listen.to_string(), "127.0.0.1:8443");
+    assert_eq!(
+        (
+            tls.certificate.unwrap(),
+            tls.key.unwrap(),
+            tls.redirect_http
+        ),
+        ("certs/site.pem".into(), "certs/site.key".into(), true)
+    );
+    // Neither file: a self-signed certificate, made by the load balancer.
+    let bare = format!("{LB_ONLY}\n[load_balancer.tls]\nport = 8443\n");
+    let tls = Topology::parse_str(&bare, "lb.toml")
+        .unwrap()
+        .load_balancer
+        .unwrap()
+        .tls
+        .unwrap();
+    assert_eq!(
+        (tls.certificate, tls.key, tls.redirect_http),
+        (None, None, false)
+    );
+
+    let half = format!("{bare}certificate = \"site.pem\"\n");
+    assert_one(
+        &half,
+        line_of(&half, "certificate ="),
+        15,
+        "load_balancer.tls.certificate",
+        "set both `certificate` and `key`, or neither",
+    );
+    let clash = format!("{LB_ONLY}\n[load_balancer.tls]\nport = 8404\n");
+    assert_one(
+        &clash,
+        clash.lines().count(),
+        8,
+        "load_balancer.tls.port",
+        "already a listener of load_balancer.admin_port",
+    );
+}

@@ -64,20 +64,32 @@ async fn load_balancer(t: &Topology, host: Option<&str>, stack: &StackArgs) -> a
         .clone()
         .context("the topology has no [load_balancer]")?;
     pick_host(std::slice::from_ref(&lb.host), host, "load balancer")?;
-    let listener = bind(lb.listen, "load balancer").await?;
+    let lb = crate::certificate::fill_in(t, lb, &stack.state_dir)?;
+    let site = bind(lb.listen, "load balancer").await?;
+    let tls = match &lb.tls {
+        None => None,
+        Some(tls) => {
+            let certificate = webinfra_lb::tls::Tls::load(tls).map_err(anyhow::Error::msg)?;
+            Some((bind(tls.listen, "load balancer HTTPS").await?, certificate))
+        }
+    };
     let admin = bind(lb.admin, "load balancer admin").await?;
-    // SIGHUP and `webinfra reload` re-read the same file.
+    // SIGHUP and `webinfra reload` re-read the same file (and the certificate).
     let path = stack.topology.clone();
+    let state_dir = stack.state_dir.clone();
     let source: webinfra_lb::ConfigSource = std::sync::Arc::new(move || {
-        Topology::load(&path)
-            .map_err(|e| e.to_string())?
+        let topology = Topology::load(&path).map_err(|e| e.to_string())?;
+        let lb = topology
             .load_balancer
-            .ok_or_else(|| format!("{}: the topology has no [load_balancer]", path.display()))
+            .clone()
+            .ok_or_else(|| format!("{}: the topology has no [load_balancer]", path.display()))?;
+        crate::certificate::fill_in(&topology, lb, &state_dir).map_err(|e| format!("{e:#}"))
     });
     let (tx, triggers) = tokio::sync::mpsc::channel(4);
     tokio::spawn(crate::signals::on_hangup(tx));
     let reload = webinfra_lb::Reload { source, triggers };
-    webinfra_lb::run(listener, admin, lb, reload, shutdown()).await;
+    let listeners = webinfra_lb::Listeners { site, tls, admin };
+    webinfra_lb::run(listeners, lb, reload, shutdown()).await;
     Ok(())
 }
 

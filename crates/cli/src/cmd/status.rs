@@ -174,6 +174,7 @@ pub async fn status(stack: &StackArgs, json: bool) -> i32 {
         let doc = serde_json::json!({
             "site": topology.site,
             "url": topology.site_url(),
+            "https_url": topology.secure_url(),
             "components": rows,
         });
         say!(

@@ -307,9 +307,10 @@ fn announce(topology: &Topology, rows: &[Row], detached_from: Option<&Path>) {
     say!();
     print_table(rows);
     say!();
-    match topology.site_url() {
-        Some(url) => say!("{} is up: {url}", topology.site),
-        None => say!("{} is up", topology.site),
+    match (topology.site_url(), topology.secure_url()) {
+        (Some(url), Some(secure)) => say!("{} is up: {url} and {secure}", topology.site),
+        (Some(url), None) => say!("{} is up: {url}", topology.site),
+        _ => say!("{} is up", topology.site),
     }
     if let Some(dir) = detached_from {
         say!(

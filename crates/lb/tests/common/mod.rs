@@ -179,12 +179,17 @@ pub fn config(backends: &[(&'static str, SocketAddr)]) -> LoadBalancer {
         },
         access_log: false,
         clients: ClientLimits::default(),
+        tls: None,
     }
 }
 
 /// A running load balancer and its backends.
 pub struct Lb {
     pub site: SocketAddr,
+    /// The HTTPS address, when started with [`Lb::start_tls`].
+    pub tls: Option<SocketAddr>,
+    /// Where its certificate and key are (`certificate.pem`, `key.pem`).
+    pub tls_dir: Option<tempfile::TempDir>,
     pub admin: SocketAddr,
     pub backends: Vec<TestBackend>,
     /// What the next reload reads (an Err is a broken topology file).
@@ -200,6 +205,27 @@ impl Lb {
     /// Starts `names.len()` backends and a load balancer over them, configured by `tune`.
     pub fn start(
         names: &[&'static str],
+        tune: impl FnOnce(&mut LoadBalancer) + Send + 'static,
+    ) -> Lb {
+        Lb::launch(names, None, tune)
+    }
+
+    /// [`Lb::start`] with HTTPS too, on a certificate for `localhost` written
+    /// by [`write_certificate`] into a directory of its own.
+    pub fn start_tls(
+        names: &[&'static str],
+        tune: impl FnOnce(&mut LoadBalancer) + Send + 'static,
+    ) -> Lb {
+        let dir = tempfile::tempdir().unwrap();
+        write_certificate(dir.path());
+        let mut lb = Lb::launch(names, Some(dir.path().to_path_buf()), tune);
+        lb.tls_dir = Some(dir);
+        lb
+    }
+
+    fn launch(
+        names: &[&'static str],
+        tls_dir: Option<std::path::PathBuf>,
         tune: impl FnOnce(&mut LoadBalancer) + Send + 'static,
     ) -> Lb {
         let (tx, rx) = std::sync::mpsc::channel();
@@ -232,7 +258,24 @@ impl Lb {
                 let mut cfg = config(&pairs);
                 cfg.listen = listener.local_addr().unwrap();
                 cfg.admin = admin.local_addr().unwrap();
+                let tls_listener = match &tls_dir {
+                    None => None,
+                    Some(dir) => {
+                        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                        cfg.tls = Some(webinfra_topology::Tls {
+                            listen: l.local_addr().unwrap(),
+                            certificate: Some(dir.join("certificate.pem")),
+                            key: Some(dir.join("key.pem")),
+                            redirect_http: false,
+                        });
+                        Some(l)
+                    }
+                };
                 tune(&mut cfg);
+                let tls = tls_listener.map(|l| {
+                    let t = webinfra_lb::tls::Tls::load(cfg.tls.as_ref().unwrap()).unwrap();
+                    (l, t)
+                });
                 let next_config = Arc::new(Mutex::new(Ok(cfg.clone())));
                 let source_cfg = next_config.clone();
                 let source: webinfra_lb::ConfigSource =
@@ -240,6 +283,7 @@ impl Lb {
                 let (hangup, triggers) = tokio::sync::mpsc::channel(4);
                 let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
                 tx.send((
+                    cfg.tls.as_ref().map(|t| t.listen),
                     cfg.listen,
                     cfg.admin,
                     backends,
@@ -250,15 +294,23 @@ impl Lb {
                 ))
                 .unwrap();
                 let reload = webinfra_lb::Reload { source, triggers };
-                webinfra_lb::run(listener, admin, cfg, reload, async move {
+                let listeners = webinfra_lb::Listeners {
+                    site: listener,
+                    tls,
+                    admin,
+                };
+                webinfra_lb::run(listeners, cfg, reload, async move {
                     let _ = stopped.await;
                 })
                 .await;
             });
         });
-        let (site, admin, backends, next_config, hangup, shutdown, runtime) = rx.recv().unwrap();
+        let (tls, site, admin, backends, next_config, hangup, shutdown, runtime) =
+            rx.recv().unwrap();
         Lb {
             site,
+            tls,
+            tls_dir: None,
             admin,
             backends,
             next_config,
@@ -309,6 +361,16 @@ impl Drop for Lb {
             let _ = t.join();
         }
     }
+}
+
+/// Writes a new self-signed certificate for `localhost` and 127.0.0.1 into
+/// `dir` (`certificate.pem`, `key.pem`); returns the certificate (DER).
+pub fn write_certificate(dir: &std::path::Path) -> Vec<u8> {
+    let made =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    std::fs::write(dir.join("certificate.pem"), made.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), made.key_pair.serialize_pem()).unwrap();
+    made.cert.der().to_vec()
 }
 
 /// Polls `cond` every 10 ms until it holds; panics with `what` after `limit`.

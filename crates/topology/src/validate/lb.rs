@@ -153,6 +153,7 @@ pub(super) fn load_balancer(
         );
     }
     let health_check = health_check(c, lb.health_check.as_ref());
+    let tls = lb.tls.as_ref().map(|t| tls(c, ip, t, lb.host.get_ref()));
     Some(LoadBalancer {
         host: lb.host.get_ref().clone(),
         listen,
@@ -162,7 +163,35 @@ pub(super) fn load_balancer(
         health_check,
         access_log: lb.access_log.as_ref().is_none_or(|a| *a.get_ref()),
         clients: client_limits(c, lb),
+        tls,
     })
+}
+
+fn tls(c: &mut Checker, ip: std::net::IpAddr, t: &RawTls, host: &str) -> Tls {
+    let listen = c.listen(ip, &t.port, "load_balancer.tls.port", host);
+    match (&t.certificate, &t.key) {
+        (Some(v), None) | (None, Some(v)) => {
+            let key = if t.key.is_some() {
+                "key"
+            } else {
+                "certificate"
+            };
+            c.error(
+                v.span(),
+                &format!("load_balancer.tls.{key}"),
+                "set both `certificate` and `key`, or neither (for a self-signed certificate)"
+                    .into(),
+            );
+        }
+        _ => {}
+    }
+    let path = |v: &Option<S<String>>| v.as_ref().map(|p| std::path::PathBuf::from(p.get_ref()));
+    Tls {
+        listen,
+        certificate: path(&t.certificate),
+        key: path(&t.key),
+        redirect_http: t.redirect_http.as_ref().is_some_and(|r| *r.get_ref()),
+    }
 }
 
 /// Reports a zero and returns the value, for keys where 0 means nothing sensible.

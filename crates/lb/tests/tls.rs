@@ -1,0 +1,201 @@
+//! HTTPS on the load balancer: requests over TLS reach the servers marked
+//! `X-Forwarded-Proto: https`, ALPN offers HTTP/2, plain HTTP can be
+//! redirected, a renewed certificate is picked up by a reload (and an
+//! unusable one refused), and a client that does not speak TLS is dropped
+//! without harm.
+
+mod common;
+
+use common::{wait_until, write_certificate, Lb};
+use http_body_util::{BodyExt, Empty};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A client trusting the certificates (DER) in `roots`, offering `alpn`.
+fn client(roots: &[Vec<u8>], alpn: &[&[u8]]) -> Arc<ClientConfig> {
+    let mut store = RootCertStore::empty();
+    for r in roots {
+        store.add(CertificateDer::from(r.clone())).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+async fn connect(
+    addr: SocketAddr,
+    config: Arc<ClientConfig>,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    tokio_rustls::TlsConnector::from(config)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+}
+
+/// GET `path` over HTTP/1.1 on a new TLS connection: (status, body).
+async fn get(addr: SocketAddr, config: Arc<ClientConfig>, path: &str) -> (u16, String) {
+    let mut s = connect(addr, config).await.expect("TLS handshake");
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = text.split_once("\r\n\r\n").unwrap().1.to_string();
+    (status, body)
+}
+
+fn certificate_of(lb: &Lb) -> Vec<u8> {
+    let pem = std::fs::read(lb.tls_dir.as_ref().unwrap().path().join("certificate.pem")).unwrap();
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::from_pem_slice(&pem).unwrap().to_vec()
+}
+
+#[test]
+fn https_requests_reach_the_servers_marked_https() {
+    let lb = Lb::start_tls(&["a"], |_| {});
+    let config = client(&[certificate_of(&lb)], &[b"http/1.1"]);
+    let (status, body) = runtime().block_on(get(lb.tls.unwrap(), config, "/x"));
+    assert_eq!((status, body.as_str()), (200, "a"));
+    let plain = webinfra_test_support::http::get(lb.site, "/y").unwrap();
+    assert_eq!(plain.status, 200);
+    let seen = lb.backend("a").record.seen.lock().unwrap().clone();
+    let proto: Vec<_> = seen
+        .iter()
+        .map(|s| (s.path.as_str(), s.header("x-forwarded-proto").unwrap()))
+        .collect();
+    assert_eq!(proto, vec![("/x", "https"), ("/y", "http")]);
+}
+
+#[test]
+fn alpn_offers_http2_and_requests_are_served_over_it() {
+    let lb = Lb::start_tls(&["a"], |_| {});
+    let config = client(&[certificate_of(&lb)], &[b"h2", b"http/1.1"]);
+    let addr = lb.tls.unwrap();
+    let (alpn, status, body) = runtime().block_on(async move {
+        let stream = connect(addr, config).await.unwrap();
+        let alpn = stream.get_ref().1.alpn_protocol().map(|p| p.to_vec());
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::get("https://localhost/h2")
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (alpn, status, body)
+    });
+    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
+    assert_eq!((status, &body[..]), (200, &b"a"[..]));
+}
+
+#[test]
+fn plain_http_is_redirected_to_https_when_asked() {
+    let lb = Lb::start_tls(&["a"], |cfg| cfg.tls.as_mut().unwrap().redirect_http = true);
+    let port = lb.tls.unwrap().port();
+    let r = webinfra_test_support::http::request(
+        lb.site,
+        "GET",
+        "/board?page=2",
+        &[("Host", "www.foobar.com:8080")],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status, 308, "{}", r.text());
+    assert_eq!(
+        r.header("location"),
+        Some(format!("https://www.foobar.com:{port}/board?page=2").as_str())
+    );
+    assert_eq!(lb.backend("a").record.count(), 0);
+    let config = client(&[certificate_of(&lb)], &[b"http/1.1"]);
+    assert_eq!(runtime().block_on(get(lb.tls.unwrap(), config, "/")).0, 200);
+}
+
+#[test]
+fn a_renewed_certificate_is_served_after_a_reload_and_an_unusable_one_is_refused() {
+    let lb = Lb::start_tls(&["a"], |_| {});
+    let dir = lb.tls_dir.as_ref().unwrap().path().to_path_buf();
+    let old = certificate_of(&lb);
+    let new = write_certificate(&dir);
+    let trusts_both = client(&[old.clone(), new.clone()], &[b"http/1.1"]);
+    let addr = lb.tls.unwrap();
+    let rt = runtime();
+    let served = |rt: &tokio::runtime::Runtime| {
+        rt.block_on(async {
+            let s = connect(addr, trusts_both.clone()).await.unwrap();
+            s.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+        })
+    };
+    assert_eq!(served(&rt), old, "no reload yet: the old certificate");
+    let reload =
+        || webinfra_test_support::http::request(lb.admin, "POST", "/reload", &[], b"").unwrap();
+    let r = reload();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("new TLS certificate"), "{}", r.text());
+    assert_eq!(served(&rt), new);
+
+    // A key that does not parse: the reload is refused, the certificate stays.
+    std::fs::write(dir.join("key.pem"), "not a key").unwrap();
+    let r = reload();
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(r.text().contains("key.pem"), "{}", r.text());
+    assert_eq!(served(&rt), new);
+}
+
+#[test]
+fn a_client_that_does_not_speak_tls_is_dropped_and_others_are_served() {
+    let lb = Lb::start_tls(&["a"], |cfg| {
+        cfg.clients.header_timeout = Duration::from_secs(2)
+    });
+    // Plain HTTP on the HTTPS port: no handshake, the connection is closed.
+    let r = webinfra_test_support::http::send_raw(
+        lb.tls.unwrap(),
+        b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    );
+    assert!(r.is_err() || r.unwrap().status != 200);
+    // A client that connects and says nothing is cut at the header timeout.
+    let mut silent = std::net::TcpStream::connect(lb.tls.unwrap()).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    let _ = std::io::Read::read(&mut silent, &mut buf);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "held past the header timeout"
+    );
+    let config = client(&[certificate_of(&lb)], &[b"http/1.1"]);
+    wait_until(Duration::from_secs(5), "HTTPS still served", || {
+        runtime()
+            .block_on(get(lb.tls.unwrap(), config.clone(), "/"))
+            .0
+            == 200
+    });
+}
