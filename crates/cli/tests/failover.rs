@@ -178,9 +178,31 @@ fn a_former_primary_that_diverged_is_kept_out_not_merged() {
     let lonely = post("only on db-01");
     assert_eq!(lonely.status, 201);
     let lonely_id = lonely.json()["id"].as_u64().unwrap();
-    // The primary goes away too; the replica comes back and is promoted without that write.
+    // The primary goes away too and the replica comes back: it was not
+    // replicating when the primary was lost, so it is not promoted on its own
+    // (it lacks a write the primary acknowledged).
     assert!(stack.webinfra(&["stop", "db-01"]).status.success());
     assert!(stack.webinfra(&["start", "db-02"]).status.success());
+    poll(
+        "the monitor to refuse promoting db-02",
+        Duration::from_secs(30),
+        || {
+            let c = stack.cluster();
+            let db02_up = c["nodes"][1]["reachable"] == true;
+            let refused = c["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("none is promoted"));
+            (db02_up && refused).then_some(())
+        },
+    );
+    assert_eq!(stack.primary().as_deref(), Some("db-01"));
+    // The operator accepts the loss: `webinfra db failover` promotes it.
+    let out = stack.webinfra(&["db", "failover"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     poll("db-02 to be promoted", Duration::from_secs(30), || {
         (stack.primary().as_deref() == Some("db-02")).then_some(())
     });

@@ -87,6 +87,12 @@ struct Tick {
     primary_failures: u32,
     first_failure: Option<Instant>,
     semi_sync_warned: bool,
+    /// Replicas streaming from the primary when it last answered: the only
+    /// ones an automatic failover may promote. One that was down or
+    /// disconnected then may lack writes the primary acknowledged alone.
+    in_sync: Vec<usize>,
+    /// The refusal to promote an out-of-sync replica was logged.
+    refusal_logged: bool,
 }
 
 fn now_ms() -> u64 {
@@ -238,6 +244,8 @@ impl Monitor {
             Ok(pp) => {
                 tick.primary_failures = 0;
                 tick.first_failure = None;
+                tick.refusal_logged = false;
+                tick.in_sync = self.streaming_from(p, &probes);
                 if pp.read_only {
                     tracing::info!(node = %self.nodes[p].spec.name, "making the primary writable");
                     let _ = self
@@ -264,22 +272,34 @@ impl Monitor {
                 tick.primary_failures += 1;
                 let first = *tick.first_failure.get_or_insert_with(Instant::now);
                 // A replica still streaming from the primary means it is alive.
-                let seen_alive = probes.iter().enumerate().any(|(i, r)| {
-                    i != p
-                        && r.as_ref().is_ok_and(|r| {
-                            r.slave.as_ref().is_some_and(|s| {
-                                s.io_running == "Yes"
-                                    && s.master_host == self.nodes[p].spec.sql.ip().to_string()
-                            })
-                        })
-                });
-                if tick.primary_failures >= SUSPECT_AFTER && !seen_alive {
+                let seen_alive = !self.streaming_from(p, &probes).is_empty();
+                let mut problem = format!("primary {} unreachable: {e}", self.nodes[p].spec.name);
+                if tick.primary_failures >= SUSPECT_AFTER && !seen_alive && tick.in_sync.is_empty()
+                {
+                    problem.push_str(
+                        "; no replica was replicating from it when it was lost, so none is promoted \
+                         (it could lack acknowledged writes): it takes `webinfra db failover`",
+                    );
+                    if !tick.refusal_logged {
+                        tracing::error!(primary = %self.nodes[p].spec.name, "{problem}");
+                        tick.refusal_logged = true;
+                    }
+                } else if tick.primary_failures >= SUSPECT_AFTER && !seen_alive {
                     let reason = format!(
                         "{} unreachable for {} probes: {e}",
                         self.nodes[p].spec.name, tick.primary_failures
                     );
+                    let in_sync = std::mem::take(&mut tick.in_sync);
                     if let Some(new) = self
-                        .promote_best(p, &probes, &mut st, "failover", &reason, first)
+                        .promote_best(
+                            p,
+                            &probes,
+                            &mut st,
+                            "failover",
+                            &reason,
+                            first,
+                            Some(&in_sync),
+                        )
                         .await
                     {
                         tick.primary_failures = 0;
@@ -289,15 +309,9 @@ impl Monitor {
                         tracing::warn!(from = %self.nodes[p].spec.name, to = %self.nodes[new].spec.name, "failover done");
                         return;
                     }
+                    tick.in_sync = in_sync;
                 }
-                self.publish(
-                    &probes,
-                    &st,
-                    Some(format!(
-                        "primary {} unreachable: {e}",
-                        self.nodes[p].spec.name
-                    )),
-                );
+                self.publish(&probes, &st, Some(problem));
                 return;
             }
         }
@@ -399,7 +413,27 @@ impl Monitor {
         }
     }
 
-    /// Promotes the most advanced reachable replica; returns its index.
+    /// Replicas whose IO thread is streaming from node `p`.
+    fn streaming_from(&self, p: usize, probes: &[Result<Probe, String>]) -> Vec<usize> {
+        let host = self.nodes[p].spec.sql.ip().to_string();
+        probes
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| {
+                *i != p
+                    && r.as_ref().is_ok_and(|r| {
+                        r.slave
+                            .as_ref()
+                            .is_some_and(|s| s.io_running == "Yes" && s.master_host == host)
+                    })
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Promotes the most advanced reachable replica (among `eligible`, when
+    /// given); returns its index.
+    #[allow(clippy::too_many_arguments)]
     async fn promote_best(
         &self,
         old: usize,
@@ -408,11 +442,13 @@ impl Monitor {
         kind: &str,
         reason: &str,
         started: Instant,
+        eligible: Option<&[usize]>,
     ) -> Option<usize> {
         let mut candidates: Vec<(usize, &Probe)> = probes
             .iter()
             .enumerate()
             .filter(|(i, _)| *i != old)
+            .filter(|(i, _)| eligible.is_none_or(|e| e.contains(i)))
             .filter_map(|(i, r)| r.as_ref().ok().map(|r| (i, r)))
             .filter(|(i, r)| r.slave.is_some() && !st.diverged.contains(&self.nodes[*i].spec.name))
             .collect();

@@ -131,6 +131,7 @@ impl Monitor {
             "forced",
             "requested by the operator",
             started,
+            None,
         )
         .await
         .ok_or_else(|| "no replica could be promoted".to_string())?;
