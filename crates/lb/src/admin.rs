@@ -1,5 +1,5 @@
 //! The load balancer's admin address: `/healthz` and `/servers` (JSON health),
-//! `/stats` (JSON counters), `/metrics` (Prometheus text), `/` (HTML stats page),
+//! `/stats` (JSON counters, per server and per client listener), `/metrics` (Prometheus text), `/` (HTML stats page),
 //! `POST /servers/NAME/drain|disable|enable` and `POST /reload` (re-read the
 //! topology file; answers the changes, or 422 with the file's errors).
 
@@ -13,14 +13,17 @@ use webinfra_proxy::{full, json_response, text_response, ResBody};
 pub async fn run(
     listener: TcpListener,
     reloader: Arc<Reloader>,
+    listeners: Vec<stats::Listener>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let listeners = Arc::new(listeners);
     let shutdown = webinfra_proxy::serve::until_true(stop);
     webinfra_proxy::serve(
         listener,
         move |req, _peer| {
             let servers = reloader.pools.load().servers.clone();
             let reloader = reloader.clone();
+            let listeners = listeners.clone();
             async move {
                 let path = req.uri().path().to_string();
                 if req.method() == http::Method::POST && path == "/reload" {
@@ -69,15 +72,16 @@ pub async fn run(
                     "/stats" => {
                         let mut body = servers.status_json();
                         body["generation"] = reloader.generation().into();
+                        body["listeners"] = listeners.iter().map(|l| l.json()).collect();
                         json_response(StatusCode::OK, &body)
                     }
                     "/metrics" => typed(
                         "text/plain; version=0.0.4",
-                        stats::prometheus(&servers.rows(), servers.queue.len()),
+                        stats::prometheus(&servers.rows(), servers.queue.len(), &listeners),
                     ),
                     "/" | "/stats.html" => typed(
                         "text/html; charset=utf-8",
-                        stats::html(&servers.rows(), servers.queue.len()),
+                        stats::html(&servers.rows(), servers.queue.len(), &listeners),
                     ),
                     _ => text_response(StatusCode::NOT_FOUND, "404 Not Found"),
                 }

@@ -101,6 +101,7 @@ pub async fn run(
         keep_alive_timeout: config.clients.keep_alive_timeout,
         max_connections: config.clients.max_connections,
         send_timeout: config.clients.client_timeout,
+        stats: Default::default(),
     };
     tracing::info!(listen = %config.listen, servers = config.servers.len(), "load balancer started");
     let pools = Arc::new(ArcSwap::from_pointee(Pool::new(config, None)));
@@ -113,6 +114,14 @@ pub async fn run(
         Some((l, t)) => (Some(l), Some(Arc::new(t))),
         None => (None, None),
     };
+    let tls_options = webinfra_proxy::ServeOptions {
+        stats: Default::default(),
+        ..options.clone()
+    };
+    let mut counted = vec![stats::Listener::new("http", &site, &options.stats)];
+    if let Some(l) = &tls_listener {
+        counted.push(stats::Listener::new("https", l, &tls_options.stats));
+    }
     let reloader = Arc::new(Reloader {
         pools: pools.clone(),
         source: reload.source,
@@ -129,7 +138,7 @@ pub async fn run(
         }
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let admin_task = tokio::spawn(admin::run(admin, reloader, stop_rx));
+    let admin_task = tokio::spawn(admin::run(admin, reloader, counted, stop_rx));
     let handle = move |req, peer| handler::handle(state.clone(), req, peer);
     // HTTPS stops taking connections when plain HTTP does.
     let (tls_stop, tls_stopped) = tokio::sync::watch::channel(false);
@@ -138,7 +147,7 @@ pub async fn run(
             tracing::info!(listen = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "HTTPS on");
             Some(tokio::spawn(webinfra_proxy::serve_tls(
                 l,
-                options,
+                tls_options,
                 t.config(),
                 handle.clone(),
                 webinfra_proxy::serve::until_true(tls_stopped),

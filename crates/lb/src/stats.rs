@@ -4,7 +4,9 @@
 //! and an HTML page by the admin address.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+use webinfra_proxy::ListenerStats;
 
 /// Histogram bucket upper bounds, in milliseconds.
 pub const BUCKETS_MS: [f64; 12] = [
@@ -103,12 +105,88 @@ pub struct Row {
     pub stats: Snapshot,
 }
 
+/// A client-facing listener and its counters.
+pub struct Listener {
+    /// `http` or `https`.
+    pub name: &'static str,
+    pub address: String,
+    pub stats: Arc<ListenerStats>,
+}
+
+impl Listener {
+    pub fn new(
+        name: &'static str,
+        l: &tokio::net::TcpListener,
+        stats: &Arc<ListenerStats>,
+    ) -> Self {
+        Listener {
+            name,
+            address: l.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            stats: stats.clone(),
+        }
+    }
+
+    /// For `/stats`.
+    pub fn json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "name": self.name,
+            "address": self.address,
+            "open_connections": self.stats.open(),
+            "connections_total": self.stats.accepted(),
+        });
+        if self.name == "https" {
+            v["tls_handshake_failures"] = self.stats.handshake_failures().into();
+        }
+        v
+    }
+}
+
 /// Prometheus text exposition format; `queued` is the pool's queue length.
-pub fn prometheus(rows: &[Row], queued: usize) -> String {
+pub fn prometheus(rows: &[Row], queued: usize, listeners: &[Listener]) -> String {
     let mut out = String::new();
     let metric = |out: &mut String, name: &str, kind: &str, help: &str| {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
     };
+    metric(
+        &mut out,
+        "webinfra_lb_client_connections",
+        "gauge",
+        "Client connections open, by listener.",
+    );
+    for l in listeners {
+        out.push_str(&format!(
+            "webinfra_lb_client_connections{{listener=\"{}\"}} {}\n",
+            l.name,
+            l.stats.open()
+        ));
+    }
+    metric(
+        &mut out,
+        "webinfra_lb_client_connections_total",
+        "counter",
+        "Client connections accepted, by listener.",
+    );
+    for l in listeners {
+        out.push_str(&format!(
+            "webinfra_lb_client_connections_total{{listener=\"{}\"}} {}\n",
+            l.name,
+            l.stats.accepted()
+        ));
+    }
+    if listeners.iter().any(|l| l.name == "https") {
+        metric(
+            &mut out,
+            "webinfra_lb_tls_handshake_failures_total",
+            "counter",
+            "TLS handshakes that failed or timed out.",
+        );
+        for l in listeners.iter().filter(|l| l.name == "https") {
+            out.push_str(&format!(
+                "webinfra_lb_tls_handshake_failures_total {}\n",
+                l.stats.handshake_failures()
+            ));
+        }
+    }
     metric(
         &mut out,
         "webinfra_lb_queued_requests",
@@ -222,7 +300,7 @@ pub fn prometheus(rows: &[Row], queued: usize) -> String {
 }
 
 /// A small HTML page like HAProxy's stats page.
-pub fn html(rows: &[Row], queued: usize) -> String {
+pub fn html(rows: &[Row], queued: usize, listeners: &[Listener]) -> String {
     let mut body = String::from(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"5\">\
          <title>webinfra load balancer</title><style>body{font:14px system-ui,sans-serif;margin:1.5rem}\
@@ -230,8 +308,17 @@ pub fn html(rows: &[Row], queued: usize) -> String {
          td:first-child,th:first-child{text-align:left}.up{background:#d1fae5}.down{background:#fee2e2}</style></head>\
          <body><h1>webinfra load balancer</h1>",
     );
+    body.push_str("<p>client connections open:");
+    for l in listeners {
+        body.push_str(&format!(
+            " {} {} ({} since start)",
+            l.name,
+            l.stats.open(),
+            l.stats.accepted()
+        ));
+    }
     body.push_str(&format!(
-        "<p>requests queued for a server slot: {queued}</p>"
+        "</p><p>requests queued for a server slot: {queued}</p>"
     ));
     body.push_str(
         "<table><tr><th>server</th><th>address</th><th>state</th><th>in flight</th>\
@@ -290,6 +377,7 @@ mod tests {
                 stats: snap,
             }],
             3,
+            &[],
         );
         assert!(text.contains("webinfra_lb_queued_requests 3"));
         assert!(text.contains("webinfra_lb_server_max_connections{server=\"a\"} 7"));

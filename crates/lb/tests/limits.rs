@@ -361,3 +361,35 @@ fn a_client_that_stops_reading_its_response_is_dropped_and_frees_the_server_slot
     }
     assert!(got < total, "the whole response went out ({got} bytes)");
 }
+
+#[test]
+fn open_client_connections_are_counted_per_listener() {
+    let lb = Lb::start(&["a"], |_| {});
+    let open = |lb: &Lb| lb.stats()["listeners"][0]["open_connections"].as_u64();
+    let held: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut s = TcpStream::connect(lb.site).unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+            assert!(read_response(&mut s).starts_with("HTTP/1.1 200"));
+            s
+        })
+        .collect();
+    assert_eq!(lb.stats()["listeners"][0]["name"], "http");
+    assert_eq!(open(&lb), Some(3));
+    drop(held);
+    wait_until(
+        Duration::from_secs(5),
+        "the closed connections gone",
+        || open(&lb) == Some(0),
+    );
+    assert_eq!(
+        lb.stats()["listeners"][0]["connections_total"].as_u64(),
+        Some(3),
+        "(the admin address has counters of its own)"
+    );
+    let metrics = get(lb.admin, "/metrics").unwrap().text();
+    assert!(
+        metrics.contains("webinfra_lb_client_connections_total{listener=\"http\"} 3"),
+        "{metrics}"
+    );
+}

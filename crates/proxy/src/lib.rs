@@ -22,6 +22,6 @@ pub mod wire;
 
 pub use body::{full, json_response, text_response, ResBody};
 pub use client::{ProxyError, ProxyErrorKind, Upstream, UpstreamClient};
-pub use serve::{serve, serve_tls, serve_with, Secure, ServeOptions};
+pub use serve::{serve, serve_tls, serve_with, ListenerStats, Secure, ServeOptions};
 pub use upload::{read_body, BodyError, RequestBody, Upload, UploadError};
 pub use upstream_body::UpstreamBody;

@@ -13,14 +13,57 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
+/// Counters of one listener, for stats pages and metrics.
+#[derive(Debug, Default)]
+pub struct ListenerStats {
+    open: AtomicUsize,
+    accepted: AtomicU64,
+    handshake_failures: AtomicU64,
+}
+
+impl ListenerStats {
+    /// Client connections open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Client connections accepted since start.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// TLS handshakes that failed or timed out (HTTPS listeners).
+    pub fn handshake_failures(&self) -> u64 {
+        self.handshake_failures.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts a connection open until dropped.
+struct Open(Arc<ListenerStats>);
+
+impl Open {
+    fn new(stats: &Arc<ListenerStats>) -> Self {
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
+        stats.open.fetch_add(1, Ordering::Relaxed);
+        Open(stats.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Client-side limits of one listener.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// How long a client may take to send a request's headers (slowloris guard).
     pub header_timeout: Duration,
@@ -30,6 +73,8 @@ pub struct ServeOptions {
     pub max_connections: usize,
     /// How long a response may wait for a client that does not read it.
     pub send_timeout: Duration,
+    /// Where the listener's counters go.
+    pub stats: Arc<ListenerStats>,
 }
 
 impl Default for ServeOptions {
@@ -39,6 +84,7 @@ impl Default for ServeOptions {
             keep_alive_timeout: Duration::from_secs(5),
             max_connections: 8192,
             send_timeout: Duration::from_secs(30),
+            stats: Default::default(),
         }
     }
 }
@@ -136,6 +182,7 @@ async fn serve_inner<H, F>(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let open = Open::new(&options.stats);
         let handler = handler.clone();
         let tracker = Arc::new(Tracker::default());
         let io = TimedIo::new(
@@ -177,6 +224,7 @@ async fn serve_inner<H, F>(
                         watcher.watch(conn.into_owned()).await
                     }
                     Err(e) => {
+                        open.0.handshake_failures.fetch_add(1, Ordering::Relaxed);
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
                         Ok(())
                     }
@@ -185,6 +233,7 @@ async fn serve_inner<H, F>(
             if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
+            drop(open);
             drop(slot);
         });
     }
