@@ -41,6 +41,8 @@ pub struct Probe {
     pub semi_sync_active: bool,
     /// `Rpl_semi_sync_master_clients`.
     pub semi_sync_clients: u64,
+    /// `Uptime`: seconds since mariadbd started (it drops after a restart).
+    pub uptime_s: u64,
 }
 
 /// Reads a node's state.
@@ -76,7 +78,7 @@ pub async fn probe(conn: &mut Conn) -> mysql_async::Result<Probe> {
     let status: Vec<(String, String)> = conn
         .query(
             "SHOW GLOBAL STATUS WHERE Variable_name IN \
-             ('Rpl_semi_sync_master_status', 'Rpl_semi_sync_master_clients')",
+             ('Rpl_semi_sync_master_status', 'Rpl_semi_sync_master_clients', 'Uptime')",
         )
         .await?;
     let get = |name: &str| {
@@ -93,5 +95,6 @@ pub async fn probe(conn: &mut Conn) -> mysql_async::Result<Probe> {
         slave,
         semi_sync_active: get("Rpl_semi_sync_master_status").eq_ignore_ascii_case("ON"),
         semi_sync_clients: get("Rpl_semi_sync_master_clients").parse().unwrap_or(0),
+        uptime_s: get("Uptime").parse().unwrap_or(0),
     })
 }

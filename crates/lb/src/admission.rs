@@ -130,14 +130,18 @@ impl ServerSet {
     }
 
     /// Picks a server with a free slot for a request from `client`, leaving out `tried`;
-    /// waits in the queue while every usable server is full.
+    /// waits in the queue while every usable server is full. A request
+    /// `pinned` to a server (sticky cookie) goes to it while it is up and
+    /// not in maintenance, waiting for a slot on it if it is full.
     pub async fn admit(
         self: &Arc<Self>,
         tried: &[usize],
         balancer: &dyn Balancer,
         client: IpAddr,
+        pinned: Option<usize>,
     ) -> Result<(usize, InFlight), Refusal> {
-        match self.try_pick(tried, balancer, client) {
+        let pinned = pinned.filter(|i| !tried.contains(i) && self.keeps_sessions(*i));
+        match self.try_pick(tried, balancer, client, pinned) {
             Pick::Server(i, guard) => return Ok((i, guard)),
             Pick::NoneUp => return Err(Refusal::NoServer),
             Pick::Full => {}
@@ -160,7 +164,7 @@ impl ServerSet {
             tokio::pin!(notified);
             // Registered before looking, so a slot freed after the look wakes us.
             notified.as_mut().enable();
-            match self.try_pick(tried, balancer, client) {
+            match self.try_pick(tried, balancer, client, pinned) {
                 Pick::Server(i, guard) => return Ok((i, guard)),
                 Pick::NoneUp => return Err(Refusal::NoServer),
                 Pick::Full => {}
@@ -176,7 +180,14 @@ impl ServerSet {
         tried: &[usize],
         balancer: &dyn Balancer,
         client: IpAddr,
+        pinned: Option<usize>,
     ) -> Pick {
+        if let Some(i) = pinned {
+            return match self.start_request(i) {
+                Some(guard) => Pick::Server(i, guard),
+                None => Pick::Full,
+            };
+        }
         let mut candidates = self.candidates(tried);
         if candidates.is_empty() {
             return Pick::NoneUp;

@@ -3,6 +3,7 @@
 
 use crate::admission::Refusal;
 use crate::pool::Pool;
+use crate::sticky;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -60,10 +61,19 @@ pub async fn handle(
     }
     headers::append_forwarded_for(&mut parts.headers, peer.ip());
     headers::set_forwarded_proto(&mut parts.headers, if secure { "https" } else { "http" });
+    // A sticky cookie naming a server pins the request to it; the server never sees it.
+    let pinned = pool
+        .config
+        .sticky_cookie
+        .as_deref()
+        .and_then(|name| sticky::take(&mut parts.headers, name))
+        .and_then(|server| pool.servers.upstreams.iter().position(|u| u.name == server));
     let request = ClientRequest {
         parts,
         body: incoming,
         upgrade: client_upgrade,
+        pinned,
+        secure,
     };
     if pool.config.access_log {
         let span = tracing::info_span!("request", id = %request_id, %peer);
@@ -80,6 +90,10 @@ struct ClientRequest {
     parts: http::request::Parts,
     body: Incoming,
     upgrade: Option<hyper::upgrade::OnUpgrade>,
+    /// The server its sticky cookie names, if any.
+    pinned: Option<usize>,
+    /// It came over TLS.
+    secure: bool,
 }
 
 async fn forward(
@@ -94,6 +108,8 @@ async fn forward(
         mut parts,
         body: incoming,
         upgrade: mut client_upgrade,
+        pinned,
+        secure,
     } = request;
     state.retry_budget.deposit();
     let limits = &pool.config.clients;
@@ -110,7 +126,10 @@ async fn forward(
     let mut last_error = None;
     let servers = &pool.servers;
     loop {
-        let (i, in_flight) = match servers.admit(&tried, &*pool.balancer, peer.ip()).await {
+        let (i, in_flight) = match servers
+            .admit(&tried, &*pool.balancer, peer.ip(), pinned)
+            .await
+        {
             Ok(admitted) => admitted,
             Err(refusal) => {
                 // After a failed attempt the client hears about that failure.
@@ -186,6 +205,11 @@ async fn forward(
                     return finish(resp, request_id);
                 }
                 headers::strip_hop_by_hop(&mut rparts.headers);
+                if let Some(cookie) = pool.config.sticky_cookie.as_deref() {
+                    if pinned != Some(i) {
+                        sticky::set(&mut rparts.headers, cookie, &upstream.name, secure);
+                    }
+                }
                 if pool.config.access_log {
                     tracing::info!(
                     method = %parts.method,

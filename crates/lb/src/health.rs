@@ -186,6 +186,12 @@ impl ServerSet {
             .collect()
     }
 
+    /// True when server `i` still takes requests pinned to it: up, and
+    /// ready or draining (not in maintenance).
+    pub fn keeps_sessions(&self, i: usize) -> bool {
+        self.admin[i].load(Ordering::Relaxed) != MAINT && self.up().contains(&i)
+    }
+
     /// Sets server `name`'s operator state: `drain` (no new requests, checks
     /// go on), `disable` (maintenance: no requests, no checks) or `enable`.
     pub fn set_admin(&self, name: &str, action: &str) -> Result<(), String> {

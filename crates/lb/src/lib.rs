@@ -15,6 +15,7 @@ pub mod health;
 pub mod pool;
 pub mod retry;
 pub mod stats;
+pub mod sticky;
 pub mod tls;
 mod tunnel;
 

@@ -112,6 +112,9 @@ pub fn describe_change(old: &LoadBalancer, new: &LoadBalancer) -> Vec<String> {
     if old.clients != new.clients {
         changes.push("changed client limits".into());
     }
+    if old.sticky_cookie != new.sticky_cookie {
+        changes.push(format!("sticky_cookie = {:?}", new.sticky_cookie));
+    }
     if old.access_log != new.access_log {
         changes.push(format!("access_log = {}", new.access_log));
     }

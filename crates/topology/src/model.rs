@@ -137,6 +137,9 @@ pub struct LoadBalancer {
     pub clients: ClientLimits,
     /// HTTPS, when configured.
     pub tls: Option<Tls>,
+    /// Session persistence by cookie (HAProxy's `cookie NAME insert indirect
+    /// nocache`): the name of the cookie that pins a client to a server.
+    pub sticky_cookie: Option<String>,
 }
 
 /// TLS termination on the load balancer.

@@ -46,6 +46,7 @@ pub struct RawLoadBalancer {
     pub backends: Vec<RawBackend>,
     pub health_check: Option<RawHealthCheck>,
     pub tls: Option<RawTls>,
+    pub sticky_cookie: Option<S<String>>,
     pub access_log: Option<S<bool>>,
     pub max_connections: Option<S<u64>>,
     pub header_timeout_ms: Option<S<u64>>,

@@ -358,3 +358,27 @@ fn https_takes_a_port_and_both_files_or_neither() {
         "already a listener of load_balancer.admin_port",
     );
 }
+
+#[test]
+fn a_sticky_cookie_needs_a_plain_name() {
+    let src = LB_ONLY.replace(
+        "admin_port = 8404",
+        "admin_port = 8404\nsticky_cookie = \"SERVERID\"",
+    );
+    let lb = Topology::parse_str(&src, "lb.toml")
+        .unwrap()
+        .load_balancer
+        .unwrap();
+    assert_eq!(lb.sticky_cookie.as_deref(), Some("SERVERID"));
+    let bad = LB_ONLY.replace(
+        "admin_port = 8404",
+        "admin_port = 8404\nsticky_cookie = \"a=b\"",
+    );
+    assert_one(
+        &bad,
+        line_of(&bad, "sticky_cookie"),
+        17,
+        "load_balancer.sticky_cookie",
+        "is not a cookie name",
+    );
+}

@@ -180,6 +180,7 @@ pub fn config(backends: &[(&'static str, SocketAddr)]) -> LoadBalancer {
         access_log: false,
         clients: ClientLimits::default(),
         tls: None,
+        sticky_cookie: None,
     }
 }
 

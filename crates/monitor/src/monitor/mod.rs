@@ -87,10 +87,11 @@ struct Tick {
     primary_failures: u32,
     first_failure: Option<Instant>,
     semi_sync_warned: bool,
-    /// Replicas streaming from the primary when it last answered: the only
-    /// ones an automatic failover may promote. One that was down or
-    /// disconnected then may lack writes the primary acknowledged alone.
-    in_sync: Vec<usize>,
+    /// Replicas streaming from the primary when it last answered (with their
+    /// uptime then), and reachable without a restart since: the only ones an
+    /// automatic failover may promote. One that was down or disconnected in
+    /// between may lack writes the primary acknowledged alone.
+    in_sync: Vec<(usize, u64)>,
     /// The refusal to promote an out-of-sync replica was logged.
     refusal_logged: bool,
 }
@@ -245,7 +246,11 @@ impl Monitor {
                 tick.primary_failures = 0;
                 tick.first_failure = None;
                 tick.refusal_logged = false;
-                tick.in_sync = self.streaming_from(p, &probes);
+                tick.in_sync = self
+                    .streaming_from(p, &probes)
+                    .into_iter()
+                    .filter_map(|i| probes[i].as_ref().ok().map(|r| (i, r.uptime_s)))
+                    .collect();
                 if pp.read_only {
                     tracing::info!(node = %self.nodes[p].spec.name, "making the primary writable");
                     let _ = self
@@ -270,6 +275,10 @@ impl Monitor {
             }
             Err(e) => {
                 tick.primary_failures += 1;
+                // A replica that went away since cannot count as in sync,
+                // even if it is back: it may have missed the last writes.
+                tick.in_sync
+                    .retain(|&(i, uptime)| probes[i].as_ref().is_ok_and(|r| r.uptime_s >= uptime));
                 let first = *tick.first_failure.get_or_insert_with(Instant::now);
                 // A replica still streaming from the primary means it is alive.
                 let seen_alive = !self.streaming_from(p, &probes).is_empty();
@@ -290,6 +299,7 @@ impl Monitor {
                         self.nodes[p].spec.name, tick.primary_failures
                     );
                     let in_sync = std::mem::take(&mut tick.in_sync);
+                    let eligible: Vec<usize> = in_sync.iter().map(|(i, _)| *i).collect();
                     if let Some(new) = self
                         .promote_best(
                             p,
@@ -298,7 +308,7 @@ impl Monitor {
                             "failover",
                             &reason,
                             first,
-                            Some(&in_sync),
+                            Some(&eligible),
                         )
                         .await
                     {

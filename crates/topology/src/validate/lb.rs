@@ -164,6 +164,21 @@ pub(super) fn load_balancer(
         access_log: lb.access_log.as_ref().is_none_or(|a| *a.get_ref()),
         clients: client_limits(c, lb),
         tls,
+        sticky_cookie: lb.sticky_cookie.as_ref().map(|n| {
+            let name = n.get_ref();
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+            {
+                c.error(
+                    n.span(),
+                    "load_balancer.sticky_cookie",
+                    format!("`{name}` is not a cookie name (letters, digits, '-', '_')"),
+                );
+            }
+            name.clone()
+        }),
     })
 }
 
