@@ -1,7 +1,9 @@
 """Load balancer benchmark (see bench/lb): req/s, p50, p99 and the proxy's
 CPU time per request, for a small and a 4 KiB response, through webinfra,
 HAProxy (roundrobin, 1 thread) and nginx (1 worker, upstream keepalive), with
-the direct connection to one backend as the ceiling. Medians over rounds."""
+the direct connection to one backend as the ceiling, and the 4 KiB response
+over HTTPS (each proxy terminating TLS with the same certificate). Medians
+over rounds."""
 import os, re, signal, statistics, subprocess, sys, tempfile, time, socket
 
 ROUNDS, SECONDS = int(sys.argv[1]), int(sys.argv[2])
@@ -42,6 +44,7 @@ defaults
   http-reuse always
 frontend fe
   bind 127.0.0.1:8082
+  bind 127.0.0.1:8442 ssl crt {work}/site.pem alpn http/1.1
   default_backend be
 backend be
   balance roundrobin
@@ -55,7 +58,9 @@ http {{
   access_log off; client_body_temp_path {work}/l1; proxy_temp_path {work}/l2; fastcgi_temp_path {work}/l3;
   uwsgi_temp_path {work}/l4; scgi_temp_path {work}/l5; keepalive_requests 1000000;
   upstream be {{ server 127.0.0.1:9001; server 127.0.0.1:9002; keepalive 32; }}
-  server {{ listen 127.0.0.1:8083; location / {{ proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}
+  server {{ listen 127.0.0.1:8083; listen 127.0.0.1:8441 ssl; ssl_certificate {work}/state/lb-01/tls/certificate.pem;
+    ssl_certificate_key {work}/state/lb-01/tls/key.pem;
+    location / {{ proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}
 }}""")
 topology = write("lb.toml", """
 [[host]]
@@ -66,6 +71,8 @@ host = "lb-01"
 port = 8081
 admin_port = 8481
 access_log = false  # like nginx's `access_log off` and HAProxy without `log`
+[load_balancer.tls]
+port = 8443  # self-signed certificate made at start; HAProxy and nginx get the same one
 [[load_balancer.backend]]
 name = "a"
 address = "127.0.0.1:9001"
@@ -114,10 +121,10 @@ def to_ms(v):
     n, u = float(m.group(1)), m.group(2)
     return n / 1000 if u == "us" else n * 1000 if u == "s" else n
 
-def wrk(port, path, pid):
+def wrk(port, path, pid, scheme="http"):
     before = cpu_ticks(pid) if pid else 0
     out = subprocess.run(["taskset", "-c", LOAD_CPU, "wrk", "-t1", "-c50", f"-d{SECONDS}s", "--latency",
-                          f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True).stdout
+                          f"{scheme}://127.0.0.1:{port}{path}"], capture_output=True, text=True).stdout
     used = (cpu_ticks(pid) - before) / HZ if pid else 0
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     total = int(re.search(r"(\d+) requests in", out).group(1))
@@ -136,20 +143,29 @@ try:
     for p in BACKENDS:
         wait_port(p)
     wi = start([BIN, "run", "load-balancer", "-t", topology, "-s", f"{work}/state"], PROXY_CPU)
+    wait_port(8443)
+    # The same certificate for every proxy (HAProxy wants certificate and key in one file).
+    tls = f"{work}/state/lb-01/tls"
+    write("site.pem", open(f"{tls}/certificate.pem").read() + open(f"{tls}/key.pem").read())
     ha = start(["haproxy", "-f", haproxy_cfg, "-db"], PROXY_CPU)
     ng = start(["nginx", "-e", f"{work}/lb.err", "-c", nginx_lb, "-p", work], PROXY_CPU)
-    for p in (8081, 8082, 8083):
+    for p in (8081, 8082, 8083, 8441, 8442):
         wait_port(p)
     time.sleep(0.5)
+    ng_worker = nginx_worker(ng.pid)
     targets = [("direct", 9001, None), ("webinfra", 8081, wi.pid), ("haproxy", 8082, ha.pid),
-               ("nginx", 8083, nginx_worker(ng.pid))]
+               ("nginx", 8083, ng_worker)]
+    # HTTPS: TLS terminated by each proxy (keep-alive, so mostly record crypto, few handshakes).
+    tls_targets = [("webinfra", 8443, wi.pid), ("haproxy", 8442, ha.pid), ("nginx", 8441, ng_worker)]
     results = {}
     for r in range(ROUNDS):
-        for path in ("/small", "/4k"):
-            for name, port, pid in targets:
-                res = wrk(port, path, pid)
-                results.setdefault((name, path), []).append(res)
-                print(f"round {r + 1} {path:6} {name:9} {res['rps']:9.0f} req/s  p50 {res['p50']:.2f} ms  "
+        for path, scheme, group in (("/small", "http", targets), ("/4k", "http", targets),
+                                    ("/4k", "https", tls_targets)):
+            for name, port, pid in group:
+                res = wrk(port, path, pid, scheme)
+                path_key = path if scheme == "http" else f"{path} tls"
+                results.setdefault((name, path_key), []).append(res)
+                print(f"round {r + 1} {path_key:9} {name:9} {res['rps']:9.0f} req/s  p50 {res['p50']:.2f} ms  "
                       f"p99 {res['p99']:.2f} ms  cpu {res['cpu_us']:.1f} us/req  errors {res['errors']}", flush=True)
     def med(name, path, k):
         xs = [x[k] for x in results[(name, path)] if x[k] == x[k]]  # skip NaN (unparsed)
@@ -157,8 +173,8 @@ try:
     print()
     print(f"medians of {ROUNDS} rounds, wrk -t1 -c50 -d{SECONDS}s, proxies pinned to CPU {PROXY_CPU}, wrk and backends to CPU {LOAD_CPU}")
     print(f"{'response':9} {'path':9} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU us/req':>10} {'req/s vs HAProxy':>17} {'CPU vs HAProxy':>15}")
-    for path in ("/small", "/4k"):
-        for name, _, _ in targets:
+    for path, group in (("/small", targets), ("/4k", targets), ("/4k tls", tls_targets)):
+        for name, _, _ in group:
             rps, p50, p99, cpu = (med(name, path, k) for k in ("rps", "p50", "p99", "cpu_us"))
             ha_rps, ha_cpu = med("haproxy", path, "rps"), med("haproxy", path, "cpu_us")
             ratio = f"{rps / ha_rps:.2f}x"
