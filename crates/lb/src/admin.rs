@@ -1,7 +1,9 @@
 //! The load balancer's admin address: `/healthz` and `/servers` (JSON health),
 //! `/stats` (JSON counters, per server and per client listener), `/metrics` (Prometheus text), `/` (HTML stats page),
 //! `POST /servers/NAME/drain|disable|enable` and `POST /reload` (re-read the
-//! topology file; answers the changes, or 422 with the file's errors).
+//! topology file; answers the changes, or 422 with the file's errors). The
+//! POSTs are taken only from 127.0.0.1, ::1 and the topology's hosts (403
+//! otherwise).
 
 use crate::stats;
 use crate::Reloader;
@@ -20,12 +22,23 @@ pub async fn run(
     let shutdown = webinfra_proxy::serve::until_true(stop);
     webinfra_proxy::serve(
         listener,
-        move |req, _peer| {
-            let servers = reloader.pools.load().servers.clone();
+        move |req, peer: std::net::SocketAddr| {
+            let pool = reloader.pools.load_full();
+            let servers = pool.servers.clone();
+            // Changes come only from this machine and the topology's hosts.
+            let ip = peer.ip();
+            let local = ip == std::net::Ipv4Addr::LOCALHOST || ip == std::net::Ipv6Addr::LOCALHOST;
+            let operator = local || pool.config.operators.contains(&ip);
             let reloader = reloader.clone();
             let listeners = listeners.clone();
             async move {
                 let path = req.uri().path().to_string();
+                if req.method() == http::Method::POST && !operator {
+                    return json_response(
+                        StatusCode::FORBIDDEN,
+                        &serde_json::json!({ "error": format!("{} is not a host of the topology: changes are refused", peer.ip()) }),
+                    );
+                }
                 if req.method() == http::Method::POST && path == "/reload" {
                     return match reloader.reload() {
                         Ok((generation, changes)) => json_response(

@@ -206,3 +206,44 @@ fn max_connections_hold_across_a_reload() {
         "the reload let a second request in"
     );
 }
+
+#[test]
+fn changes_on_the_admin_address_come_only_from_the_topologys_hosts() {
+    let lb = Lb::start(&["a"], |cfg| {
+        cfg.operators = vec!["127.0.0.3".parse().unwrap()]
+    });
+    let post_from = |source: &str, path: &str| {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let from: std::net::SocketAddr = format!("{source}:0").parse().unwrap();
+        socket.bind(&from.into()).unwrap();
+        socket.connect(&lb.admin.into()).unwrap();
+        let mut s: TcpStream = socket.into();
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let refused = post_from("127.0.0.2", "/servers/a/disable");
+    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+    assert!(refused.contains("not a host of the topology"), "{refused}");
+    assert_eq!(
+        lb.stats()["servers"][0]["admin"],
+        "READY",
+        "nothing changed"
+    );
+    // Reading stays open to all.
+    assert_eq!(
+        webinfra_test_support::http::get(lb.admin, "/stats")
+            .unwrap()
+            .status,
+        200
+    );
+    assert!(post_from("127.0.0.3", "/servers/a/drain").starts_with("HTTP/1.1 200"));
+    assert!(post_from("127.0.0.1", "/servers/a/enable").starts_with("HTTP/1.1 200"));
+    assert_eq!(lb.stats()["servers"][0]["admin"], "READY");
+}

@@ -140,6 +140,9 @@ pub struct LoadBalancer {
     /// Session persistence by cookie (HAProxy's `cookie NAME insert indirect
     /// nocache`): the name of the cookie that pins a client to a server.
     pub sticky_cookie: Option<String>,
+    /// Who may change things on the admin address (drain, disable, enable,
+    /// reload): the topology's hosts. 127.0.0.1 and ::1 always may.
+    pub operators: Vec<IpAddr>,
 }
 
 /// TLS termination on the load balancer.

@@ -181,6 +181,7 @@ pub fn config(backends: &[(&'static str, SocketAddr)]) -> LoadBalancer {
         clients: ClientLimits::default(),
         tls: None,
         sticky_cookie: None,
+        operators: Vec::new(),
     }
 }
 

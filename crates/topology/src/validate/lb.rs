@@ -164,6 +164,12 @@ pub(super) fn load_balancer(
         access_log: lb.access_log.as_ref().is_none_or(|a| *a.get_ref()),
         clients: client_limits(c, lb),
         tls,
+        operators: {
+            let mut ips: Vec<std::net::IpAddr> = c.hosts.values().copied().collect();
+            ips.sort();
+            ips.dedup();
+            ips
+        },
         sticky_cookie: lb.sticky_cookie.as_ref().map(|n| {
             let name = n.get_ref();
             if name.is_empty()
