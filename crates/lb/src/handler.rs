@@ -205,6 +205,19 @@ async fn forward(
                     return finish(resp, request_id);
                 }
                 headers::strip_hop_by_hop(&mut rparts.headers);
+                if let Some(age) = pool.config.tls.as_ref().and_then(|t| t.hsts_max_age_s) {
+                    if secure
+                        && !rparts
+                            .headers
+                            .contains_key(http::header::STRICT_TRANSPORT_SECURITY)
+                    {
+                        if let Ok(v) = HeaderValue::from_str(&format!("max-age={age}")) {
+                            rparts
+                                .headers
+                                .insert(http::header::STRICT_TRANSPORT_SECURITY, v);
+                        }
+                    }
+                }
                 if let Some(cookie) = pool.config.sticky_cookie.as_deref() {
                     if pinned != Some(i) {
                         sticky::set(&mut rparts.headers, cookie, &upstream.name, secure);

@@ -117,7 +117,11 @@ fn alpn_offers_http2_and_requests_are_served_over_it() {
 
 #[test]
 fn plain_http_is_redirected_to_https_when_asked() {
-    let lb = Lb::start_tls(&["a"], |cfg| cfg.tls.as_mut().unwrap().redirect_http = true);
+    let lb = Lb::start_tls(&["a"], |cfg| {
+        let tls = cfg.tls.as_mut().unwrap();
+        tls.redirect_http = true;
+        tls.hsts_max_age_s = Some(31_536_000);
+    });
     let port = lb.tls.unwrap().port();
     let r = webinfra_test_support::http::request(
         lb.site,
@@ -133,8 +137,26 @@ fn plain_http_is_redirected_to_https_when_asked() {
         Some(format!("https://www.foobar.com:{port}/board?page=2").as_str())
     );
     assert_eq!(lb.backend("a").record.count(), 0);
+    assert_eq!(
+        r.header("strict-transport-security"),
+        None,
+        "HSTS only over HTTPS"
+    );
     let config = client(&[certificate_of(&lb)], &[b"http/1.1"]);
-    assert_eq!(runtime().block_on(get(lb.tls.unwrap(), config, "/")).0, 200);
+    let head = runtime().block_on(async {
+        let mut s = connect(lb.tls.unwrap(), config).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await.unwrap();
+        String::from_utf8_lossy(&raw).to_lowercase()
+    });
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(
+        head.contains("strict-transport-security: max-age=31536000\r\n"),
+        "{head}"
+    );
 }
 
 #[test]

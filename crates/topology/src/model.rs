@@ -156,6 +156,9 @@ pub struct Tls {
     pub key: Option<PathBuf>,
     /// The plain HTTP port answers every request with a 308 to HTTPS.
     pub redirect_http: bool,
+    /// `Strict-Transport-Security: max-age=N` on HTTPS responses (browsers
+    /// then use HTTPS only, for N seconds); None: not sent.
+    pub hsts_max_age_s: Option<u64>,
 }
 
 /// Limits on the client side (HAProxy's global `maxconn`, `timeout http-request`,

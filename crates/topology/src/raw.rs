@@ -85,6 +85,7 @@ pub struct RawTls {
     pub certificate: Option<S<String>>,
     pub key: Option<S<String>>,
     pub redirect_http: Option<S<bool>>,
+    pub hsts_max_age_s: Option<S<u64>>,
 }
 
 #[derive(Debug, Deserialize)]

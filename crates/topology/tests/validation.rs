@@ -311,7 +311,7 @@ fn a_health_check_may_expect_one_status() {
 #[test]
 fn https_takes_a_port_and_both_files_or_neither() {
     let src = format!(
-        "{LB_ONLY}\n[load_balancer.tls]\nport = 8443\ncertificate = \"certs/site.pem\"\nkey = \"certs/site.key\"\nredirect_http = true\n"
+        "{LB_ONLY}\n[load_balancer.tls]\nport = 8443\ncertificate = \"certs/site.pem\"\nkey = \"certs/site.key\"\nredirect_http = true\nhsts_max_age_s = 600\n"
     );
     let tls = Topology::parse_str(&src, "lb.toml")
         .unwrap()

@@ -269,6 +269,7 @@ impl Lb {
                             certificate: Some(dir.join("certificate.pem")),
                             key: Some(dir.join("key.pem")),
                             redirect_http: false,
+                            hsts_max_age_s: None,
                         });
                         Some(l)
                     }

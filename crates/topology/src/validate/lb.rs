@@ -212,6 +212,7 @@ fn tls(c: &mut Checker, ip: std::net::IpAddr, t: &RawTls, host: &str) -> Tls {
         certificate: path(&t.certificate),
         key: path(&t.key),
         redirect_http: t.redirect_http.as_ref().is_some_and(|r| *r.get_ref()),
+        hsts_max_age_s: t.hsts_max_age_s.as_ref().map(|v| *v.get_ref()),
     }
 }
 
