@@ -55,18 +55,7 @@ fn losing_the_replica_moves_reads_to_the_primary_and_losing_the_primary_fails_wr
     // be promoted in the primary's place: that write would be lost.
     let out = stack.webinfra(&["start", "db-02"]);
     assert!(out.status.success());
-    poll(
-        "the monitor to see db-02 and keep db-01 as the primary",
-        Duration::from_secs(30),
-        || {
-            let c = stack.cluster();
-            let seen = c["nodes"][1]["reachable"] == true;
-            let refused = c["detail"]
-                .as_str()
-                .is_some_and(|d| d.contains("none is promoted"));
-            (seen && refused).then_some(())
-        },
-    );
+    stack.wait_promotion_refused("db-02");
     assert_eq!(stack.primary().as_deref(), Some("db-01"));
     // The primary back too: the failed write is nowhere, the others are.
     let out = stack.webinfra(&["start", "db-01"]);

@@ -183,18 +183,7 @@ fn a_former_primary_that_diverged_is_kept_out_not_merged() {
     // (it lacks a write the primary acknowledged).
     assert!(stack.webinfra(&["stop", "db-01"]).status.success());
     assert!(stack.webinfra(&["start", "db-02"]).status.success());
-    poll(
-        "the monitor to refuse promoting db-02",
-        Duration::from_secs(30),
-        || {
-            let c = stack.cluster();
-            let db02_up = c["nodes"][1]["reachable"] == true;
-            let refused = c["detail"]
-                .as_str()
-                .is_some_and(|d| d.contains("none is promoted"));
-            (db02_up && refused).then_some(())
-        },
-    );
+    stack.wait_promotion_refused("db-02");
     assert_eq!(stack.primary().as_deref(), Some("db-01"));
     // The operator accepts the loss: `webinfra db failover` promotes it.
     let out = stack.webinfra(&["db", "failover"]);

@@ -54,6 +54,28 @@ fn topology(backends: &[(&str, SocketAddr, &str)]) -> String {
     t
 }
 
+/// `webinfra run load-balancer` on `file` (state in `state`), once `site` answers 200.
+fn run_load_balancer(
+    file: &std::path::Path,
+    state: &std::path::Path,
+    site: SocketAddr,
+) -> KillOnDrop {
+    let child = Command::new(BIN)
+        .args(["run", "load-balancer", "-t"])
+        .arg(file)
+        .arg("-s")
+        .arg(state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lb = KillOnDrop(child);
+    poll("the load balancer", Duration::from_secs(20), || {
+        http::get(site, "/").ok().filter(|r| r.status == 200)
+    });
+    lb
+}
+
 fn served(site: SocketAddr) -> std::collections::BTreeSet<String> {
     (0..6)
         .map(|_| http::get(site, "/").unwrap().text())
@@ -66,20 +88,8 @@ fn reload_and_sighup_apply_the_file_and_a_broken_file_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("lb.toml");
     std::fs::write(&file, topology(&[("a", a, "")])).unwrap();
-    let child = Command::new(BIN)
-        .args(["run", "load-balancer", "-t"])
-        .arg(&file)
-        .arg("-s")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let lb = KillOnDrop(child);
     let site: SocketAddr = format!("{LB}:18080").parse().unwrap();
-    poll("the load balancer", Duration::from_secs(20), || {
-        http::get(site, "/").ok().filter(|r| r.status == 200)
-    });
+    let lb = run_load_balancer(&file, dir.path(), site);
     assert_eq!(served(site), ["a".to_string()].into());
 
     // `webinfra reload`: b added, with a weight.
@@ -146,20 +156,8 @@ fn https_without_a_named_certificate_serves_a_self_signed_one() {
         ),
     )
     .unwrap();
-    let child = Command::new(BIN)
-        .args(["run", "load-balancer", "-t"])
-        .arg(&file)
-        .arg("-s")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _lb = KillOnDrop(child);
     let site: SocketAddr = format!("{HOST}:18080").parse().unwrap();
-    poll("the load balancer", Duration::from_secs(20), || {
-        http::get(site, "/").ok().filter(|r| r.status == 200)
-    });
+    let _lb = run_load_balancer(&file, dir.path(), site);
     let pem = std::fs::read(dir.path().join("lb-01/tls/certificate.pem")).unwrap();
     let mut roots = rustls::RootCertStore::empty();
     roots

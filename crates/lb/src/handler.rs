@@ -11,9 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
-use webinfra_proxy::{
-    headers, read_body, text_response, RequestBody, ResBody, Secure, UploadError,
-};
+use webinfra_proxy::{headers, read_body, text_response, ResBody, Secure, UploadError};
 
 /// Everything the request path needs, shared by all connections.
 pub struct State {
@@ -117,7 +115,7 @@ async fn forward(
         Ok(body) => body,
         Err(e) => return finish(e.response(), request_id),
     };
-    if !matches!(&body, RequestBody::Whole(b) if b.is_empty()) {
+    if !body.is_empty() {
         // The body goes up in our framing, and 100 Continue came from us.
         headers::reframe_body(&mut parts.headers);
     }
@@ -157,19 +155,15 @@ async fn forward(
         } else {
             Instant::now()
         };
-        let client = &pool.clients[i];
-        let (method, uri, head) = (&parts.method, &parts.uri, &parts.headers);
-        let sent = match &mut body {
-            RequestBody::Whole(payload) => client
-                .send_parts(upstream, method, uri, head, payload)
-                .await
-                .map_err(UploadError::Upstream),
-            RequestBody::Streaming(upload) => {
-                client
-                    .send_upload(upstream, method, uri, head, upload)
-                    .await
-            }
-        };
+        let sent = pool.clients[i]
+            .send_body(
+                upstream,
+                &parts.method,
+                &parts.uri,
+                &parts.headers,
+                &mut body,
+            )
+            .await;
         match sent {
             Ok(resp) => {
                 servers.stats[i].response(resp.status().as_u16(), attempt.elapsed());
@@ -257,8 +251,7 @@ async fn forward(
                 // A failed connect is always retried; a retry after the
                 // request may have been sent spends the retry budget.
                 // A streamed body that began to go up cannot be sent again.
-                let resendable = !matches!(&body, RequestBody::Streaming(u) if u.begun());
-                let retry = resendable
+                let retry = body.resendable()
                     && e.retryable(&parts.method)
                     && (e.nothing_sent() || state.retry_budget.withdraw());
                 servers.stats[i].error(retry);

@@ -76,6 +76,19 @@ pub enum RequestBody<B> {
     Streaming(Upload<B>),
 }
 
+impl<B> RequestBody<B> {
+    /// True for a request without a body.
+    pub fn is_empty(&self) -> bool {
+        matches!(self, RequestBody::Whole(b) if b.is_empty())
+    }
+
+    /// False once part of a streamed body went to a server: the request can
+    /// be sent nowhere else.
+    pub fn resendable(&self) -> bool {
+        !matches!(self, RequestBody::Streaming(u) if u.begun)
+    }
+}
+
 /// A body that streams to the server.
 pub struct Upload<B> {
     /// What was read before a server was picked.
@@ -87,14 +100,6 @@ pub struct Upload<B> {
     timeout: Duration,
     /// Bytes of `rest` have been taken: the request can no longer be re-sent.
     begun: bool,
-}
-
-impl<B> Upload<B> {
-    /// True once part of the body beyond its start has gone to a server:
-    /// the request can be sent nowhere else.
-    pub fn begun(&self) -> bool {
-        self.begun
-    }
 }
 
 /// How a streamed request failed.
@@ -190,6 +195,33 @@ enum Sent {
 }
 
 impl UpstreamClient {
+    /// Sends a request with its body as [`read_body`] left it: a whole body
+    /// over a pooled connection ([`UpstreamClient::send_parts`]), a
+    /// streaming one with [`UpstreamClient::send_upload`].
+    pub async fn send_body<B>(
+        &self,
+        upstream: &Upstream,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &mut RequestBody<B>,
+    ) -> Result<Response<UpstreamBody>, UploadError>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: Display,
+    {
+        match body {
+            RequestBody::Whole(payload) => self
+                .send_parts(upstream, method, uri, headers, payload)
+                .await
+                .map_err(UploadError::Upstream),
+            RequestBody::Streaming(upload) => {
+                self.send_upload(upstream, method, uri, headers, upload)
+                    .await
+            }
+        }
+    }
+
     /// Sends a request whose body streams (see the module docs) on a new
     /// connection, and returns the response head; its body streams too.
     pub async fn send_upload<B>(
@@ -305,11 +337,7 @@ where
         let mut total = body.start.len() as u64;
         let mut out = first;
         loop {
-            match tokio::time::timeout(timeout, wr.write_all(&out)).await {
-                Err(_) => return Err(Pumped::Stalled),
-                Ok(Err(e)) => return Err(Pumped::Upstream(e.to_string())),
-                Ok(Ok(())) => {}
-            }
+            put(&mut wr, &out, timeout).await?;
             out.clear();
             let Some(data) = next_data(&mut body.rest, body.timeout)
                 .await
@@ -320,11 +348,7 @@ where
             body.begun = true;
             total += data.len() as u64;
             within(total, body.limit).map_err(Pumped::Client)?;
-            if framing == RequestFraming::Chunked {
-                frame_into(&mut out, &data, framing);
-            } else {
-                out.extend_from_slice(&data);
-            }
+            frame_into(&mut out, &data, framing);
         }
         if body.length.is_some_and(|n| n != total) {
             return Err(Pumped::Client(BodyError::Broken(format!(
@@ -333,12 +357,7 @@ where
             ))));
         }
         if framing == RequestFraming::Chunked {
-            let end = tokio::time::timeout(timeout, wr.write_all(b"0\r\n\r\n")).await;
-            match end {
-                Err(_) => return Err(Pumped::Stalled),
-                Ok(Err(e)) => return Err(Pumped::Upstream(e.to_string())),
-                Ok(Ok(())) => {}
-            }
+            put(&mut wr, b"0\r\n\r\n", timeout).await?;
         }
         Ok(())
     };
@@ -368,6 +387,19 @@ where
                 Ok(None) => {}
             },
         }
+    }
+}
+
+/// Writes `bytes` to the server, which must take them within `timeout`.
+async fn put(
+    wr: &mut tokio::net::tcp::WriteHalf<'_>,
+    bytes: &[u8],
+    timeout: Duration,
+) -> Result<(), Pumped> {
+    match tokio::time::timeout(timeout, wr.write_all(bytes)).await {
+        Err(_) => Err(Pumped::Stalled),
+        Ok(Err(e)) => Err(Pumped::Upstream(e.to_string())),
+        Ok(Ok(())) => Ok(()),
     }
 }
 

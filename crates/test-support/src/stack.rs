@@ -307,6 +307,26 @@ impl Stack {
             .and_then(|n| n["role"].as_str().map(String::from))
     }
 
+    /// Waits until the monitor sees `node` reachable and says it will not
+    /// promote it on its own (it was not in sync when the primary was lost).
+    pub fn wait_promotion_refused(&self, node: &str) {
+        crate::poll(
+            &format!("the monitor to see {node} and refuse to promote it"),
+            Duration::from_secs(30),
+            || {
+                let c = self.cluster();
+                let seen = c["nodes"]
+                    .as_array()?
+                    .iter()
+                    .any(|n| n["name"] == node && n["reachable"] == true);
+                let refused = c["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("none is promoted"));
+                (seen && refused).then_some(())
+            },
+        );
+    }
+
     /// The pid of `node`'s mariadbd, from its pid file.
     pub fn mariadbd_pid(&self, node: &str) -> u32 {
         let path = self.state_dir.join(node).join("mariadb/run/mariadb.pid");

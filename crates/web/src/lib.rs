@@ -17,8 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use webinfra_proxy::{
-    body, full, headers, read_body, text_response, RequestBody, ResBody, UploadError, Upstream,
-    UpstreamClient,
+    body, full, headers, read_body, text_response, ResBody, UploadError, Upstream, UpstreamClient,
 };
 
 /// Largest request body passed to the application.
@@ -142,24 +141,15 @@ async fn proxy(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Respo
         Ok(body) => body,
         Err(e) => return e.response(),
     };
-    if !matches!(&body, RequestBody::Whole(b) if b.is_empty()) {
+    if !body.is_empty() {
         headers::reframe_body(&mut parts.headers);
     }
     let (method, uri, head) = (&parts.method, &parts.uri, &parts.headers);
     let app = &state.config.app;
-    let sent = match &mut body {
-        RequestBody::Whole(payload) => state
-            .client
-            .send_parts(app, method, uri, head, payload)
-            .await
-            .map_err(UploadError::Upstream),
-        RequestBody::Streaming(upload) => {
-            state
-                .client
-                .send_upload(app, method, uri, head, upload)
-                .await
-        }
-    };
+    let sent = state
+        .client
+        .send_body(app, method, uri, head, &mut body)
+        .await;
     let path = uri.path();
     match sent {
         Ok(resp) => {
