@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
-use webinfra_proxy::{headers, read_body, text_response, ResBody, Secure, UploadError};
+use webinfra_proxy::{checks, headers, read_body, text_response, ResBody, Secure, UploadError};
 
 /// Everything the request path needs, shared by all connections.
 pub struct State {
@@ -33,9 +33,7 @@ pub async fn handle(
     let client_upgrade = protocol.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let (mut parts, incoming) = req.into_parts();
     let request_id = headers::ensure_request_id(&mut parts.headers);
-    if let Err((status, why)) =
-        headers::check_method(&parts.method).and_then(|()| headers::check_framing(&parts.headers))
-    {
+    if let Err((status, why)) = checks::request(&mut parts) {
         tracing::warn!(id = %request_id, %peer, why, "request refused");
         // The body's framing is unknown: nothing after it on this connection can be trusted.
         let mut resp = text_response(status, why);

@@ -193,3 +193,46 @@ fn hop_by_hop_response_headers_are_not_returned() {
     assert_ne!(r.header("connection"), Some("x-internal"));
     assert_eq!(r.header("x-end-to-end"), Some("kept"));
 }
+
+#[test]
+fn an_http11_request_without_host_is_refused() {
+    // RFC 9112 3.2: a server MUST answer 400 to an HTTP/1.1 request with no Host.
+    assert_refused("GET / HTTP/1.1\r\n\r\n", 400);
+    // HTTP/1.0 had no Host; it is still served.
+    let (status, _, seen) = through("GET /old HTTP/1.0\r\n\r\n");
+    assert_eq!(status, 200);
+    assert_eq!(seen[0].path, "/old");
+}
+
+#[test]
+fn more_than_one_host_or_an_invalid_host_is_refused() {
+    // RFC 9112 3.2: two Host lines, or a value that is not host[:port],
+    // could be read as different sites by different servers.
+    assert_refused("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400);
+    for host in ["a b", "a/b", "u@a", "a:b", ""] {
+        assert_refused(&format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n"), 400);
+    }
+}
+
+#[test]
+fn an_absolute_target_s_authority_replaces_host() {
+    // RFC 9112 3.2.2: with an absolute-form target the Host header is
+    // ignored in favour of the target's authority; the server gets origin form.
+    let (status, _, seen) =
+        through("GET http://www.foobar.com:8080/p?q=1 HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n");
+    assert_eq!(status, 200);
+    assert_eq!(seen[0].path, "/p");
+    assert_eq!(seen[0].header("host"), Some("www.foobar.com:8080"));
+}
+
+#[test]
+fn targets_that_are_not_a_path_or_an_http_url_are_refused() {
+    for target in [
+        "www.foobar.com:80",
+        "ftp://www.foobar.com/x",
+        "http://user@www.foobar.com/",
+        "*",
+    ] {
+        assert_refused(&format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+    }
+}

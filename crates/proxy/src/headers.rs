@@ -57,61 +57,6 @@ pub fn keep_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
     headers.insert(header::UPGRADE, protocol);
 }
 
-/// Rejects request framing a server behind us could read differently
-/// (request smuggling): `Content-Length` together with `Transfer-Encoding`
-/// is a 400, a transfer coding other than `chunked` is a 501 (we do not
-/// implement it, and stripping it would change the body's meaning).
-pub fn check_framing(headers: &HeaderMap) -> Result<(), (http::StatusCode, &'static str)> {
-    let te: Vec<&[u8]> = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .map(|v| v.as_bytes())
-        .collect();
-    if te.is_empty() {
-        return Ok(());
-    }
-    if headers.contains_key(header::CONTENT_LENGTH) {
-        return Err((
-            http::StatusCode::BAD_REQUEST,
-            "400 Bad Request: both Content-Length and Transfer-Encoding",
-        ));
-    }
-    let codings: Vec<&[u8]> = te
-        .iter()
-        .flat_map(|v| v.split(|b| *b == b','))
-        .map(|c| c.trim_ascii())
-        .filter(|c| !c.is_empty())
-        .collect();
-    let chunked = |c: &[u8]| c.eq_ignore_ascii_case(b"chunked");
-    // RFC 9112 6.3: chunked must be the final coding, and applied once.
-    let times = codings.iter().filter(|c| chunked(c)).count();
-    if !codings.last().is_some_and(|c| chunked(c)) || times > 1 {
-        return Err((
-            http::StatusCode::BAD_REQUEST,
-            "400 Bad Request: chunked must be the final transfer coding, applied once",
-        ));
-    }
-    if codings.len() > 1 {
-        return Err((
-            http::StatusCode::NOT_IMPLEMENTED,
-            "501 Not Implemented: only the chunked transfer coding is supported",
-        ));
-    }
-    Ok(())
-}
-
-/// Refuses methods a reverse proxy does not forward: `CONNECT` asks for a
-/// tunnel to an address of the client's choosing (501, the connection closes).
-pub fn check_method(method: &http::Method) -> Result<(), (http::StatusCode, &'static str)> {
-    if method == http::Method::CONNECT {
-        return Err((
-            http::StatusCode::NOT_IMPLEMENTED,
-            "501 Not Implemented: CONNECT is not supported by a reverse proxy",
-        ));
-    }
-    Ok(())
-}
-
 /// Prepares the headers of a request whose body we send in our own framing
 /// (its length, or chunked, is set when sending) after answering any
 /// `Expect: 100-continue` ourselves.
@@ -194,19 +139,6 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
-    }
-
-    #[test]
-    fn framing_that_could_smuggle_is_refused() {
-        let mut h = HeaderMap::new();
-        assert!(check_framing(&h).is_ok());
-        h.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
-        assert!(check_framing(&h).is_ok());
-        h.insert(header::CONTENT_LENGTH, "5".parse().unwrap());
-        assert_eq!(check_framing(&h).unwrap_err().0, 400);
-        h.remove(header::CONTENT_LENGTH);
-        h.insert(header::TRANSFER_ENCODING, "gzip, chunked".parse().unwrap());
-        assert_eq!(check_framing(&h).unwrap_err().0, 501);
     }
 
     #[test]

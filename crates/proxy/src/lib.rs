@@ -1,13 +1,15 @@
 //! The HTTP proxy engine shared by the load balancer and the web server.
 //!
 //! It owns everything both roles do the same way: accepting HTTP/1.1 and
-//! HTTP/2 (h2c prior knowledge) connections ([`serve`]), rewriting headers on
-//! the way through ([`headers`]), and sending a request to an upstream over
+//! HTTP/2 (h2c prior knowledge) connections ([`serve`]), refusing requests a server could
+//! read differently ([`checks`]), rewriting headers on the way through
+//! ([`headers`]), and sending a request to an upstream over
 //! pooled keep-alive connections ([`client`]), with large request bodies
 //! streamed ([`upload`]). Errors say which upstream
 //! failed and whether the request may be retried elsewhere.
 
 pub mod body;
+pub mod checks;
 pub mod client;
 mod error;
 pub mod headers;

@@ -134,6 +134,14 @@ pub fn parse_response(buf: &[u8], method: &Method) -> Result<Option<ResponseHead
     if framing == Framing::Close {
         keep_alive = false;
     }
+    // RFC 9112 6.3: Transfer-Encoding overrides Content-Length, which must
+    // not be forwarded; a server that sends both does not get the
+    // connection back (it may be trying to split responses).
+    if headers.contains_key(header::TRANSFER_ENCODING)
+        && headers.remove(header::CONTENT_LENGTH).is_some()
+    {
+        keep_alive = false;
+    }
     Ok(Some(ResponseHead {
         status,
         headers,
@@ -241,6 +249,8 @@ mod tests {
         );
         let r = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n");
         assert_eq!(r.framing, Framing::Chunked);
+        assert!(!r.headers.contains_key(header::CONTENT_LENGTH));
+        assert!(!r.keep_alive);
         assert_eq!(head("HTTP/1.1 200 OK\r\n\r\n").framing, Framing::Close);
         assert!(!head("HTTP/1.1 200 OK\r\n\r\n").keep_alive);
         assert_eq!(

@@ -123,6 +123,34 @@ async fn content_length_chunked_and_close_delimited_bodies() {
 }
 
 #[tokio::test]
+async fn chunked_wins_over_content_length_which_is_not_passed_on() {
+    // RFC 9112 6.3: Transfer-Encoding overrides Content-Length, and a proxy
+    // must drop the Content-Length before forwarding (a client given both
+    // a length of 40 and a 3-byte body got nothing at all). A server that
+    // sends both does not get its connection back.
+    let (up, conns) = server(
+        vec![
+            "HTTP/1.1 200 OK\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        ],
+        false,
+    )
+    .await;
+    let c = client();
+    let r = c.send(&up, get("/both")).await.unwrap();
+    assert_eq!(r.headers().get("content-length"), None);
+    assert_eq!(body_of(r).await.unwrap(), "abc");
+    // Reused, the connection would answer "ok"; a new one starts over.
+    let r = c.send(&up, get("/next")).await.unwrap();
+    assert_eq!(
+        body_of(r).await.unwrap(),
+        "abc",
+        "the connection was reused"
+    );
+    assert_eq!(conns.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
 async fn keep_alive_connections_are_reused_and_close_is_honoured() {
     let ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
     let (up, conns) = server(vec![ok, ok, ok], false).await;

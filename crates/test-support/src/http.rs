@@ -38,7 +38,8 @@ impl Response {
     }
 }
 
-/// Sends one request; `headers` are extra `(name, value)` pairs.
+/// Sends one request; `headers` are extra `(name, value)` pairs (a `Host`
+/// among them replaces the default `www.foobar.com`).
 pub fn request(
     addr: SocketAddr,
     method: &str,
@@ -46,8 +47,10 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<Response> {
-    let mut raw =
-        format!("{method} {path} HTTP/1.1\r\nHost: www.foobar.com\r\nConnection: close\r\n");
+    let mut raw = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        raw.push_str("Host: www.foobar.com\r\n");
+    }
     for (n, v) in headers {
         raw.push_str(&format!("{n}: {v}\r\n"));
     }

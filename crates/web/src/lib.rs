@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use webinfra_proxy::{
-    body, full, headers, read_body, text_response, ResBody, UploadError, Upstream, UpstreamClient,
+    body, checks, full, headers, read_body, text_response, ResBody, UploadError, Upstream,
+    UpstreamClient,
 };
 
 /// Largest request body passed to the application.
@@ -126,9 +127,7 @@ async fn healthz(state: &State) -> Response<ResBody> {
 async fn proxy(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Response<ResBody> {
     let (mut parts, incoming) = req.into_parts();
     let request_id = headers::ensure_request_id(&mut parts.headers);
-    if let Err((status, why)) =
-        headers::check_method(&parts.method).and_then(|()| headers::check_framing(&parts.headers))
-    {
+    if let Err((status, why)) = checks::request(&mut parts) {
         tracing::warn!(id = %request_id, %peer, why, "request refused");
         return text_response(status, why);
     }

@@ -1,0 +1,245 @@
+//! What a request must pass before a proxy forwards it: a method a reverse
+//! proxy serves, a request target and `Host` a server behind us reads the
+//! same way we do (RFC 9112 3.2), and unambiguous body framing (RFC 9112 6).
+//!
+//! A refusal is a status and a short reason; the caller answers with it and
+//! closes the connection, since what follows the head cannot be trusted.
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{request::Parts, Method, StatusCode, Version};
+
+/// Why a request was refused: its status and a one-line body.
+pub type Refusal = (StatusCode, &'static str);
+
+/// Runs every check on `parts`, and gives an absolute-form or HTTP/2
+/// request its target's authority as `Host` (RFC 9112 3.2.2, RFC 9113 8.3.1).
+pub fn request(parts: &mut Parts) -> Result<(), Refusal> {
+    method(&parts.method)?;
+    target(parts)?;
+    framing(&parts.headers)
+}
+
+/// Refuses methods a reverse proxy does not forward: `CONNECT` asks for a
+/// tunnel to an address of the client's choosing (501).
+pub fn method(method: &Method) -> Result<(), Refusal> {
+    if method == Method::CONNECT {
+        return Err((
+            StatusCode::NOT_IMPLEMENTED,
+            "501 Not Implemented: CONNECT is not supported by a reverse proxy",
+        ));
+    }
+    Ok(())
+}
+
+const BAD_TARGET: Refusal = (
+    StatusCode::BAD_REQUEST,
+    "400 Bad Request: the request target must be a path, an http(s) URL, or * for OPTIONS",
+);
+
+/// The request target and `Host`: one valid `Host` (required from HTTP/1.1
+/// on), no user info, and an absolute target's authority wins over `Host`.
+fn target(parts: &mut Parts) -> Result<(), Refusal> {
+    let uri = &parts.uri;
+    if uri.path() == "*" && parts.method != Method::OPTIONS {
+        return Err(BAD_TARGET);
+    }
+    let hosts = parts.headers.get_all(header::HOST).iter().count();
+    if hosts > 1 {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "400 Bad Request: more than one Host header",
+        ));
+    }
+    let Some(authority) = uri.authority() else {
+        return match parts.headers.get(header::HOST) {
+            Some(h) if valid_host(h.as_bytes()) => Ok(()),
+            Some(_) => Err((StatusCode::BAD_REQUEST, "400 Bad Request: invalid Host")),
+            None if parts.version >= Version::HTTP_11 => Err((
+                StatusCode::BAD_REQUEST,
+                "400 Bad Request: an HTTP/1.1 request needs a Host header",
+            )),
+            None => Ok(()),
+        };
+    };
+    // Authority-form is only for CONNECT, refused above.
+    let scheme = uri.scheme_str().unwrap_or("");
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err(BAD_TARGET);
+    }
+    if !valid_host(authority.as_str().as_bytes()) {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "400 Bad Request: invalid authority in the request target (user info is not allowed)",
+        ));
+    }
+    let value = HeaderValue::from_str(authority.as_str()).map_err(|_| BAD_TARGET)?;
+    if parts.version == Version::HTTP_2 {
+        // RFC 9113 8.3.1: a Host naming another authority is malformed.
+        if let Some(h) = parts.headers.get(header::HOST) {
+            if !h.as_bytes().eq_ignore_ascii_case(value.as_bytes()) {
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    "400 Bad Request: Host differs from :authority",
+                ));
+            }
+        }
+    }
+    parts.headers.insert(header::HOST, value);
+    Ok(())
+}
+
+/// `uri-host [ ":" port ]` (RFC 9110 7.2, RFC 3986 3.2.2): a bracketed IP
+/// literal or a non-empty reg-name, digits for the port; no user info.
+fn valid_host(v: &[u8]) -> bool {
+    let (host, rest) = if v.first() == Some(&b'[') {
+        match v.iter().position(|b| *b == b']') {
+            Some(end) => v.split_at(end + 1),
+            None => return false,
+        }
+    } else {
+        match v.iter().position(|b| *b == b':') {
+            Some(i) => v.split_at(i),
+            None => (v, &[][..]),
+        }
+    };
+    let host_ok = if let Some(literal) = host.strip_prefix(b"[") {
+        let literal = &literal[..literal.len() - 1];
+        !literal.is_empty()
+            && literal
+                .iter()
+                .all(|b| b.is_ascii_hexdigit() || b":.vV".contains(b))
+    } else {
+        !host.is_empty()
+            && host
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(b))
+    };
+    let port_ok = match rest.split_first() {
+        None => true,
+        Some((b':', port)) => port.len() <= 5 && port.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    };
+    host_ok && port_ok
+}
+
+/// Refuses request framing a server behind us could read differently
+/// (request smuggling): `Content-Length` together with `Transfer-Encoding`
+/// is a 400, a transfer coding other than `chunked` is a 501 (we do not
+/// implement it, and stripping it would change the body's meaning).
+pub fn framing(headers: &HeaderMap) -> Result<(), Refusal> {
+    let te: Vec<&[u8]> = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    if te.is_empty() {
+        return Ok(());
+    }
+    if headers.contains_key(header::CONTENT_LENGTH) {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "400 Bad Request: both Content-Length and Transfer-Encoding",
+        ));
+    }
+    let codings: Vec<&[u8]> = te
+        .iter()
+        .flat_map(|v| v.split(|b| *b == b','))
+        .map(|c| c.trim_ascii())
+        .filter(|c| !c.is_empty())
+        .collect();
+    let chunked = |c: &[u8]| c.eq_ignore_ascii_case(b"chunked");
+    // RFC 9112 6.3: chunked must be the final coding, and applied once.
+    let times = codings.iter().filter(|c| chunked(c)).count();
+    if !codings.last().is_some_and(|c| chunked(c)) || times > 1 {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "400 Bad Request: chunked must be the final transfer coding, applied once",
+        ));
+    }
+    if codings.len() > 1 {
+        return Err((
+            StatusCode::NOT_IMPLEMENTED,
+            "501 Not Implemented: only the chunked transfer coding is supported",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn framing_that_could_smuggle_is_refused() {
+        let mut h = HeaderMap::new();
+        assert!(framing(&h).is_ok());
+        h.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
+        assert!(framing(&h).is_ok());
+        h.insert(header::CONTENT_LENGTH, "5".parse().unwrap());
+        assert_eq!(framing(&h).unwrap_err().0, 400);
+        h.remove(header::CONTENT_LENGTH);
+        h.insert(header::TRANSFER_ENCODING, "gzip, chunked".parse().unwrap());
+        assert_eq!(framing(&h).unwrap_err().0, 501);
+    }
+
+    #[test]
+    fn hosts() {
+        for ok in [
+            "a",
+            "www.foobar.com",
+            "www.foobar.com:8080",
+            "127.0.0.1:80",
+            "[::1]",
+            "[::1]:8443",
+            "xn--bcher-kva.example",
+            "a:",
+        ] {
+            assert!(valid_host(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "", ":80", "a b", "a/b", "u@a", "a:b", "a:123456", "[::1", "[]", "[::1]x", "a\\b",
+        ] {
+            assert!(!valid_host(bad.as_bytes()), "{bad}");
+        }
+    }
+
+    fn parts(raw_target: &str, version: Version, hosts: &[&str]) -> Parts {
+        let mut b = http::Request::builder()
+            .method(Method::GET)
+            .uri(raw_target)
+            .version(version);
+        for h in hosts {
+            b = b.header(header::HOST, *h);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn host_rules() {
+        let check = |t, v, h: &[&str]| request(&mut parts(t, v, h)).map_err(|e| e.0.as_u16());
+        assert_eq!(check("/", Version::HTTP_11, &["a"]), Ok(()));
+        assert_eq!(check("/", Version::HTTP_11, &[]), Err(400));
+        assert_eq!(check("/", Version::HTTP_10, &[]), Ok(()));
+        assert_eq!(check("/", Version::HTTP_11, &["a", "b"]), Err(400));
+        assert_eq!(check("/", Version::HTTP_11, &["a b"]), Err(400));
+        assert_eq!(check("*", Version::HTTP_11, &["a"]), Err(400));
+        assert_eq!(check("a:80", Version::HTTP_11, &["a"]), Err(400));
+        assert_eq!(check("ftp://a/x", Version::HTTP_11, &["a"]), Err(400));
+        assert_eq!(check("http://u@a/x", Version::HTTP_11, &["a"]), Err(400));
+        assert_eq!(check("https://b/", Version::HTTP_2, &["c"]), Err(400));
+        assert_eq!(check("https://b/", Version::HTTP_2, &["B"]), Ok(()));
+    }
+
+    #[test]
+    fn the_target_authority_becomes_the_host() {
+        let mut p = parts("http://b.example:81/x?y", Version::HTTP_11, &["a"]);
+        assert!(request(&mut p).is_ok());
+        assert_eq!(p.headers[header::HOST], "b.example:81");
+        let mut p = parts("https://b.example/", Version::HTTP_2, &[]);
+        assert!(request(&mut p).is_ok());
+        assert_eq!(p.headers[header::HOST], "b.example");
+        let mut p = http::Request::options("*").body(()).unwrap().into_parts().0;
+        p.headers.insert(header::HOST, "a".parse().unwrap());
+        assert!(request(&mut p).is_ok());
+    }
+}
