@@ -76,9 +76,12 @@ pub enum Command {
     },
     /// Validate a topology file; errors name the line, column and key.
     Check {
-        /// The file to check.
-        #[arg(default_value = webinfra_topology::DEFAULT_TOPOLOGY)]
-        file: PathBuf,
+        /// The file to check (default: `-t`, then $WEBINFRA_TOPOLOGY, then
+        /// the design's own file).
+        file: Option<PathBuf>,
+        /// The file to check, named as the other commands take it.
+        #[arg(long, short = 't', conflicts_with = "file")]
+        topology: Option<PathBuf>,
     },
     /// Start a stopped or dead component (`server-01/web`) or a host's components (`server-01`).
     Start {

@@ -74,6 +74,22 @@ fn missing_file_is_a_clear_error() {
 }
 
 #[test]
+fn the_file_can_be_named_with_t_like_every_other_command() {
+    let out = Command::new(BIN)
+        .args(["check", "-t", "/nonexistent-t.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent-t.toml: cannot read"));
+    let out = Command::new(BIN)
+        .args(["check"])
+        .env("WEBINFRA_TOPOLOGY", "/nonexistent-env.toml")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent-env.toml: cannot read"));
+}
+
+#[test]
 fn unknown_role_is_a_usage_error() {
     let out = Command::new(BIN)
         .args(["run", "cache", "--topology", "../../topologies/foobar.toml"])

@@ -35,12 +35,14 @@ impl Diagnostic {
     pub(crate) fn from_toml(err: &toml::de::Error, src: &str, file: &str) -> Self {
         let span = err.span().unwrap_or(0..0);
         let message = err.message().trim().to_string();
-        let key = match message.strip_prefix("unknown field `") {
-            Some(rest) => {
-                let field = rest.split('`').next().unwrap_or_default();
-                join_key(&table_at(src, span.start), field)
-            }
-            None => key_at(src, span.start),
+        let field = |rest: &str| rest.split('`').next().unwrap_or_default().to_string();
+        let key = if let Some(rest) = message.strip_prefix("unknown field `") {
+            join_key(&table_at(src, span.start), &field(rest))
+        } else if let Some(rest) = message.strip_prefix("missing field `") {
+            // The span is the table (or inline table) that lacks the field.
+            join_key(&key_at(src, span.start), &field(rest))
+        } else {
+            key_at(src, span.start)
         };
         Diagnostic::at(src, file, span, &key, message)
     }
@@ -117,10 +119,14 @@ fn key_at(src: &str, offset: usize) -> String {
     let offset = offset.min(src.len());
     let line_start = src[..offset].rfind('\n').map_or(0, |i| i + 1);
     let line = src[line_start..].lines().next().unwrap_or_default();
+    if line.trim_start().starts_with('[') {
+        // A table header names itself.
+        return table_at(src, line_start + line.len());
+    }
     let table = table_at(src, line_start);
     match line.split_once('=') {
-        Some((k, _)) if !line.trim_start().starts_with('[') => join_key(&table, k.trim()),
-        _ => table,
+        Some((k, _)) => join_key(&table, k.trim()),
+        None => table,
     }
 }
 
@@ -149,5 +155,30 @@ mod tests {
     fn key_path_includes_the_table() {
         let src = "[web]\nport = \"x\"\n";
         assert_eq!(key_at(src, src.find('"').unwrap()), "web.port");
+    }
+
+    #[test]
+    fn a_missing_field_is_named_in_its_own_table() {
+        // Before, the key was the table *above* the one lacking the field.
+        let src = "[[host]]\nname = \"a\"\n[load_balancer]\nport = 1\n";
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Lb {
+            port: u16,
+            admin_port: u16,
+        }
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct File {
+            host: Vec<toml::Value>,
+            load_balancer: Lb,
+        }
+        let err = toml::from_str::<File>(src).unwrap_err();
+        let d = Diagnostic::from_toml(&err, src, "t.toml");
+        assert_eq!(
+            (d.line, d.key.as_str()),
+            (3, "load_balancer.admin_port"),
+            "{d}"
+        );
     }
 }

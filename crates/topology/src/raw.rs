@@ -68,7 +68,8 @@ pub struct RawLoadBalancer {
 #[serde(deny_unknown_fields)]
 pub struct RawBackend {
     pub name: S<String>,
-    pub address: S<std::net::SocketAddr>,
+    /// `IP:PORT`, or `NAME:PORT` resolved when the file is loaded.
+    pub address: S<String>,
     pub weight: Option<S<u32>>,
     pub backup: Option<S<bool>>,
     pub connect_timeout_ms: Option<S<u64>>,

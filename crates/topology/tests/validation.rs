@@ -226,6 +226,41 @@ fn two_backends_on_one_address() {
 }
 
 #[test]
+fn a_backend_may_be_named_by_host_name_and_bad_addresses_say_what_to_write() {
+    // Names are resolved when the file is loaded, like HAProxy at startup.
+    let src = LB_ONLY.replace("127.0.0.1:9002", "localhost:9002");
+    let t = Topology::parse_str(&src, "lb.toml").unwrap();
+    let addr = t.load_balancer.unwrap().servers[1].addr;
+    assert!(addr.ip().is_loopback() && addr.port() == 9002, "{addr}");
+    let line = line_of(LB_ONLY, "127.0.0.1:9002");
+    for (address, words) in [
+        ("127.0.0.1", "has no port: write IP:PORT or HOST:PORT"),
+        ("127.0.0.1:0", "port 0"),
+        ("127.0.0.1:http", "is not an address"),
+        (
+            "no-such-host.invalid:80",
+            "cannot resolve `no-such-host.invalid`",
+        ),
+    ] {
+        let bad = LB_ONLY.replace("127.0.0.1:9002", address);
+        assert_one(&bad, line, 11, "load_balancer.backend.address", words);
+    }
+}
+
+#[test]
+fn a_missing_key_is_named_in_its_table() {
+    let src = LB_ONLY.replace("admin_port = 8404\n", "");
+    let line = line_of(&src, "[load_balancer]");
+    assert_one(
+        &src,
+        line,
+        1,
+        "load_balancer.admin_port",
+        "missing field `admin_port`",
+    );
+}
+
+#[test]
 fn limits_and_timeouts_with_per_backend_overrides() {
     let src = LB_ONLY
         .replace(

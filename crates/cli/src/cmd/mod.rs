@@ -9,13 +9,19 @@ mod status;
 mod up;
 
 use crate::args::{Cli, Command};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use webinfra_topology::Topology;
 
 /// Runs the parsed command.
 pub async fn dispatch(cli: Cli) -> i32 {
     match cli.command {
-        Command::Check { file } => check::check(&file),
+        Command::Check { file, topology } => {
+            let file = file
+                .or(topology)
+                .or_else(|| std::env::var_os("WEBINFRA_TOPOLOGY").map(PathBuf::from))
+                .unwrap_or_else(|| PathBuf::from(webinfra_topology::DEFAULT_TOPOLOGY));
+            check::check(&file)
+        }
         Command::Run { role, host, stack } => run::run(&role, host.as_deref(), &stack).await,
         Command::Up {
             stack,

@@ -80,7 +80,14 @@ pub(super) fn load_balancer(
         }
     }
     for b in &lb.backends {
-        let (name, addr) = (b.name.get_ref(), *b.address.get_ref());
+        let name = b.name.get_ref();
+        let addr = match backend_address(b.address.get_ref()) {
+            Ok(addr) => addr,
+            Err(why) => {
+                c.error(b.address.span(), "load_balancer.backend.address", why);
+                continue;
+            }
+        };
         if !valid_name(name) {
             c.error(
                 b.name.span(),
@@ -186,6 +193,38 @@ pub(super) fn load_balancer(
             name.clone()
         }),
     })
+}
+
+/// A backend's address: `IP:PORT`, or `NAME:PORT` resolved once, now (as
+/// HAProxy resolves server names at startup; a reload resolves again).
+fn backend_address(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let example = "write IP:PORT or HOST:PORT, e.g. 127.0.0.1:8080";
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return match addr.port() {
+            0 => Err(format!("`{text}`: port 0 is not a server's port")),
+            _ => Ok(addr),
+        };
+    }
+    if text.parse::<std::net::IpAddr>().is_ok() {
+        return Err(format!("`{text}` has no port: {example}"));
+    }
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(format!("`{text}` has no port: {example}"));
+    };
+    let port_ok = port.parse::<u16>().is_ok_and(|p| p != 0);
+    if host.is_empty() || host.contains(['[', ']', ':', '/', ' ']) || !port_ok {
+        return Err(format!("`{text}` is not an address: {example}"));
+    }
+    let mut found = (host, port.parse::<u16>().unwrap_or(0))
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve `{host}`: {e}"))?;
+    let all: Vec<SocketAddr> = found.by_ref().collect();
+    all.iter()
+        .find(|a| a.is_ipv4())
+        .or(all.first())
+        .copied()
+        .ok_or_else(|| format!("`{host}` resolves to no address"))
 }
 
 fn tls(c: &mut Checker, ip: std::net::IpAddr, t: &RawTls, host: &str) -> Tls {
