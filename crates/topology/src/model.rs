@@ -56,6 +56,15 @@ impl Algorithm {
         ("power-of-two", Algorithm::PowerOfTwo),
         ("source-hash", Algorithm::SourceHash),
     ];
+    /// HAProxy's `balance` names, taken as the closest of ours (HAProxy's
+    /// round robin is weighted; its `random` draws two by default).
+    pub const HAPROXY: [(&'static str, Algorithm); 5] = [
+        ("roundrobin", Algorithm::WeightedRoundRobin),
+        ("static-rr", Algorithm::WeightedRoundRobin),
+        ("leastconn", Algorithm::LeastConnections),
+        ("source", Algorithm::SourceHash),
+        ("random", Algorithm::PowerOfTwo),
+    ];
 }
 
 /// One server behind the load balancer.

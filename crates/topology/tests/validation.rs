@@ -202,6 +202,19 @@ fn weights_backups_and_algorithms() {
         "load_balancer.backend.weight",
         "between 1 and 256",
     );
+    for (haproxy, ours) in [
+        (
+            "roundrobin",
+            webinfra_topology::Algorithm::WeightedRoundRobin,
+        ),
+        ("leastconn", webinfra_topology::Algorithm::LeastConnections),
+        ("source", webinfra_topology::Algorithm::SourceHash),
+        ("random", webinfra_topology::Algorithm::PowerOfTwo),
+    ] {
+        let src = src.replace("least-connections", haproxy);
+        let t = Topology::parse_str(&src, "lb.toml").unwrap();
+        assert_eq!(t.load_balancer.unwrap().algorithm, ours, "{haproxy}");
+    }
     let bad = src.replace("least-connections", "fastest");
     let err = errors(&bad);
     assert!(err.to_string().contains("known: round-robin, weighted-round-robin, least-connections, power-of-two, source-hash"), "{err}");
@@ -241,6 +254,7 @@ fn a_backend_may_be_named_by_host_name_and_bad_addresses_say_what_to_write() {
             "no-such-host.invalid:80",
             "cannot resolve `no-such-host.invalid`",
         ),
+        ("127.0.0.1:8080", "the load balancer's own listener"),
     ] {
         let bad = LB_ONLY.replace("127.0.0.1:9002", address);
         assert_one(&bad, line, 11, "load_balancer.backend.address", words);

@@ -24,6 +24,7 @@ pub(super) fn load_balancer(
         None => Algorithm::RoundRobin,
         Some(a) => match Algorithm::ALL
             .iter()
+            .chain(Algorithm::HAPROXY.iter())
             .find(|(n, _)| *n == a.get_ref().as_str())
         {
             Some((_, alg)) => *alg,
@@ -33,7 +34,7 @@ pub(super) fn load_balancer(
                     a.span(),
                     "load_balancer.algorithm",
                     format!(
-                        "unknown algorithm `{}` (known: {})",
+                        "unknown algorithm `{}` (known: {}; HAProxy's roundrobin, static-rr, leastconn, source and random work too)",
                         a.get_ref(),
                         known.join(", ")
                     ),
@@ -79,6 +80,12 @@ pub(super) fn load_balancer(
             }
         }
     }
+    let mut own = vec![listen, admin];
+    own.extend(
+        lb.tls
+            .as_ref()
+            .map(|t| SocketAddr::new(ip, *t.port.get_ref())),
+    );
     for b in &lb.backends {
         let name = b.name.get_ref();
         let addr = match backend_address(b.address.get_ref()) {
@@ -99,6 +106,12 @@ pub(super) fn load_balancer(
                 b.name.span(),
                 "load_balancer.backend.name",
                 format!("duplicate server name `{name}`"),
+            );
+        } else if own.contains(&addr) {
+            c.error(
+                b.address.span(),
+                "load_balancer.backend.address",
+                format!("{addr} is the load balancer's own listener (requests would loop)"),
             );
         } else if let Some(other) = servers.iter().find(|s| s.addr == addr) {
             let other = other.name.clone();
