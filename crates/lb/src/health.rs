@@ -436,8 +436,12 @@ impl ServerSet {
             .await
             .map_err(|e| format!("handshake: {e}"))?;
         tokio::spawn(conn);
+        let host = match &self.check.host {
+            Some(h) => h.clone(),
+            None => upstream.addr.to_string(),
+        };
         let req = Request::get(&self.check.path)
-            .header(header::HOST, upstream.addr.to_string())
+            .header(header::HOST, host)
             .header(header::USER_AGENT, "webinfra-health-check")
             .header(header::CONNECTION, "close")
             .body(Empty::<Bytes>::new())
@@ -499,6 +503,7 @@ mod tests {
             upstreams,
             HealthCheck {
                 path: "/".into(),
+                host: None,
                 interval: Duration::from_millis(10),
                 timeout: Duration::from_millis(10),
                 rise: 2,

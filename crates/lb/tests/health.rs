@@ -1,4 +1,5 @@
-//! Active health checks as an operator configures them: the expected status.
+//! Active health checks as an operator configures them: the expected status
+//! and the `Host` they are sent with.
 
 mod common;
 
@@ -36,4 +37,31 @@ fn a_server_answering_another_status_than_expected_is_taken_down() {
         .contains("204"));
     let r = webinfra_test_support::http::get(lb.site, "/").unwrap();
     assert_eq!(r.status, 503);
+}
+
+#[test]
+fn checks_can_name_the_host_a_virtual_host_server_expects() {
+    // The servers serve /vhost/www.example.com only to that Host: checked
+    // with their address as Host (the default) they are down.
+    let lb = Lb::start(&["a"], |cfg| {
+        cfg.health_check.path = "/vhost/www.example.com".into();
+        cfg.health_check.interval = Duration::from_millis(50);
+        cfg.health_check.fall = 1;
+    });
+    wait_until(Duration::from_secs(5), "a down by its check", || {
+        lb.stats()["servers"][0]["up"] == false
+    });
+    assert!(lb.stats()["servers"][0]["last_check"]
+        .as_str()
+        .unwrap()
+        .contains("404"));
+    let mut named = lb.config();
+    named.health_check.host = Some("www.example.com".into());
+    *lb.next_config.lock().unwrap() = Ok(named);
+    lb.block_on(lb.hangup.send(())).unwrap();
+    wait_until(Duration::from_secs(5), "a up again", || {
+        lb.stats()["servers"][0]["up"] == true
+    });
+    let r = webinfra_test_support::http::get(lb.site, "/").unwrap();
+    assert_eq!((r.status, r.text()), (200, "a".to_string()));
 }

@@ -111,8 +111,10 @@ impl Default for ServerLimits {
 /// `fall`, `http-check expect status`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthCheck {
-    /// Path requested with GET.
+    /// Path (and query) requested with GET.
     pub path: String,
+    /// `Host` of the check request; None: the server's address.
+    pub host: Option<String>,
     /// Time between checks of one server.
     pub interval: Duration,
     /// How long one check may take.

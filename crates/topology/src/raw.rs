@@ -93,6 +93,7 @@ pub struct RawTls {
 #[serde(deny_unknown_fields)]
 pub struct RawHealthCheck {
     pub path: Option<S<String>>,
+    pub host: Option<S<String>>,
     pub interval_ms: Option<S<u64>>,
     pub timeout_ms: Option<S<u64>>,
     pub rise: Option<S<u32>>,

@@ -431,3 +431,33 @@ fn a_sticky_cookie_needs_a_plain_name() {
         "is not a cookie name",
     );
 }
+
+#[test]
+fn a_health_check_path_must_be_sendable_and_may_name_its_host() {
+    let src = LB_ONLY.replace(
+        "path = \"/\"",
+        "path = \"/health?full=1&x=%20\"\nhost = \"www.example.com:8080\"",
+    );
+    let hc = Topology::parse_str(&src, "lb.toml")
+        .unwrap()
+        .load_balancer
+        .unwrap()
+        .health_check;
+    assert_eq!(hc.path, "/health?full=1&x=%20");
+    assert_eq!(hc.host.as_deref(), Some("www.example.com:8080"));
+    // A space would have made every check request fail to build.
+    for path in ["/a b", "health", "/%zz", "/a\"b"] {
+        let bad = LB_ONLY.replace("path = \"/\"", &format!("path = {path:?}"));
+        let line = line_of(&bad, "path = ");
+        assert_one(&bad, line, 8, "load_balancer.health_check.path", "a path");
+    }
+    let bad = src.replace("www.example.com:8080", "www example");
+    let line = line_of(&bad, "host = \"www example\"");
+    assert_one(
+        &bad,
+        line,
+        8,
+        "load_balancer.health_check.host",
+        "not a host name",
+    );
+}

@@ -77,6 +77,11 @@ async fn answer(
         let mut resp = Response::new(Full::new(Bytes::from(name)));
         if let Some(code) = path.strip_prefix("/status/") {
             *resp.status_mut() = code.parse::<u16>().unwrap().try_into().unwrap();
+        } else if let Some(site) = path.strip_prefix("/vhost/") {
+            // Like a name-based virtual host: only its own Host is served.
+            if parts.headers.get("host").is_none_or(|h| h != site) {
+                *resp.status_mut() = hyper::StatusCode::NOT_FOUND;
+            }
         }
         return resp;
     }
@@ -171,6 +176,7 @@ pub fn config(backends: &[(&'static str, SocketAddr)]) -> LoadBalancer {
             .collect(),
         health_check: HealthCheck {
             path: "/".into(),
+            host: None,
             interval: Duration::from_secs(30),
             timeout: Duration::from_secs(1),
             rise: 2,

@@ -341,6 +341,7 @@ fn client_limits(c: &mut Checker, lb: &RawLoadBalancer) -> ClientLimits {
 fn health_check(c: &mut Checker, raw: Option<&RawHealthCheck>) -> HealthCheck {
     let mut hc = HealthCheck {
         path: "/healthz".into(),
+        host: None,
         interval: Duration::from_millis(2000),
         timeout: Duration::from_millis(1000),
         rise: 2,
@@ -359,14 +360,31 @@ fn health_check(c: &mut Checker, raw: Option<&RawHealthCheck>) -> HealthCheck {
         hc.expect_status = Some(*v.get_ref());
     }
     if let Some(p) = &raw.path {
-        if !p.get_ref().starts_with('/') {
+        if !valid_path(p.get_ref()) {
             c.error(
                 p.span(),
                 "load_balancer.health_check.path",
-                "must start with '/'".into(),
+                "must be a path starting with '/' (an optional ?query; spaces and other unsafe bytes %-encoded)".into(),
             );
         }
         hc.path = p.get_ref().clone();
+    }
+    if let Some(h) = &raw.host {
+        let name = h.get_ref();
+        let ok = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b));
+        if !ok {
+            c.error(
+                h.span(),
+                "load_balancer.health_check.host",
+                format!(
+                    "`{name}` is not a host name (e.g. www.example.com or www.example.com:8080)"
+                ),
+            );
+        }
+        hc.host = Some(name.clone());
     }
     let positive = |c: &mut Checker, v: &S<u64>, key: &str| {
         if *v.get_ref() == 0 {
@@ -392,4 +410,15 @@ fn health_check(c: &mut Checker, raw: Option<&RawHealthCheck>) -> HealthCheck {
         }
     }
     hc
+}
+
+/// An origin-form request target (RFC 9112 3.2.1): `/path[?query]` with only
+/// the bytes RFC 3986 allows there, `%` starting a valid escape.
+fn valid_path(p: &str) -> bool {
+    let b = p.as_bytes();
+    b.first() == Some(&b'/')
+        && b.iter().enumerate().all(|(i, c)| match c {
+            b'%' => b.len() > i + 2 && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit(),
+            c => c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?".contains(c),
+        })
 }
