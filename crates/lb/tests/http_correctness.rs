@@ -227,6 +227,7 @@ fn an_absolute_target_s_authority_replaces_host() {
 
 #[test]
 fn targets_that_are_not_a_path_or_an_http_url_are_refused() {
+    assert_refused("GET /caf\u{e9} HTTP/1.1\r\nHost: a\r\n\r\n", 400);
     for target in [
         "www.foobar.com:80",
         "ftp://www.foobar.com/x",

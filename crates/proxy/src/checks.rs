@@ -43,6 +43,14 @@ fn target(parts: &mut Parts) -> Result<(), Refusal> {
     if uri.path() == "*" && parts.method != Method::OPTIONS {
         return Err(BAD_TARGET);
     }
+    // RFC 3986: a URI is ASCII; clients percent-encode anything else. Raw
+    // bytes above 0x7f could be decoded differently by a server behind us.
+    if uri.path_and_query().is_some_and(|p| !p.as_str().is_ascii()) {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "400 Bad Request: the request target must be ASCII (percent-encode other bytes)",
+        ));
+    }
     let hosts = parts.headers.get_all(header::HOST).iter().count();
     if hosts > 1 {
         return Err((
