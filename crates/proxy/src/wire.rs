@@ -160,20 +160,20 @@ fn framing(status: StatusCode, headers: &HeaderMap, method: &Method) -> Result<F
     {
         return Ok(Framing::Empty);
     }
-    if let Some(last) = headers
+    let codings: Vec<&[u8]> = headers
         .get_all(header::TRANSFER_ENCODING)
         .iter()
         .flat_map(|v| v.as_bytes().split(|b| *b == b','))
         .map(|c| c.trim_ascii())
-        .rfind(|c| !c.is_empty())
-    {
-        // Chunked last: chunked wins over any Content-Length. Anything else
-        // is delimited by the close.
-        return Ok(if last.eq_ignore_ascii_case(b"chunked") {
-            Framing::Chunked
-        } else {
-            Framing::Close
-        });
+        .filter(|c| !c.is_empty())
+        .collect();
+    match codings[..] {
+        [] => {}
+        // Chunked wins over any Content-Length.
+        [only] if only.eq_ignore_ascii_case(b"chunked") => return Ok(Framing::Chunked),
+        // gzip and friends as transfer codings: we would have to decode
+        // them, or pass on a body whose coding nothing declares (HAProxy: 502).
+        _ => return Err("a transfer coding other than chunked".into()),
     }
     let mut length: Option<u64> = None;
     for v in headers.get_all(header::CONTENT_LENGTH) {
@@ -264,6 +264,8 @@ mod tests {
             parse("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n").is_err()
         );
         assert!(parse("HTTP/1.1 200 OK\r\nContent-Length: -2\r\n\r\n").is_err());
+        assert!(parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").is_err());
+        assert!(parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n").is_err());
         assert!(parse("HTTP/1.1 200 OK\r\nContent-Le").unwrap().is_none());
         let head_req = parse_response(
             b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n",

@@ -283,6 +283,11 @@ async fn broken_responses_are_errors_that_say_what_was_wrong() {
         ),
         ("HTTP/1.1 2000 OK\r\n\r\n", "invalid"),
         ("garbage\r\n\r\n", "invalid"),
+        // Passed on, the gzip-coded body would reach the client undeclared.
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+            "transfer coding other than chunked",
+        ),
     ] {
         let (up, _) = server(vec![answer], true).await;
         let e = c.send(&up, get("/")).await.unwrap_err();
