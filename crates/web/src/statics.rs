@@ -1,12 +1,14 @@
 //! Static files the way nginx serves them: the right `Content-Type`, `ETag` and
-//! `Last-Modified` with `304 Not Modified` on revalidation, and gzip when the
-//! client accepts it. Contents and their gzip form are cached in memory, keyed
-//! by the file's size and modification time, so an edited file is picked up.
+//! `Last-Modified` with `304 Not Modified` on revalidation, single byte
+//! ranges ([`crate::range`]), and gzip when the client accepts it. Contents
+//! and their gzip form are cached in memory, keyed by the file's size and
+//! modification time, so an edited file is picked up.
 //!
 //! Unlike nginx (size + mtime), the `ETag` is a hash of the content, so the
 //! same file on two servers behind the load balancer has the same `ETag` and a
 //! revalidation answered by the other server is still a 304.
 
+use crate::range::{self, Ranged};
 use bytes::Bytes;
 use flate2::{write::GzEncoder, Compression};
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
@@ -72,9 +74,12 @@ impl StaticFiles {
                 return text_response(StatusCode::INTERNAL_SERVER_ERROR, "500 cannot read file");
             }
         };
+        let last_modified = httpdate::fmt_http_date(modified);
+        // Ranges are of the file itself, never of its gzip form (like nginx).
+        let ranged = range::ranged(req, raw.len(), &etag, &last_modified);
         // The gzip form is its own representation, with its own ETag.
         let (bytes, variant_etag, gzipped) = match gzip {
-            Some(gz) if accepts_gzip(req) => {
+            Some(gz) if accepts_gzip(req) && ranged == Ranged::Whole => {
                 let tag = format!("{}-gz\"", etag.trim_end_matches('"'));
                 (gz, tag, true)
             }
@@ -82,9 +87,12 @@ impl StaticFiles {
         };
         let mut resp = Response::builder()
             .header(header::ETAG, &variant_etag)
-            .header(header::LAST_MODIFIED, httpdate::fmt_http_date(modified));
+            .header(header::LAST_MODIFIED, &last_modified);
         if compressible {
             resp = resp.header(header::VARY, "Accept-Encoding");
+        }
+        if !gzipped {
+            resp = resp.header(header::ACCEPT_RANGES, "bytes");
         }
         if not_modified(req, &etag, &variant_etag, modified) {
             return resp
@@ -96,6 +104,25 @@ impl StaticFiles {
             format!("{}; charset=utf-8", mime.essence_str())
         } else {
             mime.essence_str().to_string()
+        };
+        let total = bytes.len();
+        let bytes = match ranged {
+            Ranged::Whole => bytes,
+            Ranged::Part(r) => {
+                resp = resp.status(StatusCode::PARTIAL_CONTENT).header(
+                    header::CONTENT_RANGE,
+                    format!("bytes {}-{}/{total}", r.start, r.end - 1),
+                );
+                bytes.slice(r)
+            }
+            Ranged::Unsatisfiable => {
+                return resp
+                    .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                    .header(header::CONTENT_RANGE, format!("bytes */{total}"))
+                    .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+                    .body(full("416 Range Not Satisfiable"))
+                    .expect("valid response");
+            }
         };
         resp = resp
             .header(header::CONTENT_TYPE, content_type)
@@ -241,7 +268,7 @@ mod tests {
 
     #[tokio::test]
     async fn etag_revalidation_and_gzip() {
-        let dir = tempfile_dir();
+        let dir = tempfile_dir("etag");
         std::fs::write(dir.join("a.css"), "body { color: red; }\n".repeat(40)).unwrap();
         let files = StaticFiles::new(dir.clone());
         let mut h = HeaderMap::new();
@@ -263,8 +290,55 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
-    fn tempfile_dir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("webinfra-statics-{}", std::process::id()));
+    async fn body(r: Response<ResBody>) -> Bytes {
+        use http_body_util::BodyExt;
+        r.into_body().collect().await.unwrap().to_bytes()
+    }
+
+    #[tokio::test]
+    async fn byte_ranges_of_the_file_itself() {
+        let dir = tempfile_dir("range");
+        let text: String = (0..100)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        std::fs::write(dir.join("v.txt"), text.repeat(10)).unwrap();
+        let files = StaticFiles::new(dir.clone());
+        let mut h = HeaderMap::new();
+        let whole = files.serve("v.txt", &Method::GET, &h).await;
+        assert_eq!(whole.headers()[header::ACCEPT_RANGES], "bytes");
+        let etag = whole.headers()[header::ETAG].clone();
+        // A range is served from the file even to a gzip client.
+        h.insert(header::ACCEPT_ENCODING, "gzip".parse().unwrap());
+        h.insert(header::RANGE, "bytes=26-29".parse().unwrap());
+        let r = files.serve("v.txt", &Method::GET, &h).await;
+        assert_eq!(r.status(), 206);
+        assert_eq!(r.headers()[header::CONTENT_RANGE], "bytes 26-29/1000");
+        assert_eq!(r.headers()[header::CONTENT_LENGTH], "4");
+        assert!(r.headers().get(header::CONTENT_ENCODING).is_none());
+        assert_eq!(body(r).await, "abcd");
+        h.insert(header::RANGE, "bytes=-3".parse().unwrap());
+        assert_eq!(
+            body(files.serve("v.txt", &Method::GET, &h).await).await,
+            "tuv"
+        );
+        h.insert(header::RANGE, "bytes=1000-".parse().unwrap());
+        let r = files.serve("v.txt", &Method::GET, &h).await;
+        assert_eq!(r.status(), 416);
+        assert_eq!(r.headers()[header::CONTENT_RANGE], "bytes */1000");
+        // A stale If-Range gets the whole (here gzipped) file.
+        h.insert(header::RANGE, "bytes=0-1".parse().unwrap());
+        h.insert(header::IF_RANGE, "\"stale\"".parse().unwrap());
+        let r = files.serve("v.txt", &Method::GET, &h).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()[header::CONTENT_ENCODING], "gzip");
+        h.insert(header::IF_RANGE, etag);
+        assert_eq!(files.serve("v.txt", &Method::GET, &h).await.status(), 206);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn tempfile_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("webinfra-statics-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         dir
     }
