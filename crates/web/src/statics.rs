@@ -172,16 +172,37 @@ fn content_hash(bytes: &[u8]) -> u64 {
     })
 }
 
-/// Joins `rel` under `root`, refusing anything that could leave it.
+/// Joins `rel` (percent-encoded, as in the URL) under `root`, refusing
+/// anything that could leave it, before or after decoding.
 fn safe_join(root: &Path, rel: &str) -> Option<PathBuf> {
-    if rel.is_empty() || rel.contains('\\') || rel.contains('\0') || rel.contains('%') {
+    let rel = percent_decode(rel)?;
+    if rel.is_empty() || rel.contains('\\') || rel.contains('\0') {
         return None;
     }
-    let rel = Path::new(rel);
+    let rel = Path::new(&rel);
     if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
         return None;
     }
     Some(root.join(rel))
+}
+
+/// `%XX` escapes decoded (nginx serves `a%20b.css` from `a b.css`); None
+/// for a broken escape or bytes that are not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 fn is_compressible(essence: &str) -> bool {
@@ -253,6 +274,13 @@ mod tests {
         assert_eq!(safe_join(root, "a/../../x"), None);
         assert_eq!(safe_join(root, "/etc/passwd"), None);
         assert_eq!(safe_join(root, "%2e%2e/x"), None);
+        assert_eq!(safe_join(root, "a%2f..%2f..%2fx"), None);
+        assert_eq!(safe_join(root, "%00"), None);
+        assert_eq!(safe_join(root, "a%zz"), None);
+        assert_eq!(
+            safe_join(root, "my%20file%C3%A9.css"),
+            Some(PathBuf::from("/srv/my fileé.css"))
+        );
     }
 
     #[test]
