@@ -103,6 +103,29 @@ fn an_upgrade_is_switched_and_the_tunnel_outlives_the_keep_alive_timeout() {
 }
 
 #[test]
+fn an_h2c_upgrade_is_never_passed_on() {
+    // A tunnel of HTTP/2 straight to the server would carry requests the
+    // load balancer never sees (h2c smuggling): served as plain HTTP/1.1.
+    let lb = Lb::start(&["a"], |_| {});
+    let r = webinfra_test_support::http::request(
+        lb.site,
+        "GET",
+        "/",
+        &[
+            ("Connection", "Upgrade, HTTP2-Settings"),
+            ("Upgrade", "h2c"),
+            ("HTTP2-Settings", "AAMAAABkAAQCAAAAAAIAAAAA"),
+        ],
+        b"",
+    )
+    .unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "a"));
+    let seen = lb.backend("a").record.seen.lock().unwrap()[0].clone();
+    assert_eq!(seen.header("upgrade"), None);
+    assert_eq!(seen.header("http2-settings"), None);
+}
+
+#[test]
 fn an_upgrade_the_server_declines_is_a_plain_response() {
     let lb = Lb::start(&["a"], |_| {});
     let r = webinfra_test_support::http::request(

@@ -40,7 +40,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// The protocol an HTTP/1.1 request asks to switch to (`Connection: upgrade`
-/// with `Upgrade: websocket`, say), if it asks.
+/// with `Upgrade: websocket`, say), if it asks. `h2c` is never passed on:
+/// a tunnel of HTTP/2 to the server would carry requests we never see
+/// ("h2c smuggling"); like HAProxy, such a request is served as plain HTTP/1.1.
 pub fn upgrade_requested(headers: &HeaderMap) -> Option<HeaderValue> {
     let asks = headers
         .get_all(header::CONNECTION)
@@ -49,6 +51,11 @@ pub fn upgrade_requested(headers: &HeaderMap) -> Option<HeaderValue> {
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"));
     asks.then(|| headers.get(header::UPGRADE).cloned())
         .flatten()
+        .filter(|p| {
+            !p.as_bytes()
+                .split(|b| *b == b',')
+                .any(|t| t.trim_ascii().to_ascii_lowercase().starts_with(b"h2c"))
+        })
 }
 
 /// Puts back the two headers of a protocol switch after hop-by-hop stripping.
