@@ -13,19 +13,22 @@ pub const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-pro
 /// Which server answered.
 pub const SERVED_BY: HeaderName = HeaderName::from_static("x-served-by");
 
-/// Headers that describe one connection and must not be forwarded (RFC 9110 7.6.1).
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// Headers that describe one connection and must not be forwarded (RFC 9110
+/// 7.6.1). `Trailer` is not one of them: it tells the far end which trailer
+/// fields follow the body, and trailers are passed on.
+const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
     header::TE,
-    header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
 ];
 
-/// Removes hop-by-hop headers, including any named in `Connection`.
+/// Removes hop-by-hop headers, including any named in `Connection`. A
+/// request's `TE: trailers` goes on as just that: we pass trailers through,
+/// so the next hop may send them (other codings in `TE` are ours to refuse).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -34,8 +37,16 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
         .collect();
+    let trailers = headers
+        .get_all(header::TE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"));
     for name in named.iter().chain(HOP_BY_HOP.iter()) {
         headers.remove(name);
+    }
+    if trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
 }
 
@@ -141,11 +152,14 @@ mod tests {
         h.insert(header::CONNECTION, "keep-alive, x-secret".parse().unwrap());
         h.insert("x-secret", "1".parse().unwrap());
         h.insert("keep-alive", "timeout=5".parse().unwrap());
-        h.insert(header::TE, "trailers".parse().unwrap());
+        h.insert(header::TE, "gzip, trailers;q=1".parse().unwrap());
         h.insert("x-kept", "1".parse().unwrap());
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+        h.insert(header::TE, "gzip, trailers".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h[header::TE], "trailers");
     }
 
     #[test]

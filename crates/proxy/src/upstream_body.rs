@@ -17,6 +17,26 @@ use tokio::net::TcpStream;
 
 /// Longest chunk-size or trailer line accepted.
 const MAX_LINE: usize = 4096;
+/// Most trailer fields passed on; more are dropped.
+const MAX_TRAILERS: usize = 32;
+/// Fields that must not come in a trailer (RFC 9110 6.5.1: framing,
+/// routing, representation metadata, hop-by-hop); they are dropped.
+const NOT_IN_TRAILERS: [&str; 14] = [
+    "content-length",
+    "transfer-encoding",
+    "trailer",
+    "te",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "host",
+    "content-type",
+    "content-encoding",
+    "content-range",
+    "cache-control",
+    "set-cookie",
+    "www-authenticate",
+];
 
 /// Reads more bytes from `stream` into `buf`; Ok(0) at end of stream.
 pub(crate) fn poll_fill(
@@ -67,6 +87,8 @@ pub struct UpstreamBody {
     conn: Option<Conn>,
     /// Runs while a read waits (made only then: most bodies arrive with the head).
     stall: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Trailer fields of a chunked body, passed on after its data.
+    trailers: Option<http::HeaderMap>,
 }
 
 impl std::fmt::Debug for UpstreamBody {
@@ -84,6 +106,7 @@ impl UpstreamBody {
             state: State::Upgraded,
             conn: Some(conn),
             stall: None,
+            trailers: None,
         }
     }
 
@@ -108,6 +131,7 @@ impl UpstreamBody {
             state,
             conn: Some(conn),
             stall: None,
+            trailers: None,
         };
         if state == State::Done {
             body.finish();
@@ -142,6 +166,24 @@ fn take_line(buf: &mut BytesMut) -> Option<BytesMut> {
     let line = buf.split_to(end);
     let _ = buf.split_to(2);
     Some(line)
+}
+
+/// One trailer line into `map`, unless it is malformed, not allowed in a
+/// trailer, or one too many.
+fn add_trailer(map: &mut http::HeaderMap, line: &[u8]) {
+    let Some(colon) = line.iter().position(|b| *b == b':') else {
+        return;
+    };
+    let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+    let (Ok(name), Ok(value)) = (
+        http::HeaderName::from_bytes(name),
+        http::HeaderValue::from_bytes(value),
+    ) else {
+        return;
+    };
+    if map.len() < MAX_TRAILERS && !NOT_IN_TRAILERS.contains(&name.as_str()) {
+        map.append(name, value);
+    }
 }
 
 /// A chunk-size line: hex digits, then optional `;extensions`.
@@ -204,12 +246,14 @@ impl http_body::Body for UpstreamBody {
                     continue;
                 }
                 State::Trailers => {
-                    // Trailer fields are not forwarded; the empty line ends the body.
+                    // Trailer fields, then the empty line that ends the body.
                     if let Some(line) = take_line(&mut conn.buf) {
                         if line.is_empty() {
                             this.finish();
-                            return Poll::Ready(None);
+                            let trailers = this.trailers.take().filter(|t| !t.is_empty());
+                            return Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))));
                         }
+                        add_trailer(this.trailers.get_or_insert_with(Default::default), &line);
                         continue;
                     }
                 }
@@ -268,6 +312,23 @@ impl http_body::Body for UpstreamBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trailers_keep_end_to_end_fields_only() {
+        let mut map = http::HeaderMap::new();
+        for line in [
+            &b"X-Checksum: abc"[..],
+            b"grpc-status:0",
+            b"Content-Length: 5",
+            b"no colon",
+            b"bad name: 1",
+        ] {
+            add_trailer(&mut map, line);
+        }
+        assert_eq!(map.len(), 2, "{map:?}");
+        assert_eq!(map["x-checksum"], "abc");
+        assert_eq!(map["grpc-status"], "0");
+    }
 
     #[test]
     fn chunk_sizes() {
