@@ -36,6 +36,10 @@ fn main() {
         _ => "warn",
     };
     webinfra_telemetry::init(level);
+    let open_files = webinfra_process::raise_open_files_limit();
+    if let args::Command::Run { .. } = args.command {
+        tracing::info!(open_files, "limit on open files");
+    }
     // On one CPU (e.g. pinned with taskset) a single-threaded scheduler does
     // the same work without the work-stealing machinery.
     let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);

@@ -194,3 +194,63 @@ fn https_without_a_named_certificate_serves_a_self_signed_one() {
         assert!(answer.ends_with("\r\n\r\na"), "{answer}");
     }
 }
+
+/// The soft limit in force for `pid` (`Max open files` in /proc/PID/limits).
+fn open_files_limits(pid: &str) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let n: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (n[0], n[1])
+}
+
+#[test]
+fn a_low_limit_on_open_files_is_raised_so_clients_up_to_max_connections_are_served() {
+    // Started with a soft limit of 256 (a shell's usual 1024 scaled down),
+    // the load balancer holds 600 clients and their servers' connections.
+    const HOST: &str = "127.78.1.4";
+    let (_, hard) = open_files_limits("self");
+    assert!(
+        hard >= 2048,
+        "this test needs a hard limit of 2048 (have {hard})"
+    );
+    let a = named_server("a");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lb.toml");
+    std::fs::write(&file, topology(&[("a", a, "")]).replace(LB, HOST)).unwrap();
+    let child = Command::new("bash")
+        .args(["-c", "ulimit -Sn 256 && exec \"$0\" \"$@\"", BIN])
+        .args(["run", "load-balancer", "-t"])
+        .arg(&file)
+        .arg("-s")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lb = KillOnDrop(child);
+    let site: SocketAddr = format!("{HOST}:18080").parse().unwrap();
+    poll("the load balancer", Duration::from_secs(20), || {
+        http::get(site, "/").ok().filter(|r| r.status == 200)
+    });
+    let pid = lb.0.id().to_string();
+    assert_eq!(open_files_limits(&pid).0, hard.min(1 << 20));
+    let mut clients: Vec<std::net::TcpStream> = (0..600)
+        .map(|_| std::net::TcpStream::connect(site).unwrap())
+        .collect();
+    for c in &mut clients {
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        let mut buf = [0u8; 512];
+        let n = std::io::Read::read(c, &mut buf)
+            .unwrap_or_else(|e| panic!("client {i} got no answer: {e}"));
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "client {i}");
+    }
+}

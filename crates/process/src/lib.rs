@@ -4,7 +4,8 @@
 //! parent with `PR_SET_PDEATHSIG`, so killing a parent -- like losing the
 //! machine -- takes its children with it, and nothing is left running after a
 //! crash. Processes are only ever signalled by their own pid (or their own
-//! process group), never by name.
+//! process group), never by name. Each process also lifts its own limit on
+//! open files ([`raise_open_files_limit`]), as HAProxy and nginx do.
 
 use std::time::{Duration, Instant};
 
@@ -70,3 +71,33 @@ pub fn wait_gone(pid: u32, deadline: Duration) -> bool {
 }
 
 pub use libc::{SIGHUP, SIGINT, SIGKILL, SIGTERM};
+
+/// Raises this process's soft limit on open files to its hard limit (capped
+/// at 1,048,576), as HAProxy does for its `maxconn`: a proxy holds two
+/// descriptors per client, and the usual soft limit of 1024 would refuse
+/// clients long before `max_connections`. Children inherit it. Returns the
+/// limit now in force.
+#[allow(unsafe_code)]
+pub fn raise_open_files_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        let want = lim.rlim_max.min(1 << 20);
+        if lim.rlim_cur < want {
+            let raised = libc::rlimit {
+                rlim_cur: want,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = want;
+            }
+        }
+    }
+    lim.rlim_cur as u64
+}

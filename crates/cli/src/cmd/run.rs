@@ -65,6 +65,17 @@ async fn load_balancer(t: &Topology, host: Option<&str>, stack: &StackArgs) -> a
         .context("the topology has no [load_balancer]")?;
     pick_host(std::slice::from_ref(&lb.host), host, "load balancer")?;
     let lb = crate::certificate::fill_in(t, lb, &stack.state_dir)?;
+    // Two descriptors per client (its own and its server's), plus the pools.
+    let needed = 2 * lb.clients.max_connections as u64 + 1024;
+    let limit = webinfra_process::raise_open_files_limit();
+    if limit < needed {
+        tracing::warn!(
+            limit,
+            needed,
+            max_connections = lb.clients.max_connections,
+            "the limit on open files is below what max_connections needs: raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower max_connections"
+        );
+    }
     let site = bind(lb.listen, "load balancer").await?;
     let tls = match &lb.tls {
         None => None,
