@@ -109,6 +109,13 @@ fn alpn_offers_http2_and_requests_are_served_over_it() {
         let resp = sender.send_request(req).await.unwrap();
         let status = resp.status().as_u16();
         let body = resp.into_body().collect().await.unwrap().to_bytes();
+        // Headers as large as HTTP/1.1 takes (a 30 KB cookie) pass over h2 too.
+        let big = http::Request::get("https://localhost/big")
+            .header("cookie", "a".repeat(30_000))
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let big = sender.send_request(big).await.map(|r| r.status().as_u16());
+        assert_eq!(big.ok(), Some(200));
         (alpn, status, body)
     });
     assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));

@@ -159,7 +159,11 @@ async fn serve_inner<H, F>(
         .max_headers(MAX_HEADERS)
         .max_buf_size(MAX_HEAD_BYTES)
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    // The same header budget over HTTP/2 as over HTTP/1.1 (hyper's own is 16 KiB).
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEAD_BYTES as u32);
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(options.max_connections));
