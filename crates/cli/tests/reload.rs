@@ -254,3 +254,98 @@ fn a_low_limit_on_open_files_is_raised_so_clients_up_to_max_connections_are_serv
         assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "client {i}");
     }
 }
+
+/// A server for the access log: `/cut` breaks off mid-body, `/big` sends
+/// 64 MiB, anything else answers `ok`.
+fn log_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.78.1.2:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                let mut first = String::new();
+                let mut line = String::new();
+                while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                    if first.is_empty() {
+                        first = line.clone();
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                    line.clear();
+                }
+                let out = reader.get_mut();
+                let _ = if first.contains(" /cut ") {
+                    out.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten!!")
+                } else if first.contains(" /big ") {
+                    let _ = out.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 67108864\r\n\r\n");
+                    let chunk = vec![b'x'; 1 << 20];
+                    (0..64).try_for_each(|_| out.write_all(&chunk))
+                } else {
+                    out.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    )
+                };
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn the_access_log_says_how_each_transfer_ended() {
+    // One line per request, written when the body is done: bytes sent and
+    // whether it completed, the client went away or the server broke off.
+    const HOST: &str = "127.78.1.5";
+    let server = log_server();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lb.toml");
+    let topology = topology(&[("a", server, "")])
+        .replace(LB, HOST)
+        .replace("access_log = false", "access_log = true");
+    std::fs::write(&file, topology).unwrap();
+    let log_path = dir.path().join("lb.log");
+    let child = Command::new(BIN)
+        .args(["run", "load-balancer", "-t"])
+        .arg(&file)
+        .arg("-s")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let _lb = KillOnDrop(child);
+    let site: SocketAddr = format!("{HOST}:18080").parse().unwrap();
+    poll("the load balancer", Duration::from_secs(20), || {
+        http::get(site, "/ready").ok().filter(|r| r.status == 200)
+    });
+    assert_eq!(http::get(site, "/whole").unwrap().text(), "ok");
+    // The client sees a short body; only the log line matters here.
+    let _ = http::get(site, "/cut");
+    // Read the head of the 64 MiB answer, then hang up.
+    let mut s = std::net::TcpStream::connect(site).unwrap();
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let mut head = [0u8; 64];
+    std::io::Read::read_exact(&mut s, &mut head).unwrap();
+    drop(s);
+    let line = |path: &str| {
+        let log = std::fs::read_to_string(&log_path).unwrap();
+        log.lines()
+            .find(|l| l.contains("proxied") && l.contains(&format!("path={path} ")))
+            .map(String::from)
+    };
+    let whole = poll("the /whole line", Duration::from_secs(10), || {
+        line("/whole")
+    });
+    assert!(whole.contains("bytes=2 end=\"complete\""), "{whole}");
+    assert!(
+        whole.contains("status=200") && whole.contains("server=a"),
+        "{whole}"
+    );
+    let cut = poll("the /cut line", Duration::from_secs(10), || line("/cut"));
+    assert!(cut.contains("bytes=10 end=\"server failed"), "{cut}");
+    let big = poll("the /big line", Duration::from_secs(20), || line("/big"));
+    assert!(big.contains("end=\"client aborted\""), "{big}");
+}

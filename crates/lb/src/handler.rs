@@ -1,6 +1,7 @@
 //! The request path: rewrite headers, pick a server, forward, retry on another
 //! server when that cannot duplicate anything.
 
+use crate::access_log::{AccessLog, Tracked};
 use crate::admission::Refusal;
 use crate::pool::Pool;
 use crate::sticky;
@@ -121,11 +122,15 @@ async fn forward(
     let mut tried: Vec<usize> = Vec::new();
     let mut last_error = None;
     let servers = &pool.servers;
+    // Time spent waiting for a server slot, for the access log.
+    let mut queued_ms = 0.0;
     loop {
-        let (i, in_flight) = match servers
+        let asked = pool.config.access_log.then(Instant::now);
+        let admitted = servers
             .admit(&tried, &*pool.balancer, peer.ip(), pinned)
-            .await
-        {
+            .await;
+        queued_ms += asked.map_or(0.0, |t| crate::access_log::ms(t.elapsed()));
+        let (i, in_flight) = match admitted {
             Ok(admitted) => admitted,
             Err(refusal) => {
                 // After a failed attempt the client hears about that failure.
@@ -215,21 +220,20 @@ async fn forward(
                         sticky::set(&mut rparts.headers, cookie, &upstream.name, secure);
                     }
                 }
-                if pool.config.access_log {
-                    tracing::info!(
-                    method = %parts.method,
-                    path = %parts.uri.path(),
-                    server = %upstream.name,
-                    status = rparts.status.as_u16(),
-                    retries = tried.len(),
-                    ms = start.elapsed().as_secs_f64() * 1000.0,
-                    "proxied"
-                    );
-                }
-                let tracked = Tracked {
-                    inner: rbody,
-                    _in_flight: in_flight,
-                };
+                let log = pool.config.access_log.then(|| {
+                    AccessLog::new(
+                        request_id.clone(),
+                        peer,
+                        parts.method.clone(),
+                        parts.uri.path().to_string(),
+                        upstream.name.clone(),
+                        rparts.status.as_u16(),
+                        tried.len(),
+                        start,
+                        queued_ms,
+                    )
+                });
+                let tracked = Tracked::new(rbody, in_flight, log);
                 return finish(
                     Response::from_parts(rparts, http_body_util::BodyExt::boxed_unsync(tracked)),
                     request_id,
@@ -309,32 +313,4 @@ fn finish(mut resp: Response<ResBody>, request_id: &headers::RequestId) -> Respo
     resp.headers_mut()
         .insert(headers::REQUEST_ID, request_id.0.clone());
     resp
-}
-
-/// A response body that keeps its server's in-flight count until it is done.
-struct Tracked {
-    inner: webinfra_proxy::UpstreamBody,
-    _in_flight: crate::health::InFlight,
-}
-
-impl http_body::Body for Tracked {
-    type Data = bytes::Bytes;
-    type Error = webinfra_proxy::body::BoxError;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.inner)
-            .poll_frame(cx)
-            .map_err(|e| Box::new(e) as Self::Error)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
 }

@@ -7,6 +7,7 @@
 //! active checks in the background and publishes which servers are up; the
 //! request path only reads that snapshot.
 
+mod access_log;
 mod admin;
 pub mod admission;
 pub mod balance;
