@@ -108,10 +108,13 @@ pub enum Command {
     Lb {
         #[command(flatten)]
         stack: StackArgs,
-        /// drain (no new requests), disable (maintenance: no requests, no checks) or enable.
+        /// drain (no new requests), disable (maintenance: no requests, no
+        /// checks), enable, or weight (with a value, until the next reload).
         action: String,
         /// The server's name (a host in `servers`, or a backend's name).
         server: String,
+        /// The new weight (1-256), for `weight`.
+        value: Option<String>,
     },
     /// Re-read the topology file in the running load balancer (like SIGHUP):
     /// servers, weights, algorithm, health check, limits; no connection is dropped.

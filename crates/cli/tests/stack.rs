@@ -569,4 +569,19 @@ fn webinfra_lb_drain_takes_a_server_out_and_enable_puts_it_back() {
     let bad = stack.webinfra(&["lb", "drain", "server-09"]);
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no server named server-09"));
+    // Weights change the same way (and go back to the file's at a reload).
+    let out = stack.webinfra(&["lb", "weight", "server-01", "3"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("server-01: weight 3 (was 1)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stack
+        .webinfra(&["lb", "weight", "server-01", "1"])
+        .status
+        .success());
+    assert_eq!(
+        stack.webinfra(&["lb", "weight", "server-01"]).status.code(),
+        Some(2)
+    );
 }

@@ -1,6 +1,7 @@
 //! The load balancer's admin address: `/healthz` and `/servers` (JSON health),
 //! `/stats` (JSON counters, per server and per client listener), `/metrics` (Prometheus text), `/` (HTML stats page),
-//! `POST /servers/NAME/drain|disable|enable` and `POST /reload` (re-read the
+//! `POST /servers/NAME/drain|disable|enable`, `POST /servers/NAME/weight/N`
+//! (until the next reload) and `POST /reload` (re-read the
 //! topology file; answers the changes, or 422 with the file's errors). The
 //! POSTs are taken only from 127.0.0.1, ::1 and the topology's hosts (403
 //! otherwise).
@@ -52,9 +53,23 @@ pub async fn run(
                     };
                 }
                 if req.method() == http::Method::POST {
-                    // POST /servers/NAME/drain|disable|enable
+                    // POST /servers/NAME/drain|disable|enable, /servers/NAME/weight/N
                     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
                     return match parts.as_slice() {
+                        ["servers", name, "weight", weight] => match servers.set_weight(name, weight) {
+                            Ok((before, weight)) => json_response(
+                                StatusCode::OK,
+                                &serde_json::json!({ "server": name, "weight": weight, "before": before }),
+                            ),
+                            Err(e) if e.starts_with("no server") => json_response(
+                                StatusCode::NOT_FOUND,
+                                &serde_json::json!({ "error": e }),
+                            ),
+                            Err(e) => json_response(
+                                StatusCode::BAD_REQUEST,
+                                &serde_json::json!({ "error": e }),
+                            ),
+                        },
                         ["servers", name, action] => match servers.set_admin(name, action) {
                             Ok(()) => json_response(
                                 StatusCode::OK,

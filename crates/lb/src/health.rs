@@ -44,8 +44,9 @@ struct Counters {
 pub struct ServerSet {
     /// The servers, indexed as everywhere else in this crate.
     pub upstreams: Vec<Upstream>,
-    /// Weights for weighted algorithms.
-    weights: Vec<u32>,
+    /// Weights for weighted algorithms (changed at runtime by `set_weight`;
+    /// a reload sets them from the file again).
+    weights: Vec<AtomicU32>,
     /// Backup servers get traffic only while no other server is up.
     backup: Vec<bool>,
     /// Requests in flight per server (until the response body is done).
@@ -108,7 +109,7 @@ impl ServerSet {
             admin: upstreams.iter().map(|_| AtomicU8::new(READY)).collect(),
             server_errors: upstreams.iter().map(|_| AtomicU32::new(0)).collect(),
             upstreams,
-            weights,
+            weights: weights.into_iter().map(AtomicU32::new).collect(),
             backup,
             check,
             counters: Mutex::new(counters),
@@ -212,6 +213,29 @@ impl ServerSet {
         }
         tracing::warn!(server = name, action, "operator changed the server's state");
         Ok(())
+    }
+
+    /// Sets a server's weight (1-256) until the next reload, like HAProxy's
+    /// `set server ... weight`; returns the old and the new one.
+    pub fn set_weight(&self, name: &str, weight: &str) -> Result<(u32, u32), String> {
+        let i = self
+            .upstreams
+            .iter()
+            .position(|u| u.name == name)
+            .ok_or_else(|| format!("no server named {name}"))?;
+        let weight: u32 = weight
+            .parse()
+            .ok()
+            .filter(|w| (1..=256).contains(w))
+            .ok_or_else(|| format!("weight `{weight}` is not a number from 1 to 256"))?;
+        let before = self.weights[i].swap(weight, Ordering::Relaxed);
+        tracing::warn!(
+            server = name,
+            before,
+            weight,
+            "operator changed the server's weight"
+        );
+        Ok((before, weight))
     }
 
     /// `READY`, `DRAIN` or `MAINT` for server `i`.
@@ -382,7 +406,7 @@ impl ServerSet {
             .collect();
         let mut servers = servers;
         for (i, s) in servers.iter_mut().enumerate() {
-            s["weight"] = self.weights[i].into();
+            s["weight"] = self.weights[i].load(Ordering::Relaxed).into();
             s["backup"] = self.backup[i].into();
             s["in_flight"] = self.in_flight[i].load(Ordering::Relaxed).into();
             s["max_connections"] = self.limits[i].max_connections.into();
@@ -468,7 +492,7 @@ impl crate::balance::Load for ServerSet {
         self.in_flight[i].load(Ordering::Relaxed)
     }
     fn weight(&self, i: usize) -> u32 {
-        self.weights[i]
+        self.weights[i].load(Ordering::Relaxed)
     }
 }
 

@@ -90,3 +90,28 @@ fn drained_and_disabled_servers_get_no_requests_until_enabled() {
     assert_eq!(served(s.site, 6).len(), 2);
     assert_eq!(post("/servers/zz/drain").status, 404);
 }
+
+#[test]
+fn a_weight_set_at_runtime_holds_until_the_next_reload() {
+    let s = start(Algorithm::WeightedRoundRobin, &[(1, false), (1, false)]);
+    let post = |path: &str| client::request(s.admin, "POST", path, &[], b"").unwrap();
+    let r = post("/servers/a/weight/3");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        (r.json()["weight"].clone(), r.json()["before"].clone()),
+        (3.into(), 1.into())
+    );
+    let count = served(s.site, 40);
+    assert_eq!((count["a"], count["b"]), (30, 10));
+    assert_eq!(post("/servers/a/weight/0").status, 400);
+    assert_eq!(post("/servers/a/weight/257").status, 400);
+    assert_eq!(post("/servers/zz/weight/2").status, 404);
+    // A reload sets the file's weights again.
+    s.block_on(s.hangup.send(())).unwrap();
+    common::wait_until(std::time::Duration::from_secs(5), "the reload", || {
+        s.stats()["generation"] == 1
+    });
+    assert_eq!(s.stats()["servers"][0]["weight"], 1);
+    let count = served(s.site, 40);
+    assert_eq!((count["a"], count["b"]), (20, 20));
+}

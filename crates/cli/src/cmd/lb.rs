@@ -1,5 +1,5 @@
-//! `webinfra lb drain|disable|enable SERVER` and `webinfra reload`: the load
-//! balancer's admin API.
+//! `webinfra lb drain|disable|enable SERVER`, `webinfra lb weight SERVER N`
+//! and `webinfra reload`: the load balancer's admin API.
 
 use crate::args::StackArgs;
 use http::Method;
@@ -18,19 +18,37 @@ fn admin_address(stack: &StackArgs) -> Result<std::net::SocketAddr, i32> {
     }
 }
 
-pub async fn lb(stack: &StackArgs, action: &str, server: &str) -> i32 {
-    if !["drain", "disable", "enable"].contains(&action) {
-        eprintln!("webinfra: unknown action `{action}` (drain, disable, enable)");
-        return 2;
-    }
+pub async fn lb(stack: &StackArgs, action: &str, server: &str, value: Option<&str>) -> i32 {
+    let path = match (action, value) {
+        ("drain" | "disable" | "enable", None) => format!("/servers/{server}/{action}"),
+        ("weight", Some(w)) => format!("/servers/{server}/weight/{w}"),
+        ("weight", None) => {
+            eprintln!("webinfra: `lb weight` takes the new weight: webinfra lb weight {server} 3");
+            return 2;
+        }
+        ("drain" | "disable" | "enable", Some(v)) => {
+            eprintln!("webinfra: `lb {action}` takes no value (got `{v}`)");
+            return 2;
+        }
+        _ => {
+            eprintln!("webinfra: unknown action `{action}` (drain, disable, enable, weight)");
+            return 2;
+        }
+    };
     let admin = match admin_address(stack) {
         Ok(a) => a,
         Err(code) => return code,
     };
-    let path = format!("/servers/{server}/{action}");
     match call(admin, Method::POST, &path, Duration::from_secs(3)).await {
-        Ok((200, _)) => {
-            say!("{server}: {action}");
+        Ok((200, body)) => {
+            match body.filter(|_| action == "weight") {
+                Some(b) => say!(
+                    "{server}: weight {} (was {}) until the next reload",
+                    b["weight"],
+                    b["before"]
+                ),
+                None => say!("{server}: {action}"),
+            }
             0
         }
         Ok((_, body)) => {
