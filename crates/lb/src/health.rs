@@ -385,6 +385,7 @@ impl ServerSet {
                 admin: self.admin_state(i),
                 in_flight: self.in_flight[i].load(Ordering::Relaxed),
                 max_connections: self.limits[i].max_connections,
+                weight: self.weights[i].load(Ordering::Relaxed),
                 stats: self.stats[i].snapshot(),
             })
             .collect()

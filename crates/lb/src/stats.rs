@@ -101,6 +101,8 @@ pub struct Row {
     pub in_flight: usize,
     /// Its `max_connections`, if it has one.
     pub max_connections: Option<u32>,
+    /// Its weight now (the file's, or one set at runtime).
+    pub weight: u32,
     /// Counters.
     pub stats: Snapshot,
 }
@@ -207,6 +209,18 @@ pub fn prometheus(rows: &[Row], queued: usize, listeners: &[Listener]) -> String
                 r.name
             ));
         }
+    }
+    metric(
+        &mut out,
+        "webinfra_lb_server_weight",
+        "gauge",
+        "The server's weight for the weighted algorithms.",
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "webinfra_lb_server_weight{{server=\"{}\"}} {}\n",
+            r.name, r.weight
+        ));
     }
     metric(
         &mut out,
@@ -321,7 +335,7 @@ pub fn html(rows: &[Row], queued: usize, listeners: &[Listener]) -> String {
         "</p><p>requests queued for a server slot: {queued}</p>"
     ));
     body.push_str(
-        "<table><tr><th>server</th><th>address</th><th>state</th><th>in flight</th>\
+        "<table><tr><th>server</th><th>address</th><th>state</th><th>weight</th><th>in flight</th>\
          <th>requests</th><th>2xx</th><th>3xx</th><th>4xx</th><th>5xx</th><th>errors</th><th>retries</th><th>avg ms</th></tr>",
     );
     for r in rows {
@@ -336,8 +350,8 @@ pub fn html(rows: &[Row], queued: usize, listeners: &[Listener]) -> String {
             0.0
         };
         body.push_str(&format!(
-            "<tr class=\"{cls}\"><td>{}</td><td>{}</td><td>{state}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{avg:.2}</td></tr>",
-            r.name, r.address, in_flight, s.requests, s.responses[1], s.responses[2], s.responses[3], s.responses[4], s.errors, s.retries,
+            "<tr class=\"{cls}\"><td>{}</td><td>{}</td><td>{state}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{avg:.2}</td></tr>",
+            r.name, r.address, r.weight, in_flight, s.requests, s.responses[1], s.responses[2], s.responses[3], s.responses[4], s.errors, s.retries,
             cls = if r.up && r.admin == "READY" { "up" } else { "down" },
             state = match (r.admin, r.up) {
                 ("READY", true) => "UP",
@@ -374,6 +388,7 @@ mod tests {
                 admin: "READY",
                 in_flight: 0,
                 max_connections: Some(7),
+                weight: 3,
                 stats: snap,
             }],
             3,
@@ -381,6 +396,7 @@ mod tests {
         );
         assert!(text.contains("webinfra_lb_queued_requests 3"));
         assert!(text.contains("webinfra_lb_server_max_connections{server=\"a\"} 7"));
+        assert!(text.contains("webinfra_lb_server_weight{server=\"a\"} 3"));
         assert!(text.contains("webinfra_lb_responses_total{server=\"a\",class=\"5xx\"} 1"));
         assert!(text.contains("webinfra_lb_response_seconds_bucket{server=\"a\",le=\"+Inf\"} 2"));
         assert!(text.contains("webinfra_lb_response_seconds_count{server=\"a\"} 2"));

@@ -103,6 +103,11 @@ fn a_weight_set_at_runtime_holds_until_the_next_reload() {
     );
     let count = served(s.site, 40);
     assert_eq!((count["a"], count["b"]), (30, 10));
+    let metrics = client::get(s.admin, "/metrics").unwrap().text();
+    assert!(
+        metrics.contains("webinfra_lb_server_weight{server=\"a\"} 3"),
+        "{metrics}"
+    );
     assert_eq!(post("/servers/a/weight/0").status, 400);
     assert_eq!(post("/servers/a/weight/257").status, 400);
     assert_eq!(post("/servers/zz/weight/2").status, 404);
