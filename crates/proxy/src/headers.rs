@@ -30,6 +30,11 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 /// request's `TE: trailers` goes on as just that: we pass trailers through,
 /// so the next hop may send them (other codings in `TE` are ours to refuse).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none of them: one pass over the names is cheaper
+    // than a lookup per hop-by-hop name.
+    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -85,11 +90,19 @@ pub fn reframe_body(headers: &mut HeaderMap) {
 
 /// Appends `client` to `X-Forwarded-For` (one comma-separated value, like HAProxy's `option forwardfor`).
 pub fn append_forwarded_for(headers: &mut HeaderMap, client: IpAddr) {
-    let value = match headers.get(&FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {client}"),
-        _ => client.to_string(),
-    };
-    headers.remove(&FORWARDED_FOR);
+    let mut value = String::new();
+    // Earlier hops' lines, in order (a client may send several).
+    for prev in headers.get_all(&FORWARDED_FOR).iter() {
+        if let Ok(prev) = prev.to_str().map(str::trim) {
+            if !prev.is_empty() {
+                value.push_str(prev);
+                value.push_str(", ");
+            }
+        }
+    }
+    use std::fmt::Write as _;
+    let _ = write!(value, "{client}");
+    // `insert` replaces every earlier X-Forwarded-For line.
     if let Ok(v) = HeaderValue::from_str(&value) {
         headers.insert(FORWARDED_FOR, v);
     }
@@ -168,6 +181,14 @@ mod tests {
         append_forwarded_for(&mut h, "10.0.0.1".parse().unwrap());
         append_forwarded_for(&mut h, "127.0.0.1".parse().unwrap());
         assert_eq!(h[&FORWARDED_FOR], "10.0.0.1, 127.0.0.1");
+        // Several lines are one list, in order.
+        h.append(FORWARDED_FOR, "10.0.0.9".parse().unwrap());
+        append_forwarded_for(&mut h, "127.0.0.2".parse().unwrap());
+        assert_eq!(h.get_all(&FORWARDED_FOR).iter().count(), 1);
+        assert_eq!(
+            h[&FORWARDED_FOR],
+            "10.0.0.1, 127.0.0.1, 10.0.0.9, 127.0.0.2"
+        );
     }
 
     #[test]
