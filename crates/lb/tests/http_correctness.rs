@@ -228,3 +228,21 @@ fn targets_that_are_not_a_path_or_an_http_url_are_refused() {
         assert_refused(&format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
     }
 }
+
+#[test]
+fn a_client_that_shuts_its_sending_side_after_the_request_is_answered() {
+    // `printf 'GET / ...' | nc -N`: the request, then FIN. nginx and HAProxy
+    // answer; the connection used to close with no response at all.
+    use std::io::{Read, Write};
+    let lb = Lb::start(&["a"], |_| {});
+    let mut s = std::net::TcpStream::connect(lb.site).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s.write_all(b"GET /half HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer:?}");
+    assert!(answer.ends_with("\r\n\r\na"), "{answer:?}");
+}

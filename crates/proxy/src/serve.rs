@@ -158,6 +158,9 @@ async fn serve_inner<H, F>(
         .header_read_timeout(None)
         .max_headers(MAX_HEADERS)
         .max_buf_size(MAX_HEAD_BYTES)
+        // A client that shuts its sending side after the request (`nc -N`,
+        // some HTTP/1.0 tools) still gets its answer, as from nginx and HAProxy.
+        .half_close(true)
         .keep_alive(true);
     // The same header budget over HTTP/2 as over HTTP/1.1 (hyper's own is 16 KiB).
     builder
