@@ -5,6 +5,7 @@
 //! host through the shared proxy engine. Every response carries
 //! `X-Served-By: <host>` so a client can see which server answered.
 
+pub mod file_body;
 pub mod range;
 pub mod statics;
 

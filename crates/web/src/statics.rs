@@ -2,22 +2,46 @@
 //! `Last-Modified` with `304 Not Modified` on revalidation, single byte
 //! ranges ([`crate::range`]), and gzip when the client accepts it. Contents
 //! and their gzip form are cached in memory, keyed by the file's size and
-//! modification time, so an edited file is picked up.
+//! modification time, so an edited file is picked up; files over 1 MiB are
+//! not cached but read from disk as they are sent ([`crate::file_body`]).
 //!
 //! Unlike nginx (size + mtime), the `ETag` is a hash of the content, so the
 //! same file on two servers behind the load balancer has the same `ETag` and a
 //! revalidation answered by the other server is still a 304.
 
+use crate::file_body::FileBody;
 use crate::range::{self, Ranged};
 use bytes::Bytes;
 use flate2::{write::GzEncoder, Compression};
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
+use http_body_util::BodyExt;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
+use webinfra_proxy::body::BoxError;
 use webinfra_proxy::{full, text_response, ResBody};
+
+/// Files larger than this are sent from disk as they are read, not cached.
+const MAX_CACHED: u64 = 1024 * 1024;
+
+/// What a file's answer is made of.
+enum Content {
+    /// The file (or its gzip form), cached in memory.
+    Memory(Bytes),
+    /// A large file of this many bytes, read from disk when sent.
+    File(u64),
+}
+
+impl Content {
+    fn len(&self) -> u64 {
+        match self {
+            Content::Memory(b) => b.len() as u64,
+            Content::File(n) => *n,
+        }
+    }
+}
 
 /// Files smaller than this are not worth compressing.
 const MIN_GZIP_SIZE: usize = 256;
@@ -67,23 +91,33 @@ impl StaticFiles {
             .unwrap_or(0);
         let mime = mime_guess::from_path(&path).first_or_octet_stream();
         let compressible = is_compressible(mime.essence_str());
-        let (etag, raw, gzip) = match self.load(&path, (meta.len(), nanos), compressible).await {
-            Ok(entry) => entry,
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot read static file");
-                return text_response(StatusCode::INTERNAL_SERVER_ERROR, "500 cannot read file");
+        let (etag, content, gzip) = if meta.len() > MAX_CACHED {
+            // Too large to keep: read from disk as sent, ETag from size and
+            // mtime (nginx's), no gzip.
+            let etag = format!("\"{:x}-{:x}\"", nanos / 1_000_000_000, meta.len());
+            (etag, Content::File(meta.len()), None)
+        } else {
+            match self.load(&path, (meta.len(), nanos), compressible).await {
+                Ok((etag, raw, gzip)) => (etag, Content::Memory(raw), gzip),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot read static file");
+                    return text_response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "500 cannot read file",
+                    );
+                }
             }
         };
         let last_modified = httpdate::fmt_http_date(modified);
         // Ranges are of the file itself, never of its gzip form (like nginx).
-        let ranged = range::ranged(req, raw.len(), &etag, &last_modified);
+        let ranged = range::ranged(req, content.len() as usize, &etag, &last_modified);
         // The gzip form is its own representation, with its own ETag.
-        let (bytes, variant_etag, gzipped) = match gzip {
+        let (content, variant_etag, gzipped) = match gzip {
             Some(gz) if accepts_gzip(req) && ranged == Ranged::Whole => {
                 let tag = format!("{}-gz\"", etag.trim_end_matches('"'));
-                (gz, tag, true)
+                (Content::Memory(gz), tag, true)
             }
-            _ => (raw, etag.clone(), false),
+            _ => (content, etag.clone(), false),
         };
         let mut resp = Response::builder()
             .header(header::ETAG, &variant_etag)
@@ -105,15 +139,15 @@ impl StaticFiles {
         } else {
             mime.essence_str().to_string()
         };
-        let total = bytes.len();
-        let bytes = match ranged {
-            Ranged::Whole => bytes,
+        let total = content.len();
+        let part = match ranged {
+            Ranged::Whole => 0..total,
             Ranged::Part(r) => {
                 resp = resp.status(StatusCode::PARTIAL_CONTENT).header(
                     header::CONTENT_RANGE,
                     format!("bytes {}-{}/{total}", r.start, r.end - 1),
                 );
-                bytes.slice(r)
+                r.start as u64..r.end as u64
             }
             Ranged::Unsatisfiable => {
                 return resp
@@ -126,16 +160,27 @@ impl StaticFiles {
         };
         resp = resp
             .header(header::CONTENT_TYPE, content_type)
-            .header(header::CONTENT_LENGTH, bytes.len());
+            .header(header::CONTENT_LENGTH, part.end - part.start);
         if gzipped {
             resp = resp.header(header::CONTENT_ENCODING, "gzip");
         }
-        let body = if method == Method::HEAD {
-            Bytes::new()
-        } else {
-            bytes
+        let body = match content {
+            _ if method == Method::HEAD => full(Bytes::new()),
+            Content::Memory(bytes) => full(bytes.slice(part.start as usize..part.end as usize)),
+            Content::File(_) => {
+                match FileBody::open(&path, part.start, part.end - part.start).await {
+                    Ok(file) => file.map_err(|e| Box::new(e) as BoxError).boxed_unsync(),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot read static file");
+                        return text_response(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "500 cannot read file",
+                        );
+                    }
+                }
+            }
         };
-        resp.body(full(body)).expect("valid response")
+        resp.body(body).expect("valid response")
     }
 
     async fn load(
@@ -361,6 +406,42 @@ mod tests {
         assert_eq!(r.headers()[header::CONTENT_ENCODING], "gzip");
         h.insert(header::IF_RANGE, etag);
         assert_eq!(files.serve("v.txt", &Method::GET, &h).await.status(), 206);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_large_file_is_sent_from_disk_with_ranges() {
+        let dir = tempfile_dir("large");
+        let data: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(dir.join("big.bin"), &data).unwrap();
+        let files = StaticFiles::new(dir.clone());
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT_ENCODING, "gzip".parse().unwrap());
+        let r = files.serve("big.bin", &Method::GET, &h).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            r.headers()[header::CONTENT_LENGTH],
+            data.len().to_string().as_str()
+        );
+        assert!(r.headers().get(header::CONTENT_ENCODING).is_none());
+        assert_eq!(&body(r).await[..], &data[..]);
+        assert!(files.cache.lock().unwrap().is_empty(), "not kept in memory");
+        h.insert(header::RANGE, "bytes=2000000-2000009".parse().unwrap());
+        let r = files.serve("big.bin", &Method::GET, &h).await;
+        assert_eq!(r.status(), 206);
+        assert_eq!(
+            r.headers()[header::CONTENT_RANGE],
+            "bytes 2000000-2000009/3145728"
+        );
+        assert_eq!(&body(r).await[..], &data[2_000_000..2_000_010]);
+        let etag = files
+            .serve("big.bin", &Method::HEAD, &HeaderMap::new())
+            .await
+            .headers()[header::ETAG]
+            .clone();
+        let mut h = HeaderMap::new();
+        h.insert(header::IF_NONE_MATCH, etag);
+        assert_eq!(files.serve("big.bin", &Method::GET, &h).await.status(), 304);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
