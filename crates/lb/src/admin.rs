@@ -26,6 +26,7 @@ pub async fn run(
         move |req, peer: std::net::SocketAddr| {
             let pool = reloader.pools.load_full();
             let servers = pool.servers.clone();
+            let limited = pool.rate_limiter.as_ref().map_or(0, |l| l.refused());
             // Changes come only from this machine and the topology's hosts.
             let ip = peer.ip();
             let local = ip == std::net::Ipv4Addr::LOCALHOST || ip == std::net::Ipv6Addr::LOCALHOST;
@@ -100,13 +101,16 @@ pub async fn run(
                     "/stats" => {
                         let mut body = servers.status_json();
                         body["generation"] = reloader.generation().into();
+                        body["rate_limited"] = limited.into();
                         body["listeners"] = listeners.iter().map(|l| l.json()).collect();
                         json_response(StatusCode::OK, &body)
                     }
-                    "/metrics" => typed(
-                        "text/plain; version=0.0.4",
-                        stats::prometheus(&servers.rows(), servers.queue.len(), &listeners),
-                    ),
+                    "/metrics" => {
+                        let mut text =
+                            stats::prometheus(&servers.rows(), servers.queue.len(), &listeners);
+                        text.push_str(&stats::rate_limited(limited));
+                        typed("text/plain; version=0.0.4", text)
+                    }
                     "/" | "/stats.html" => typed(
                         "text/html; charset=utf-8",
                         stats::html(&servers.rows(), servers.queue.len(), &listeners),

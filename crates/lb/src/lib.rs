@@ -14,6 +14,7 @@ pub mod balance;
 mod handler;
 pub mod health;
 pub mod pool;
+pub mod rate_limit;
 pub mod retry;
 pub mod stats;
 pub mod sticky;

@@ -7,6 +7,7 @@
 //! keep their name and address keep their health, operator state, counters
 //! and pooled upstream connections.
 
+use crate::rate_limit::RateLimiter;
 use crate::{for_algorithm, Balancer, ServerSet};
 use std::sync::Arc;
 use webinfra_proxy::{Upstream, UpstreamClient};
@@ -22,6 +23,9 @@ pub struct Pool {
     pub balancer: Box<dyn Balancer>,
     /// One client per server (index as in `servers`), with its timeouts.
     pub clients: Vec<UpstreamClient>,
+    /// Requests per client address, when limited (kept across a reload
+    /// that does not change it).
+    pub rate_limiter: Option<Arc<RateLimiter>>,
     checks: tokio::task::JoinHandle<()>,
 }
 
@@ -67,6 +71,12 @@ impl Pool {
                 })
             })
             .collect();
+        let rate_limiter = config.rate_limit.map(|limit| {
+            previous
+                .and_then(|old| old.rate_limiter.clone())
+                .filter(|old| old.config == limit)
+                .unwrap_or_else(|| Arc::new(RateLimiter::new(limit)))
+        });
         let servers = Arc::new(servers);
         let checks = servers.clone().spawn_checks();
         Pool {
@@ -74,6 +84,7 @@ impl Pool {
             config,
             servers,
             clients,
+            rate_limiter,
             checks,
         }
     }
@@ -114,6 +125,12 @@ pub fn describe_change(old: &LoadBalancer, new: &LoadBalancer) -> Vec<String> {
     }
     if old.sticky_cookie != new.sticky_cookie {
         changes.push(format!("sticky_cookie = {:?}", new.sticky_cookie));
+    }
+    if old.rate_limit != new.rate_limit {
+        changes.push(match new.rate_limit {
+            Some(r) => format!("rate_limit = {}/s, burst {}", r.per_second, r.burst),
+            None => "rate_limit removed".into(),
+        });
     }
     if old.access_log != new.access_log {
         changes.push(format!("access_log = {}", new.access_log));

@@ -146,9 +146,6 @@ impl Listener {
 /// Prometheus text exposition format; `queued` is the pool's queue length.
 pub fn prometheus(rows: &[Row], queued: usize, listeners: &[Listener]) -> String {
     let mut out = String::new();
-    let metric = |out: &mut String, name: &str, kind: &str, help: &str| {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-    };
     metric(
         &mut out,
         "webinfra_lb_client_connections",
@@ -362,6 +359,24 @@ pub fn html(rows: &[Row], queued: usize, listeners: &[Listener]) -> String {
     }
     body.push_str("</table><p>Also as <a href=\"/stats\">JSON</a> and <a href=\"/metrics\">Prometheus text</a>.</p></body></html>\n");
     body
+}
+
+/// A metric's `# HELP` and `# TYPE` lines.
+fn metric(out: &mut String, name: &str, kind: &str, help: &str) {
+    out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+}
+
+/// The rate limit's refusals as Prometheus text.
+pub fn rate_limited(refused: u64) -> String {
+    let mut out = String::new();
+    metric(
+        &mut out,
+        "webinfra_lb_rate_limited_total",
+        "counter",
+        "Requests refused with 429 by the per-address rate limit.",
+    );
+    out.push_str(&format!("webinfra_lb_rate_limited_total {refused}\n"));
+    out
 }
 
 #[cfg(test)]

@@ -151,9 +151,22 @@ pub struct LoadBalancer {
     /// Session persistence by cookie (HAProxy's `cookie NAME insert indirect
     /// nocache`): the name of the cookie that pins a client to a server.
     pub sticky_cookie: Option<String>,
+    /// Requests per second each client address may send (HAProxy's
+    /// `http_req_rate` in a stick table, nginx's `limit_req`).
+    pub rate_limit: Option<RateLimit>,
     /// Who may change things on the admin address (drain, disable, enable,
     /// reload): the topology's hosts. 127.0.0.1 and ::1 always may.
     pub operators: Vec<IpAddr>,
+}
+
+/// A token bucket per client address: `burst` requests at once, refilled
+/// at `per_second`; a request finding it empty gets a 429.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Sustained requests per second.
+    pub per_second: u32,
+    /// Requests allowed at once (the bucket's size).
+    pub burst: u32,
 }
 
 /// TLS termination on the load balancer.

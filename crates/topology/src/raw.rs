@@ -47,6 +47,7 @@ pub struct RawLoadBalancer {
     pub health_check: Option<RawHealthCheck>,
     pub tls: Option<RawTls>,
     pub sticky_cookie: Option<S<String>>,
+    pub rate_limit: Option<RawRateLimit>,
     pub access_log: Option<S<bool>>,
     pub max_connections: Option<S<u64>>,
     pub header_timeout_ms: Option<S<u64>>,
@@ -76,6 +77,14 @@ pub struct RawBackend {
     pub response_timeout_ms: Option<S<u64>>,
     pub max_connections: Option<S<u64>>,
     pub slow_start_ms: Option<S<u64>>,
+}
+
+/// Requests per client address (`[load_balancer.rate_limit]`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub requests_per_s: S<u32>,
+    pub burst: Option<S<u32>>,
 }
 
 /// HTTPS on the load balancer.

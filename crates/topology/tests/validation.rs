@@ -1,6 +1,6 @@
 //! Every topology error names the file, line, column and key at fault.
 
-use webinfra_topology::{DbRole, Topology, TopologyError};
+use webinfra_topology::{DbRole, RateLimit, Topology, TopologyError};
 
 const FOOBAR: &str = include_str!("../../../topologies/foobar.toml");
 
@@ -430,6 +430,35 @@ fn a_sticky_cookie_needs_a_plain_name() {
         "load_balancer.sticky_cookie",
         "is not a cookie name",
     );
+}
+
+#[test]
+fn a_rate_limit_needs_a_rate_and_its_burst_defaults_to_it() {
+    let src = format!("{LB_ONLY}\n[load_balancer.rate_limit]\nrequests_per_s = 20\n");
+    let lb = Topology::parse_str(&src, "lb.toml")
+        .unwrap()
+        .load_balancer
+        .unwrap();
+    assert_eq!(
+        lb.rate_limit,
+        Some(RateLimit {
+            per_second: 20,
+            burst: 20
+        })
+    );
+    let zero = format!("{LB_ONLY}\n[load_balancer.rate_limit]\nrequests_per_s = 5\nburst = 0\n");
+    assert_one(
+        &zero,
+        line_of(&zero, "burst ="),
+        9,
+        "load_balancer.rate_limit.burst",
+        "must be at least 1",
+    );
+    let missing = format!("{LB_ONLY}\n[load_balancer.rate_limit]\nburst = 5\n");
+    let err = Topology::parse_str(&missing, "lb.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("requests_per_s"), "{err}");
 }
 
 #[test]

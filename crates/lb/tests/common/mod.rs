@@ -187,6 +187,7 @@ pub fn config(backends: &[(&'static str, SocketAddr)]) -> LoadBalancer {
         clients: ClientLimits::default(),
         tls: None,
         sticky_cookie: None,
+        rate_limit: None,
         operators: Vec::new(),
     }
 }

@@ -190,6 +190,25 @@ pub(super) fn load_balancer(
             ips.dedup();
             ips
         },
+        rate_limit: lb.rate_limit.as_ref().map(|r| {
+            let per_second = *r.requests_per_s.get_ref();
+            if per_second == 0 {
+                c.error(
+                    r.requests_per_s.span(),
+                    "load_balancer.rate_limit.requests_per_s",
+                    "must be at least 1".into(),
+                );
+            }
+            let burst = r.burst.as_ref().map_or(per_second, |b| *b.get_ref());
+            if let Some(b) = r.burst.as_ref().filter(|b| *b.get_ref() == 0) {
+                c.error(
+                    b.span(),
+                    "load_balancer.rate_limit.burst",
+                    "must be at least 1".into(),
+                );
+            }
+            RateLimit { per_second, burst }
+        }),
         sticky_cookie: lb.sticky_cookie.as_ref().map(|n| {
             let name = n.get_ref();
             if name.is_empty()
