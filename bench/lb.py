@@ -2,8 +2,9 @@
 CPU time per request, for a small and a 4 KiB response, through webinfra,
 HAProxy (roundrobin, 1 thread) and nginx (1 worker, upstream keepalive), with
 the direct connection to one backend as the ceiling, and the 4 KiB response
-over HTTPS (each proxy terminating TLS with the same certificate). Medians
-over rounds."""
+over HTTPS (each proxy terminating TLS with the same certificate), and the
+floor: a forwarder of bytes with no HTTP in it (bench/floor), what moving a
+request and its response through any proxy costs here. Medians over rounds."""
 import os, re, signal, statistics, subprocess, sys, tempfile, time, socket
 
 ROUNDS, SECONDS = int(sys.argv[1]), int(sys.argv[2])
@@ -153,8 +154,12 @@ try:
         wait_port(p)
     time.sleep(0.5)
     ng_worker = nginx_worker(ng.pid)
+    # The floor: bytes forwarded with no HTTP (bench/floor), what any proxy pays the kernel.
+    fl = start([os.path.abspath("bench/floor/target/release/floor"), "127.0.0.1:8090", "127.0.0.1:9001",
+                "127.0.0.1:9002"], PROXY_CPU)
+    wait_port(8090)
     targets = [("direct", 9001, None), ("webinfra", 8081, wi.pid), ("haproxy", 8082, ha.pid),
-               ("nginx", 8083, ng_worker)]
+               ("nginx", 8083, ng_worker), ("floor", 8090, fl.pid)]
     # HTTPS: TLS terminated by each proxy (keep-alive, so mostly record crypto, few handshakes).
     tls_targets = [("webinfra", 8443, wi.pid), ("haproxy", 8442, ha.pid), ("nginx", 8441, ng_worker)]
     results = {}

@@ -292,13 +292,12 @@ pub(crate) async fn read_head(
         keep_alive,
     } = *head;
     loop {
-        match wire::parse_response(&buf, method) {
+        match wire::parse_response(&mut buf, method) {
             Err(e) => return Err(Failure::Failed(e)),
             Ok(Some(h)) if h.status == http::StatusCode::SWITCHING_PROTOCOLS => {
                 if !upgrade {
                     return Err(Failure::Failed("unexpected 101 Switching Protocols".into()));
                 }
-                let _ = buf.split_to(h.len);
                 let conn = Conn {
                     stream,
                     buf,
@@ -314,11 +313,9 @@ pub(crate) async fn read_head(
             }
             Ok(Some(h)) if h.status.is_informational() => {
                 // 100 Continue, 103 Early Hints: the final response follows.
-                let _ = buf.split_to(h.len);
                 continue;
             }
             Ok(Some(h)) => {
-                let _ = buf.split_to(h.len);
                 let conn = Conn {
                     stream,
                     buf,

@@ -16,38 +16,59 @@ pub const SERVED_BY: HeaderName = HeaderName::from_static("x-served-by");
 /// Headers that describe one connection and must not be forwarded (RFC 9110
 /// 7.6.1). `Trailer` is not one of them: it tells the far end which trailer
 /// fields follow the body, and trailers are passed on.
-const HOP_BY_HOP: [HeaderName; 7] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::TE,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "te"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
 
 /// Removes hop-by-hop headers, including any named in `Connection`. A
 /// request's `TE: trailers` goes on as just that: we pass trailers through,
 /// so the next hop may send them (other codings in `TE` are ours to refuse).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none of them: one pass over the names is cheaper
-    // than a lookup per hop-by-hop name.
-    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
-        return;
+    // One pass over the fields finds the few hop-by-hop names present (most
+    // messages carry none, or only `Connection`) and reads the two whose
+    // values matter, without a lookup per name.
+    let mut present: [Option<HeaderName>; 7] = Default::default();
+    let mut found = 0;
+    let mut named: Vec<HeaderName> = Vec::new();
+    let mut trailers = false;
+    for (name, value) in headers.iter() {
+        if !is_hop_by_hop(name) {
+            continue;
+        }
+        if found < present.len() && !present[..found].iter().flatten().any(|n| n == name) {
+            present[found] = Some(name.clone());
+            found += 1;
+        }
+        let tokens = value
+            .as_bytes()
+            .split(|b| *b == b',')
+            .map(<[u8]>::trim_ascii);
+        if name == header::CONNECTION {
+            // `Connection: keep-alive` and `close` name nothing else.
+            named.extend(
+                tokens
+                    .filter(|t| {
+                        !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive")
+                    })
+                    .filter_map(|t| HeaderName::from_bytes(t).ok())
+                    .filter(|n| !is_hop_by_hop(n)),
+            );
+        } else if name == header::TE {
+            trailers |= tokens
+                .into_iter()
+                .any(|t| t.eq_ignore_ascii_case(b"trailers"));
+        }
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    let trailers = headers
-        .get_all(header::TE)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"));
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+    for name in named.iter().chain(present[..found].iter().flatten()) {
         headers.remove(name);
     }
     if trailers {
@@ -90,21 +111,44 @@ pub fn reframe_body(headers: &mut HeaderMap) {
 
 /// Appends `client` to `X-Forwarded-For` (one comma-separated value, like HAProxy's `option forwardfor`).
 pub fn append_forwarded_for(headers: &mut HeaderMap, client: IpAddr) {
-    let mut value = String::new();
+    let mut value = Vec::with_capacity(48);
     // Earlier hops' lines, in order (a client may send several).
     for prev in headers.get_all(&FORWARDED_FOR).iter() {
-        if let Ok(prev) = prev.to_str().map(str::trim) {
-            if !prev.is_empty() {
-                value.push_str(prev);
-                value.push_str(", ");
-            }
+        let prev = prev.as_bytes().trim_ascii();
+        if !prev.is_empty() {
+            value.extend_from_slice(prev);
+            value.extend_from_slice(b", ");
         }
     }
-    use std::fmt::Write as _;
-    let _ = write!(value, "{client}");
+    write_ip(&mut value, client);
     // `insert` replaces every earlier X-Forwarded-For line.
-    if let Ok(v) = HeaderValue::from_str(&value) {
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
         headers.insert(FORWARDED_FOR, v);
+    }
+}
+
+/// `ip` as text: IPv4 by hand (the formatter is slow for a per-request
+/// header), IPv6 through `Display`.
+fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                if octet >= 100 {
+                    out.push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    out.push(b'0' + octet / 10 % 10);
+                }
+                out.push(b'0' + octet % 10);
+            }
+        }
+        IpAddr::V6(_) => {
+            use std::io::Write as _;
+            let _ = write!(out, "{ip}");
+        }
     }
 }
 
@@ -189,6 +233,17 @@ mod tests {
             h[&FORWARDED_FOR],
             "10.0.0.1, 127.0.0.1, 10.0.0.9, 127.0.0.2"
         );
+        for ip in [
+            "0.0.0.0",
+            "9.10.99.100",
+            "255.200.1.19",
+            "::1",
+            "2001:db8::7",
+        ] {
+            let mut h = HeaderMap::new();
+            append_forwarded_for(&mut h, ip.parse().unwrap());
+            assert_eq!(h[&FORWARDED_FOR], ip);
+        }
     }
 
     #[test]

@@ -375,7 +375,8 @@ where
                 ))
             }
             Ok(0) | Err(_) => return Ok(Sent::Early(early)),
-            Ok(_) => match wire::parse_response(&early, method) {
+            // Parsed on a copy: a final answer goes back whole, to be read again.
+            Ok(_) => match wire::parse_response(&mut early.clone(), method) {
                 // 100 Continue and the like: the server wants the body.
                 Ok(Some(h))
                     if h.status.is_informational()

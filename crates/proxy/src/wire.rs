@@ -5,6 +5,7 @@
 
 use bytes::{BufMut, BytesMut};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use std::mem::MaybeUninit;
 
 /// Most response headers accepted from an upstream.
 pub const MAX_RESPONSE_HEADERS: usize = 100;
@@ -94,12 +95,22 @@ pub struct ResponseHead {
     pub len: usize,
 }
 
-/// Parses a response head at the start of `buf`: Ok(None) when more bytes
-/// are needed, Err with a reason when the server sent something invalid.
-pub fn parse_response(buf: &[u8], method: &Method) -> Result<Option<ResponseHead>, String> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let mut parsed = httparse::Response::new(&mut slots);
-    let len = match parsed.parse(buf) {
+/// Parses a response head at the start of `buf` and takes it off `buf`:
+/// Ok(None) when more bytes are needed (nothing is taken), Err with a reason
+/// when the server sent something invalid. Header values point into the
+/// head's bytes (one shared buffer, no copy per value).
+pub fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<ResponseHead>, String> {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    let mut slots = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_RESPONSE_HEADERS];
+    let mut parsed = httparse::Response::new(&mut []);
+    let parse = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut parsed,
+        buf,
+        &mut slots,
+    );
+    let len = match parse {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() >= MAX_RESPONSE_HEAD => {
             return Err(format!(
@@ -112,34 +123,45 @@ pub fn parse_response(buf: &[u8], method: &Method) -> Result<Option<ResponseHead
     let code = parsed.code.unwrap_or(0);
     let status = StatusCode::from_u16(code).map_err(|_| format!("invalid status {code}"))?;
     let http10 = parsed.version == Some(0);
-    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
-    for h in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| format!("invalid header name {:?}", h.name))?;
-        let value = HeaderValue::from_bytes(h.value)
-            .map_err(|_| format!("invalid value in header {}", h.name))?;
+    // Names now; values once the head is split off as shared bytes.
+    let count = parsed.headers.len();
+    let mut names = Vec::with_capacity(count);
+    let mut values = [(0u32, 0u32); MAX_RESPONSE_HEADERS];
+    let base = buf.as_ptr() as usize;
+    for (h, span) in parsed.headers.iter().zip(values.iter_mut()) {
+        names.push(
+            header_name(h.name.as_bytes())
+                .map_err(|_| format!("invalid header name {:?}", h.name))?,
+        );
+        let at = h.value.as_ptr() as usize - base;
+        *span = (at as u32, (at + h.value.len()) as u32);
+    }
+    let head = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(count);
+    let (mut close, mut keep_alive_token, mut chunked_or_other) = (false, false, false);
+    for (name, &(from, to)) in names.into_iter().zip(values.iter()) {
+        let raw = &head[from as usize..to as usize];
+        if name == header::CONNECTION {
+            for token in raw.split(|b| *b == b',').map(|t| t.trim_ascii()) {
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        } else if name == header::TRANSFER_ENCODING {
+            chunked_or_other = true;
+        }
+        let value = HeaderValue::from_maybe_shared(head.slice(from as usize..to as usize))
+            .map_err(|_| format!("invalid value in header {name}"))?;
         headers.append(name, value);
     }
-    let mut keep_alive = !http10;
-    for v in headers.get_all(header::CONNECTION) {
-        for token in v.as_bytes().split(|b| *b == b',').map(|t| t.trim_ascii()) {
-            if token.eq_ignore_ascii_case(b"close") {
-                keep_alive = false;
-            } else if token.eq_ignore_ascii_case(b"keep-alive") && http10 {
-                keep_alive = true;
-            }
-        }
-    }
-    let framing = framing(status, &headers, method)?;
+    let mut keep_alive = if http10 { keep_alive_token } else { true } && !close;
+    let framing = framing(status, &headers, method, chunked_or_other)?;
     if framing == Framing::Close {
         keep_alive = false;
     }
     // RFC 9112 6.3: Transfer-Encoding overrides Content-Length, which must
     // not be forwarded; a server that sends both does not get the
     // connection back (it may be trying to split responses).
-    if headers.contains_key(header::TRANSFER_ENCODING)
-        && headers.remove(header::CONTENT_LENGTH).is_some()
-    {
+    if chunked_or_other && headers.remove(header::CONTENT_LENGTH).is_some() {
         keep_alive = false;
     }
     Ok(Some(ResponseHead {
@@ -151,8 +173,37 @@ pub fn parse_response(buf: &[u8], method: &Method) -> Result<Option<ResponseHead
     }))
 }
 
+/// The name of a header as sent: the usual response headers in their usual
+/// spellings without the general lookup, any other through it.
+fn header_name(raw: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderName> {
+    Ok(match raw {
+        b"Content-Type" | b"content-type" => header::CONTENT_TYPE,
+        b"Content-Length" | b"content-length" => header::CONTENT_LENGTH,
+        b"Date" | b"date" => header::DATE,
+        b"Server" | b"server" => header::SERVER,
+        b"Connection" | b"connection" => header::CONNECTION,
+        b"Last-Modified" | b"last-modified" => header::LAST_MODIFIED,
+        b"ETag" | b"etag" => header::ETAG,
+        b"Accept-Ranges" | b"accept-ranges" => header::ACCEPT_RANGES,
+        b"Cache-Control" | b"cache-control" => header::CACHE_CONTROL,
+        b"Transfer-Encoding" | b"transfer-encoding" => header::TRANSFER_ENCODING,
+        b"Content-Encoding" | b"content-encoding" => header::CONTENT_ENCODING,
+        b"Vary" | b"vary" => header::VARY,
+        b"Set-Cookie" | b"set-cookie" => header::SET_COOKIE,
+        b"Location" | b"location" => header::LOCATION,
+        b"Expires" | b"expires" => header::EXPIRES,
+        _ => return HeaderName::from_bytes(raw),
+    })
+}
+
 /// RFC 9112 6.3, for a response to `method`.
-fn framing(status: StatusCode, headers: &HeaderMap, method: &Method) -> Result<Framing, String> {
+/// `transfer_encoding`: whether the head has that header at all.
+fn framing(
+    status: StatusCode,
+    headers: &HeaderMap,
+    method: &Method,
+    transfer_encoding: bool,
+) -> Result<Framing, String> {
     if *method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -160,6 +211,14 @@ fn framing(status: StatusCode, headers: &HeaderMap, method: &Method) -> Result<F
     {
         return Ok(Framing::Empty);
     }
+    if transfer_encoding {
+        return transfer_coding(headers);
+    }
+    content_length(headers)
+}
+
+/// A response with `Transfer-Encoding`: chunked, or nothing we can pass on.
+fn transfer_coding(headers: &HeaderMap) -> Result<Framing, String> {
     let codings: Vec<&[u8]> = headers
         .get_all(header::TRANSFER_ENCODING)
         .iter()
@@ -168,13 +227,18 @@ fn framing(status: StatusCode, headers: &HeaderMap, method: &Method) -> Result<F
         .filter(|c| !c.is_empty())
         .collect();
     match codings[..] {
-        [] => {}
+        // An empty field: as if there were none.
+        [] => content_length(headers),
         // Chunked wins over any Content-Length.
-        [only] if only.eq_ignore_ascii_case(b"chunked") => return Ok(Framing::Chunked),
+        [only] if only.eq_ignore_ascii_case(b"chunked") => Ok(Framing::Chunked),
         // gzip and friends as transfer codings: we would have to decode
         // them, or pass on a body whose coding nothing declares (HAProxy: 502).
-        _ => return Err("a transfer coding other than chunked".into()),
+        _ => Err("a transfer coding other than chunked".into()),
     }
+}
+
+/// A response delimited by `Content-Length`, or by the end of the connection.
+fn content_length(headers: &HeaderMap) -> Result<Framing, String> {
     let mut length: Option<u64> = None;
     for v in headers.get_all(header::CONTENT_LENGTH) {
         for part in v.as_bytes().split(|b| *b == b',') {
@@ -204,7 +268,7 @@ mod tests {
     use super::*;
 
     fn parse(raw: &str) -> Result<Option<ResponseHead>, String> {
-        parse_response(raw.as_bytes(), &Method::GET)
+        parse_response(&mut BytesMut::from(raw), &Method::GET)
     }
 
     #[test]
@@ -268,9 +332,30 @@ mod tests {
         assert!(parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n").is_err());
         assert!(parse("HTTP/1.1 200 OK\r\nContent-Le").unwrap().is_none());
         let head_req = parse_response(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n",
+            &mut BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n"[..]),
             &Method::HEAD,
         );
         assert_eq!(head_req.unwrap().unwrap().framing, Framing::Empty);
+    }
+
+    #[test]
+    fn a_parsed_head_is_taken_off_the_buffer_and_the_body_stays() {
+        let mut buf = BytesMut::from(
+            "HTTP/1.1 200 OK\r\nETag: \"a\"\r\nX-Odd:  v \r\nContent-Length: 5\r\n\r\nhel",
+        );
+        let h = parse_response(&mut buf, &Method::GET).unwrap().unwrap();
+        assert_eq!(&buf[..], b"hel");
+        assert_eq!(h.headers[header::ETAG], "\"a\"");
+        assert_eq!(h.headers["x-odd"], "v");
+        assert_eq!(h.headers.len(), 3);
+        // Not complete yet: nothing is taken.
+        let mut partial = BytesMut::from("HTTP/1.1 200 OK\r\nContent-");
+        assert!(parse_response(&mut partial, &Method::GET)
+            .unwrap()
+            .is_none());
+        assert_eq!(partial.len(), 25);
+        assert!(parse_response(&mut BytesMut::new(), &Method::GET)
+            .unwrap()
+            .is_none());
     }
 }
