@@ -113,7 +113,7 @@ pub async fn run(
                     }
                     "/" | "/stats.html" => typed(
                         "text/html; charset=utf-8",
-                        stats::html(&servers.rows(), servers.queue.len(), &listeners),
+                        stats::html(&servers.rows(), servers.queue.len(), limited, &listeners),
                     ),
                     _ => text_response(StatusCode::NOT_FOUND, "404 Not Found"),
                 }

@@ -310,8 +310,9 @@ pub fn prometheus(rows: &[Row], queued: usize, listeners: &[Listener]) -> String
     out
 }
 
-/// A small HTML page like HAProxy's stats page.
-pub fn html(rows: &[Row], queued: usize, listeners: &[Listener]) -> String {
+/// A small HTML page like HAProxy's stats page; `rate_limited`: requests
+/// refused by the rate limit.
+pub fn html(rows: &[Row], queued: usize, rate_limited: u64, listeners: &[Listener]) -> String {
     let mut body = String::from(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"5\">\
          <title>webinfra load balancer</title><style>body{font:14px system-ui,sans-serif;margin:1.5rem}\
@@ -329,7 +330,7 @@ pub fn html(rows: &[Row], queued: usize, listeners: &[Listener]) -> String {
         ));
     }
     body.push_str(&format!(
-        "</p><p>requests queued for a server slot: {queued}</p>"
+        "</p><p>requests queued for a server slot: {queued}; refused by the rate limit: {rate_limited}</p>"
     ));
     body.push_str(
         "<table><tr><th>server</th><th>address</th><th>state</th><th>weight</th><th>in flight</th>\

@@ -58,6 +58,10 @@ fn a_client_over_its_rate_gets_429_and_others_are_served() {
         metrics.contains("webinfra_lb_rate_limited_total 4"),
         "{metrics}"
     );
+    let page = webinfra_test_support::http::get(lb.admin, "/")
+        .unwrap()
+        .text();
+    assert!(page.contains("refused by the rate limit: 4"), "{page}");
     // A token comes back within a second.
     wait_until(Duration::from_secs(5), "a token back", || {
         get_from("127.0.0.1", lb.site).0 == 200
