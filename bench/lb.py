@@ -1,5 +1,5 @@
 """Load balancer benchmark (see bench/lb): req/s, p50, p99 and the proxy's
-CPU time per request, for a small and a 4 KiB response, through webinfra,
+CPU time per request (user and system), for a small and a 4 KiB response, through webinfra,
 HAProxy (roundrobin, 1 thread) and nginx (1 worker, upstream keepalive), with
 the direct connection to one backend as the ceiling, and the 4 KiB response
 over HTTPS (each proxy terminating TLS with the same certificate), and the
@@ -102,8 +102,9 @@ def wait_port(port, deadline=20):
     raise SystemExit(f"port {port} never opened")
 
 def cpu_ticks(pid):
+    """utime and stime of `pid`, in clock ticks."""
     f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return int(f[11]) + int(f[12])  # utime + stime
+    return int(f[11]), int(f[12])
 
 def nginx_worker(master):
     for pid in os.listdir("/proc"):
@@ -123,10 +124,11 @@ def to_ms(v):
     return n / 1000 if u == "us" else n * 1000 if u == "s" else n
 
 def wrk(port, path, pid, scheme="http"):
-    before = cpu_ticks(pid) if pid else 0
+    before = cpu_ticks(pid) if pid else (0, 0)
     out = subprocess.run(["taskset", "-c", LOAD_CPU, "wrk", "-t1", "-c50", f"-d{SECONDS}s", "--latency",
                           f"{scheme}://127.0.0.1:{port}{path}"], capture_output=True, text=True).stdout
-    used = (cpu_ticks(pid) - before) / HZ if pid else 0
+    after = cpu_ticks(pid) if pid else (0, 0)
+    user, system = ((a - b) / HZ for a, b in zip(after, before))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     total = int(re.search(r"(\d+) requests in", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -136,7 +138,8 @@ def wrk(port, path, pid, scheme="http"):
     except AttributeError:
         print("cannot parse wrk's latency output:\n" + out, file=sys.stderr, flush=True)
         p50 = p99 = float("nan")
-    return {"rps": rps, "p50": p50, "p99": p99, "cpu_us": used / total * 1e6 if pid else 0,
+    return {"rps": rps, "p50": p50, "p99": p99, "cpu_us": (user + system) / total * 1e6,
+            "user_us": user / total * 1e6, "sys_us": system / total * 1e6,
             "errors": int(errors.group(1)) if errors else 0}
 
 try:
@@ -171,20 +174,22 @@ try:
                 path_key = path if scheme == "http" else f"{path} tls"
                 results.setdefault((name, path_key), []).append(res)
                 print(f"round {r + 1} {path_key:9} {name:9} {res['rps']:9.0f} req/s  p50 {res['p50']:.2f} ms  "
-                      f"p99 {res['p99']:.2f} ms  cpu {res['cpu_us']:.1f} us/req  errors {res['errors']}", flush=True)
+                      f"p99 {res['p99']:.2f} ms  cpu {res['cpu_us']:.1f} us/req (user {res['user_us']:.1f})  errors {res['errors']}", flush=True)
     def med(name, path, k):
         xs = [x[k] for x in results[(name, path)] if x[k] == x[k]]  # skip NaN (unparsed)
         return statistics.median(xs) if xs else float("nan")
     print()
     print(f"medians of {ROUNDS} rounds, wrk -t1 -c50 -d{SECONDS}s, proxies pinned to CPU {PROXY_CPU}, wrk and backends to CPU {LOAD_CPU}")
-    print(f"{'response':9} {'path':9} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU us/req':>10} {'req/s vs HAProxy':>17} {'CPU vs HAProxy':>15}")
+    print(f"{'response':9} {'path':9} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU us/req':>10} {'(user':>6} {'sys)':>5} {'req/s vs HAProxy':>17} {'CPU vs HAProxy':>15}")
     for path, group in (("/small", targets), ("/4k", targets), ("/4k tls", tls_targets)):
         for name, _, _ in group:
-            rps, p50, p99, cpu = (med(name, path, k) for k in ("rps", "p50", "p99", "cpu_us"))
+            rps, p50, p99, cpu, user, system = (med(name, path, k) for k in
+                                                ("rps", "p50", "p99", "cpu_us", "user_us", "sys_us"))
             ha_rps, ha_cpu = med("haproxy", path, "rps"), med("haproxy", path, "cpu_us")
             ratio = f"{rps / ha_rps:.2f}x"
             cpu_ratio = f"{cpu / ha_cpu:.2f}x" if name != "direct" else "-"
-            print(f"{path:9} {name:9} {rps:9.0f} {p50:7.2f} {p99:7.2f} {cpu if name != 'direct' else 0:10.1f} {ratio:>17} {cpu_ratio:>15}")
+            print(f"{path:9} {name:9} {rps:9.0f} {p50:7.2f} {p99:7.2f} {cpu:10.1f} {user:6.1f} {system:5.1f} "
+                  f"{ratio:>17} {cpu_ratio:>15}")
 finally:
     for p in procs:
         try:
