@@ -217,6 +217,21 @@ fn an_absolute_target_s_authority_replaces_host() {
 }
 
 #[test]
+fn a_request_target_over_8_kib_is_414_and_one_just_under_is_forwarded() {
+    // Like nginx's default request line limit (RFC 9110 15.5.15).
+    let long = format!("/{}", "a".repeat(8 * 1024));
+    assert_refused(&format!("GET {long} HTTP/1.1\r\nHost: a\r\n\r\n"), 414);
+    let url = format!("http://www.foobar.com{long}");
+    assert_refused(&format!("GET {url} HTTP/1.1\r\nHost: a\r\n\r\n"), 414);
+    let fits = format!("/{}", "a".repeat(8 * 1024 - 1));
+    let (status, _, seen) = through(&format!(
+        "GET {fits} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    ));
+    assert_eq!(status, 200);
+    assert_eq!(seen[0].path.len(), 8 * 1024);
+}
+
+#[test]
 fn targets_that_are_not_a_path_or_an_http_url_are_refused() {
     assert_refused("GET /caf\u{e9} HTTP/1.1\r\nHost: a\r\n\r\n", 400);
     for target in [
