@@ -2,79 +2,19 @@
 runs under callgrind on one CPU and serves a fixed number of keep-alive
 requests from h2load (HTTP/1.1, 50 connections); it runs twice, with a few
 requests and with REQUESTS more, so start-up and shut-down cancel out."""
-import os, signal, socket, subprocess, sys, tempfile, time
+import os, signal, socket, subprocess, sys, time
+from peers import FLOOR, Peers
 
 EXTRA = int(sys.argv[1])
 BASE = 1000
-ROOT = os.getcwd()
-work = tempfile.mkdtemp(prefix="webinfra-instr-bench-")
-os.chmod(work, 0o755)  # nginx workers run as an unprivileged user
-os.makedirs(f"{work}/www", mode=0o755)
-open(f"{work}/www/small", "w").write("hello world\n")
-open(f"{work}/www/4k", "w").write("x" * 4096)
-TEMP = "client_body_temp_path {w}/t1; proxy_temp_path {w}/t2; fastcgi_temp_path {w}/t3; uwsgi_temp_path {w}/t4; scgi_temp_path {w}/t5;"
-
-def write(name, text):
-    path = f"{work}/{name}"
-    open(path, "w").write(text)
-    return path
-
-backends = write("backend.conf", f"""
-worker_processes 1; daemon off; pid {work}/backend.pid; error_log {work}/backend.err;
-events {{ worker_connections 4096; }}
-http {{ access_log off; {TEMP.format(w=work)} keepalive_requests 1000000;
-  server {{ listen 127.0.0.1:9001; root {work}/www; }}
-  server {{ listen 127.0.0.1:9002; root {work}/www; }} }}""")
-haproxy = write("haproxy.cfg", """
-global
-  nbthread 1
-defaults
-  mode http
-  timeout connect 2s
-  timeout client 30s
-  timeout server 30s
-  option http-keep-alive
-  http-reuse always
-frontend fe
-  bind 127.0.0.1:8082
-  default_backend be
-backend be
-  balance roundrobin
-  option httpchk GET /small
-  server a 127.0.0.1:9001 check
-  server b 127.0.0.1:9002 check
-""")
-# One process (no master), so callgrind follows the process that serves.
-nginx = write("nginx-lb.conf", f"""
-master_process off; daemon off; pid {work}/lb.pid; error_log {work}/lb.err;
-events {{ worker_connections 4096; }}
-http {{ access_log off; {TEMP.format(w=work)} keepalive_requests 1000000;
-  upstream be {{ server 127.0.0.1:9001; server 127.0.0.1:9002; keepalive 32; }}
-  server {{ listen 127.0.0.1:8083; location / {{ proxy_pass http://be; proxy_http_version 1.1;
-    proxy_set_header Connection ""; }} }} }}""")
-topology = write("lb.toml", """
-[[host]]
-name = "lb-01"
-address = "127.0.0.1"
-[load_balancer]
-host = "lb-01"
-port = 8081
-admin_port = 8481
-access_log = false
-[[load_balancer.backend]]
-name = "a"
-address = "127.0.0.1:9001"
-[[load_balancer.backend]]
-name = "b"
-address = "127.0.0.1:9002"
-[load_balancer.health_check]
-path = "/small"
-""")
+# One nginx process (no master), so callgrind follows the process that serves.
+peers = Peers("webinfra-instr-bench-", tls=False, one_process=True)
+work = peers.work
 PROXIES = [
-    ("webinfra", 8081, [f"{ROOT}/target/release/webinfra", "run", "load-balancer", "-t", topology, "-s", f"{work}/state"]),
-    ("haproxy", 8082, ["haproxy", "-f", haproxy, "-db"]),
-    ("nginx", 8083, ["nginx", "-e", f"{work}/lb.err", "-c", nginx, "-p", work]),
-    ("floor", 8090, [f"{ROOT}/bench/floor/target/release/floor", "127.0.0.1:8090", "127.0.0.1:9001", "127.0.0.1:9002"]),
+    ("webinfra", 8081, peers.webinfra_cmd()),
+    ("haproxy", 8082, peers.haproxy_cmd()),
+    ("nginx", 8083, peers.nginx_cmd()),
+    ("floor", 8090, FLOOR),
 ]
 
 def wait_for(port, path="/small", deadline=60):
@@ -116,7 +56,7 @@ def instructions(cmd, port, path, requests):
             return int(line.split()[1])
     raise SystemExit(f"no totals in {out}")
 
-backend = subprocess.Popen(["taskset", "-c", "0", "nginx", "-e", f"{work}/backend.err", "-c", backends, "-p", work],
+backend = subprocess.Popen(["taskset", "-c", "0", *peers.backend_cmd()],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 try:
     wait_for(9001)

@@ -5,84 +5,13 @@ the direct connection to one backend as the ceiling, and the 4 KiB response
 over HTTPS (each proxy terminating TLS with the same certificate), and the
 floor: a forwarder of bytes with no HTTP in it (bench/floor), what moving a
 request and its response through any proxy costs here. Medians over rounds."""
-import os, re, signal, statistics, subprocess, sys, tempfile, time, socket
+import os, re, signal, statistics, subprocess, sys, time, socket
+from peers import BACKENDS, FLOOR, Peers
 
 ROUNDS, SECONDS = int(sys.argv[1]), int(sys.argv[2])
-BIN = os.path.abspath("target/release/webinfra")
-work = tempfile.mkdtemp(prefix="webinfra-lb-bench-")
-os.chmod(work, 0o755)  # nginx workers run as an unprivileged user
+peers = Peers("webinfra-lb-bench-", tls=True)
 HZ = os.sysconf("SC_CLK_TCK")
 PROXY_CPU, LOAD_CPU = "1", "0"
-BACKENDS = [9001, 9002]
-
-def write(name, text):
-    path = os.path.join(work, name)
-    open(path, "w").write(text)
-    return path
-
-os.makedirs(os.path.join(work, "www"), mode=0o755)
-open(os.path.join(work, "www", "small"), "w").write("hello world\n")
-open(os.path.join(work, "www", "4k"), "w").write("x" * 4096)
-nginx_backend = write("backend.conf", f"""
-worker_processes 1; daemon off; pid {work}/backend.pid; error_log {work}/backend.err;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off; client_body_temp_path {work}/b1; proxy_temp_path {work}/b2; fastcgi_temp_path {work}/b3;
-  uwsgi_temp_path {work}/b4; scgi_temp_path {work}/b5; keepalive_requests 1000000;
-  server {{ listen 127.0.0.1:9001 reuseport; root {work}/www; }}
-  server {{ listen 127.0.0.1:9002 reuseport; root {work}/www; }}
-}}""")
-haproxy_cfg = write("haproxy.cfg", f"""
-global
-  nbthread 1
-  maxconn 5000
-defaults
-  mode http
-  timeout connect 2s
-  timeout client 30s
-  timeout server 30s
-  option http-keep-alive
-  http-reuse always
-frontend fe
-  bind 127.0.0.1:8082
-  bind 127.0.0.1:8442 ssl crt {work}/site.pem alpn http/1.1
-  default_backend be
-backend be
-  balance roundrobin
-  server a 127.0.0.1:9001
-  server b 127.0.0.1:9002
-""")
-nginx_lb = write("nginx-lb.conf", f"""
-worker_processes 1; daemon off; pid {work}/lb.pid; error_log {work}/lb.err;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off; client_body_temp_path {work}/l1; proxy_temp_path {work}/l2; fastcgi_temp_path {work}/l3;
-  uwsgi_temp_path {work}/l4; scgi_temp_path {work}/l5; keepalive_requests 1000000;
-  upstream be {{ server 127.0.0.1:9001; server 127.0.0.1:9002; keepalive 32; }}
-  server {{ listen 127.0.0.1:8083; listen 127.0.0.1:8441 ssl; ssl_certificate {work}/state/lb-01/tls/certificate.pem;
-    ssl_certificate_key {work}/state/lb-01/tls/key.pem;
-    location / {{ proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}
-}}""")
-topology = write("lb.toml", """
-[[host]]
-name = "lb-01"
-address = "127.0.0.1"
-[load_balancer]
-host = "lb-01"
-port = 8081
-admin_port = 8481
-access_log = false  # like nginx's `access_log off` and HAProxy without `log`
-[load_balancer.tls]
-port = 8443  # self-signed certificate made at start; HAProxy and nginx get the same one
-[[load_balancer.backend]]
-name = "a"
-address = "127.0.0.1:9001"
-[[load_balancer.backend]]
-name = "b"
-address = "127.0.0.1:9002"
-[load_balancer.health_check]
-path = "/small"
-""")
 
 procs = []
 def start(cmd, cpu):
@@ -143,23 +72,21 @@ def wrk(port, path, pid, scheme="http"):
             "errors": int(errors.group(1)) if errors else 0}
 
 try:
-    start(["nginx", "-e", f"{work}/backend.err", "-c", nginx_backend, "-p", work], LOAD_CPU)
+    start(peers.backend_cmd(), LOAD_CPU)
     for p in BACKENDS:
         wait_port(p)
-    wi = start([BIN, "run", "load-balancer", "-t", topology, "-s", f"{work}/state"], PROXY_CPU)
+    wi = start(peers.webinfra_cmd(), PROXY_CPU)
     wait_port(8443)
-    # The same certificate for every proxy (HAProxy wants certificate and key in one file).
-    tls = f"{work}/state/lb-01/tls"
-    write("site.pem", open(f"{tls}/certificate.pem").read() + open(f"{tls}/key.pem").read())
-    ha = start(["haproxy", "-f", haproxy_cfg, "-db"], PROXY_CPU)
-    ng = start(["nginx", "-e", f"{work}/lb.err", "-c", nginx_lb, "-p", work], PROXY_CPU)
+    # The same certificate for every proxy.
+    peers.write_site_pem()
+    ha = start(peers.haproxy_cmd(), PROXY_CPU)
+    ng = start(peers.nginx_cmd(), PROXY_CPU)
     for p in (8081, 8082, 8083, 8441, 8442):
         wait_port(p)
     time.sleep(0.5)
     ng_worker = nginx_worker(ng.pid)
     # The floor: bytes forwarded with no HTTP (bench/floor), what any proxy pays the kernel.
-    fl = start([os.path.abspath("bench/floor/target/release/floor"), "127.0.0.1:8090", "127.0.0.1:9001",
-                "127.0.0.1:9002"], PROXY_CPU)
+    fl = start(FLOOR, PROXY_CPU)
     wait_port(8090)
     targets = [("direct", 9001, None), ("webinfra", 8081, wi.pid), ("haproxy", 8082, ha.pid),
                ("nginx", 8083, ng_worker), ("floor", 8090, fl.pid)]
