@@ -7,17 +7,14 @@ mod common;
 
 use common::{wait_until, Lb};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
+use webinfra_test_support::http::connect_from;
 use webinfra_topology::RateLimit;
 
 /// One GET from `source` (a 127.0.0.0/8 address): status and `Retry-After`.
 fn get_from(source: &str, site: SocketAddr) -> (u16, Option<String>) {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    let from: SocketAddr = format!("{source}:0").parse().unwrap();
-    socket.bind(&from.into()).unwrap();
-    socket.connect(&site.into()).unwrap();
-    let mut s: TcpStream = socket.into();
+    let mut s = connect_from(source.parse().unwrap(), site).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(s, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").unwrap();
     let mut out = String::new();

@@ -213,12 +213,8 @@ fn changes_on_the_admin_address_come_only_from_the_topologys_hosts() {
         cfg.operators = vec!["127.0.0.3".parse().unwrap()]
     });
     let post_from = |source: &str, path: &str| {
-        let socket =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        let from: std::net::SocketAddr = format!("{source}:0").parse().unwrap();
-        socket.bind(&from.into()).unwrap();
-        socket.connect(&lb.admin.into()).unwrap();
-        let mut s: TcpStream = socket.into();
+        let mut s =
+            webinfra_test_support::http::connect_from(source.parse().unwrap(), lb.admin).unwrap();
         write!(
             s,
             "POST {path} HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"

@@ -2,7 +2,7 @@
 //! per connection, so each request is independent, like separate users.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 /// A response as a client saw it.
@@ -71,6 +71,19 @@ pub fn send_raw(addr: SocketAddr, bytes: &[u8]) -> std::io::Result<Response> {
     let mut buf = Vec::new();
     stream.read_to_end(&mut buf)?;
     parse(&buf)
+}
+
+/// A connection to `addr` from `source` (another 127.0.0.0/8 address, for a
+/// test that needs a second client address).
+pub fn connect_from(source: IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.bind(&SocketAddr::new(source, 0).into())?;
+    socket.connect(&addr.into())?;
+    Ok(socket.into())
 }
 
 /// GET `path`.
