@@ -375,18 +375,21 @@ where
                 ))
             }
             Ok(0) | Err(_) => return Ok(Sent::Early(early)),
-            // Parsed on a copy: a final answer goes back whole, to be read again.
-            Ok(_) => match wire::parse_response(&mut early.clone(), method) {
-                // 100 Continue and the like: the server wants the body.
-                Ok(Some(h))
-                    if h.status.is_informational()
-                        && h.status != StatusCode::SWITCHING_PROTOCOLS =>
-                {
-                    let _ = early.split_to(h.len);
+            Ok(_) => {
+                // Parsed on a copy: a final answer goes back whole, to be read again.
+                let mut rest = early.clone();
+                match wire::parse_response(&mut rest, method) {
+                    // 100 Continue and the like: the server wants the body.
+                    Ok(Some(h))
+                        if h.status.is_informational()
+                            && h.status != StatusCode::SWITCHING_PROTOCOLS =>
+                    {
+                        early = rest;
+                    }
+                    Ok(Some(_)) | Err(_) => return Ok(Sent::Early(early)),
+                    Ok(None) => {}
                 }
-                Ok(Some(_)) | Err(_) => return Ok(Sent::Early(early)),
-                Ok(None) => {}
-            },
+            }
         }
     }
 }

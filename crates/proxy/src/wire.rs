@@ -138,7 +138,7 @@ pub fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Resp
     }
     let head = buf.split_to(len).freeze();
     let mut headers = HeaderMap::with_capacity(count);
-    let (mut close, mut keep_alive_token, mut chunked_or_other) = (false, false, false);
+    let (mut close, mut keep_alive_token, mut transfer_encoding) = (false, false, false);
     for (name, &(from, to)) in names.into_iter().zip(values.iter()) {
         let raw = &head[from as usize..to as usize];
         if name == header::CONNECTION {
@@ -147,21 +147,21 @@ pub fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Resp
                 keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
             }
         } else if name == header::TRANSFER_ENCODING {
-            chunked_or_other = true;
+            transfer_encoding = true;
         }
         let value = HeaderValue::from_maybe_shared(head.slice(from as usize..to as usize))
             .map_err(|_| format!("invalid value in header {name}"))?;
         headers.append(name, value);
     }
     let mut keep_alive = if http10 { keep_alive_token } else { true } && !close;
-    let framing = framing(status, &headers, method, chunked_or_other)?;
+    let framing = framing(status, &headers, method, transfer_encoding)?;
     if framing == Framing::Close {
         keep_alive = false;
     }
     // RFC 9112 6.3: Transfer-Encoding overrides Content-Length, which must
     // not be forwarded; a server that sends both does not get the
     // connection back (it may be trying to split responses).
-    if chunked_or_other && headers.remove(header::CONTENT_LENGTH).is_some() {
+    if transfer_encoding && headers.remove(header::CONTENT_LENGTH).is_some() {
         keep_alive = false;
     }
     Ok(Some(ResponseHead {
