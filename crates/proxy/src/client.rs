@@ -23,6 +23,9 @@ use tokio::net::TcpStream;
 /// How long an idle pooled upstream connection is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Room for a response head, asked for per connection.
+const READ_BUF: usize = 8 * 1024;
+
 /// Bodies up to this size are written together with the head, in one write.
 const COALESCE_BODY: usize = 16 * 1024;
 
@@ -123,15 +126,16 @@ impl UpstreamClient {
             started: now,
         };
         let exchange = async {
-            if let Some(stream) = pool.take(now) {
-                match exchange(stream, &out, true).await {
+            if let Some((stream, buf)) = pool.take(now) {
+                match exchange(stream, buf, &out, true).await {
                     Ok(resp) => return Ok(resp),
                     Err(Failure::Stale) => {}
                     Err(Failure::Failed(d)) => return Err(fail(ProxyErrorKind::Reset, d)),
                 }
             }
             let stream = self.connect(upstream).await?;
-            match exchange(stream, &out, false).await {
+            let buf = BytesMut::with_capacity(READ_BUF);
+            match exchange(stream, buf, &out, false).await {
                 Ok(resp) => Ok(resp),
                 Err(Failure::Stale) => Err(fail(ProxyErrorKind::Reset, "connection closed".into())),
                 Err(Failure::Failed(d)) => Err(fail(ProxyErrorKind::Reset, d)),
@@ -210,9 +214,11 @@ struct Outgoing<'a> {
     started: std::time::Instant,
 }
 
-/// Writes the request on `stream` (`reused`: from the pool) and reads the response head.
+/// Writes the request on `stream` (`reused`: from the pool) and reads the
+/// response head into `buf` (the connection's, empty).
 async fn exchange(
     mut stream: TcpStream,
+    mut buf: BytesMut,
     out: &Outgoing<'_>,
     reused: bool,
 ) -> Result<Response<UpstreamBody>, Failure> {
@@ -256,7 +262,12 @@ async fn exchange(
         started,
         keep_alive: true,
     };
-    read_head(stream, BytesMut::with_capacity(8 * 1024), &head, stale).await
+    if buf.capacity() < READ_BUF / 2 {
+        // What is left after the last response: make room (in place once
+        // nothing refers to the last head any more).
+        buf.reserve(READ_BUF);
+    }
+    read_head(stream, buf, &head, stale).await
 }
 
 /// What reading a response head needs to know about its request.

@@ -111,45 +111,62 @@ pub fn reframe_body(headers: &mut HeaderMap) {
 
 /// Appends `client` to `X-Forwarded-For` (one comma-separated value, like HAProxy's `option forwardfor`).
 pub fn append_forwarded_for(headers: &mut HeaderMap, client: IpAddr) {
-    let mut value = Vec::with_capacity(48);
+    let mut ip = [0u8; 64];
+    let ip = write_ip(&mut ip, client);
     // Earlier hops' lines, in order (a client may send several).
-    for prev in headers.get_all(&FORWARDED_FOR).iter() {
-        let prev = prev.as_bytes().trim_ascii();
-        if !prev.is_empty() {
-            value.extend_from_slice(prev);
-            value.extend_from_slice(b", ");
-        }
+    let earlier = || {
+        headers
+            .get_all(&FORWARDED_FOR)
+            .iter()
+            .map(|prev| prev.as_bytes().trim_ascii())
+            .filter(|prev| !prev.is_empty())
+    };
+    // Exactly as long as the value: the bytes become the header value
+    // without another allocation.
+    let len = earlier().map(|p| p.len() + 2).sum::<usize>() + ip.len();
+    let mut value = Vec::with_capacity(len);
+    for prev in earlier() {
+        value.extend_from_slice(prev);
+        value.extend_from_slice(b", ");
     }
-    write_ip(&mut value, client);
+    value.extend_from_slice(ip);
     // `insert` replaces every earlier X-Forwarded-For line.
     if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
         headers.insert(FORWARDED_FOR, v);
     }
 }
 
-/// `ip` as text: IPv4 by hand (the formatter is slow for a per-request
-/// header), IPv6 through `Display`.
-fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
+/// `ip` as text in `buf` (IPv4 by hand: the formatter is slow for a
+/// per-request header; IPv6 through `Display`).
+fn write_ip(buf: &mut [u8; 64], ip: IpAddr) -> &[u8] {
+    let mut n = 0;
     match ip {
         IpAddr::V4(v4) => {
+            let mut push = |b: u8| {
+                buf[n] = b;
+                n += 1;
+            };
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push(b'.');
+                    push(b'.');
                 }
                 if octet >= 100 {
-                    out.push(b'0' + octet / 100);
+                    push(b'0' + octet / 100);
                 }
                 if octet >= 10 {
-                    out.push(b'0' + octet / 10 % 10);
+                    push(b'0' + octet / 10 % 10);
                 }
-                out.push(b'0' + octet % 10);
+                push(b'0' + octet % 10);
             }
         }
         IpAddr::V6(_) => {
             use std::io::Write as _;
-            let _ = write!(out, "{ip}");
+            let mut cursor = std::io::Cursor::new(&mut buf[..]);
+            let _ = write!(cursor, "{ip}");
+            n = cursor.position() as usize;
         }
     }
+    &buf[..n]
 }
 
 /// Sets `X-Forwarded-Proto` at the edge (the load balancer knows the scheme).
@@ -164,7 +181,9 @@ pub fn ensure_request_id(headers: &mut HeaderMap) -> RequestId {
             return RequestId(id.clone());
         }
     }
-    let id = HeaderValue::from_bytes(&new_request_id_bytes()).expect("hex is a valid header value");
+    // Shared from the start: the clones below cost no allocation.
+    let id = HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(new_request_id_bytes()))
+        .expect("hex is a valid header value");
     headers.insert(REQUEST_ID, id.clone());
     RequestId(id)
 }

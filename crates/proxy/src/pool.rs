@@ -3,8 +3,10 @@
 //! A connection is handed out only if it is younger than the idle timeout and
 //! the server has not closed it meanwhile (the reactor already knows: a closed
 //! or chatty idle socket is readable, a healthy one is not), so a request is
-//! rarely written into a connection the server just gave up.
+//! rarely written into a connection the server just gave up. Each keeps its
+//! read buffer, so a request on a pooled connection allocates none.
 
+use bytes::BytesMut;
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -15,7 +17,7 @@ const MAX_IDLE: usize = 256;
 
 /// The idle connections to one upstream.
 pub(crate) struct Pool {
-    idle: Mutex<Vec<(TcpStream, Instant)>>,
+    idle: Mutex<Vec<(TcpStream, Instant, BytesMut)>>,
     idle_timeout: Duration,
 }
 
@@ -27,22 +29,24 @@ impl Pool {
         }
     }
 
-    /// The most recently used live idle connection, if any, as of `now`.
-    pub fn take(&self, now: Instant) -> Option<TcpStream> {
+    /// The most recently used live idle connection, if any, as of `now`,
+    /// with its (empty) read buffer.
+    pub fn take(&self, now: Instant) -> Option<(TcpStream, BytesMut)> {
         loop {
-            let (stream, since) = self.idle.lock().expect("pool lock").pop()?;
+            let (stream, since, buf) = self.idle.lock().expect("pool lock").pop()?;
             if now.saturating_duration_since(since) < self.idle_timeout && still_open(&stream) {
-                return Some(stream);
+                return Some((stream, buf));
             }
         }
     }
 
     /// Keeps `stream` for the next request; `since` is when its last request
-    /// started (a little before it went idle, so idle time is never underestimated).
-    pub fn put(&self, stream: TcpStream, since: Instant) {
+    /// started (a little before it went idle, so idle time is never
+    /// underestimated); `buf` is its read buffer, empty.
+    pub fn put(&self, stream: TcpStream, since: Instant, buf: BytesMut) {
         let mut idle = self.idle.lock().expect("pool lock");
         if idle.len() < MAX_IDLE {
-            idle.push((stream, since));
+            idle.push((stream, since, buf));
         }
     }
 }

@@ -145,7 +145,7 @@ impl UpstreamBody {
         self.state = State::Done;
         if let Some(conn) = self.conn.take() {
             if clean && conn.keep_alive && conn.buf.is_empty() {
-                conn.pool.put(conn.stream, conn.started);
+                conn.pool.put(conn.stream, conn.started, conn.buf);
             }
         }
     }

@@ -123,24 +123,32 @@ pub fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Resp
     let code = parsed.code.unwrap_or(0);
     let status = StatusCode::from_u16(code).map_err(|_| format!("invalid status {code}"))?;
     let http10 = parsed.version == Some(0);
-    // Names now; values once the head is split off as shared bytes.
+    // Where names and values sit; read once the head is split off as shared bytes.
     let count = parsed.headers.len();
-    let mut names = Vec::with_capacity(count);
     let mut values = [(0u32, 0u32); MAX_RESPONSE_HEADERS];
     let base = buf.as_ptr() as usize;
-    for (h, span) in parsed.headers.iter().zip(values.iter_mut()) {
-        names.push(
-            header_name(h.name.as_bytes())
-                .map_err(|_| format!("invalid header name {:?}", h.name))?,
-        );
-        let at = h.value.as_ptr() as usize - base;
-        *span = (at as u32, (at + h.value.len()) as u32);
+    let at = |s: &[u8]| {
+        let start = s.as_ptr() as usize - base;
+        (start as u32, (start + s.len()) as u32)
+    };
+    let mut names = [(0u32, 0u32); MAX_RESPONSE_HEADERS];
+    for ((h, name), value) in parsed.headers.iter().zip(&mut names).zip(&mut values) {
+        *name = at(h.name.as_bytes());
+        *value = at(h.value);
     }
     let head = buf.split_to(len).freeze();
     let mut headers = HeaderMap::with_capacity(count);
     let (mut close, mut keep_alive_token, mut transfer_encoding) = (false, false, false);
-    for (name, &(from, to)) in names.into_iter().zip(values.iter()) {
-        let raw = &head[from as usize..to as usize];
+    for (&(name_from, name_to), &(from, to)) in names[..count].iter().zip(&values[..count]) {
+        let (from, to) = (from as usize, to as usize);
+        let raw_name = &head[name_from as usize..name_to as usize];
+        let name = header_name(raw_name).map_err(|_| {
+            format!(
+                "invalid header name {:?}",
+                String::from_utf8_lossy(raw_name)
+            )
+        })?;
+        let raw = &head[from..to];
         if name == header::CONNECTION {
             for token in raw.split(|b| *b == b',').map(|t| t.trim_ascii()) {
                 close |= token.eq_ignore_ascii_case(b"close");
@@ -149,7 +157,7 @@ pub fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Resp
         } else if name == header::TRANSFER_ENCODING {
             transfer_encoding = true;
         }
-        let value = HeaderValue::from_maybe_shared(head.slice(from as usize..to as usize))
+        let value = HeaderValue::from_maybe_shared(head.slice(from..to))
             .map_err(|_| format!("invalid value in header {name}"))?;
         headers.append(name, value);
     }
