@@ -258,6 +258,8 @@ mod tests {
             "255.200.1.19",
             "::1",
             "2001:db8::7",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "::ffff:255.255.255.255",
         ] {
             let mut h = HeaderMap::new();
             append_forwarded_for(&mut h, ip.parse().unwrap());
