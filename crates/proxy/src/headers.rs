@@ -113,10 +113,10 @@ pub fn reframe_body(headers: &mut HeaderMap) {
 pub fn append_forwarded_for(headers: &mut HeaderMap, client: IpAddr) {
     let mut ip = [0u8; 64];
     let ip = write_ip(&mut ip, client);
-    // Earlier hops' lines, in order (a client may send several).
+    // Earlier hops' lines, in order (a client may send several); one lookup.
+    let lines = headers.get_all(&FORWARDED_FOR);
     let earlier = || {
-        headers
-            .get_all(&FORWARDED_FOR)
+        lines
             .iter()
             .map(|prev| prev.as_bytes().trim_ascii())
             .filter(|prev| !prev.is_empty())

@@ -139,6 +139,8 @@ pub fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Resp
     let head = buf.split_to(len).freeze();
     let mut headers = HeaderMap::with_capacity(count);
     let (mut close, mut keep_alive_token, mut transfer_encoding) = (false, false, false);
+    // The Content-Length, read on the way (an error is kept for the framing).
+    let mut length: Result<Option<u64>, String> = Ok(None);
     for (&(name_from, name_to), &(from, to)) in names[..count].iter().zip(&values[..count]) {
         let (from, to) = (from as usize, to as usize);
         let raw_name = &head[name_from as usize..name_to as usize];
@@ -156,13 +158,15 @@ pub fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Resp
             }
         } else if name == header::TRANSFER_ENCODING {
             transfer_encoding = true;
+        } else if name == header::CONTENT_LENGTH {
+            length = length.and_then(|mut l| add_length(&mut l, raw).map(|()| l));
         }
         let value = HeaderValue::from_maybe_shared(head.slice(from..to))
             .map_err(|_| format!("invalid value in header {name}"))?;
         headers.append(name, value);
     }
     let mut keep_alive = if http10 { keep_alive_token } else { true } && !close;
-    let framing = framing(status, &headers, method, transfer_encoding)?;
+    let framing = framing(status, &headers, method, transfer_encoding, length)?;
     if framing == Framing::Close {
         keep_alive = false;
     }
@@ -205,12 +209,14 @@ fn header_name(raw: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderName
 }
 
 /// RFC 9112 6.3, for a response to `method`.
-/// `transfer_encoding`: whether the head has that header at all.
+/// `transfer_encoding`: whether the head has that header at all; `length`:
+/// its `Content-Length`, as read.
 fn framing(
     status: StatusCode,
     headers: &HeaderMap,
     method: &Method,
     transfer_encoding: bool,
+    length: Result<Option<u64>, String>,
 ) -> Result<Framing, String> {
     if *method == Method::HEAD
         || status.is_informational()
@@ -222,7 +228,7 @@ fn framing(
     if transfer_encoding {
         return transfer_coding(headers);
     }
-    content_length(headers)
+    length.map(length_framing)
 }
 
 /// A response with `Transfer-Encoding`: chunked, or nothing we can pass on.
@@ -249,26 +255,37 @@ fn transfer_coding(headers: &HeaderMap) -> Result<Framing, String> {
 fn content_length(headers: &HeaderMap) -> Result<Framing, String> {
     let mut length: Option<u64> = None;
     for v in headers.get_all(header::CONTENT_LENGTH) {
-        for part in v.as_bytes().split(|b| *b == b',') {
-            let part = part.trim_ascii();
-            if part.is_empty() || !part.iter().all(u8::is_ascii_digit) || part.len() > 19 {
-                return Err("invalid Content-Length".into());
-            }
-            let n: u64 = std::str::from_utf8(part)
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .ok_or("invalid Content-Length")?;
-            if length.is_some_and(|l| l != n) {
-                return Err("conflicting Content-Length values".into());
-            }
-            length = Some(n);
-        }
+        add_length(&mut length, v.as_bytes())?;
     }
-    Ok(match length {
+    Ok(length_framing(length))
+}
+
+/// Framing by a `Content-Length` (None: there was none).
+fn length_framing(length: Option<u64>) -> Framing {
+    match length {
         Some(0) => Framing::Empty,
         Some(n) => Framing::Length(n),
         None => Framing::Close,
-    })
+    }
+}
+
+/// Adds one `Content-Length` field value (a list of equal lengths is one length).
+fn add_length(length: &mut Option<u64>, value: &[u8]) -> Result<(), String> {
+    for part in value.split(|b| *b == b',') {
+        let part = part.trim_ascii();
+        if part.is_empty() || !part.iter().all(u8::is_ascii_digit) || part.len() > 19 {
+            return Err("invalid Content-Length".into());
+        }
+        let n: u64 = std::str::from_utf8(part)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or("invalid Content-Length")?;
+        if length.is_some_and(|l| l != n) {
+            return Err("conflicting Content-Length values".into());
+        }
+        *length = Some(n);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
