@@ -74,7 +74,21 @@ impl Balancer for WeightedRoundRobin {
     }
 }
 
-/// Fewest requests in flight; ties go round robin.
+/// True when server `a` is less loaded than `b` for its weight: fewer
+/// requests in flight, counting the one to be sent, per unit of weight
+/// (HAProxy's `leastconn` and nginx's `least_conn` weigh servers this way).
+fn lighter(load: &dyn Load, a: usize, b: usize) -> bool {
+    let cost = |i: usize| {
+        (
+            load.in_flight(i) as u64 + 1,
+            u64::from(load.weight(i).max(1)),
+        )
+    };
+    let ((na, wa), (nb, wb)) = (cost(a), cost(b));
+    na * wb < nb * wa
+}
+
+/// Fewest requests in flight for its weight; ties go round robin.
 #[derive(Debug, Default)]
 pub struct LeastConnections {
     next: AtomicUsize,
@@ -88,11 +102,11 @@ impl Balancer for LeastConnections {
         let start = self.next.fetch_add(1, Ordering::Relaxed) % candidates.len();
         (0..candidates.len())
             .map(|k| candidates[(start + k) % candidates.len()])
-            .min_by_key(|&i| load.in_flight(i))
+            .reduce(|best, i| if lighter(load, i, best) { i } else { best })
     }
 }
 
-/// Two random candidates, the one with fewer requests in flight.
+/// Two random candidates, the one less loaded for its weight.
 #[derive(Debug, Default)]
 pub struct PowerOfTwo;
 
@@ -105,29 +119,42 @@ impl Balancer for PowerOfTwo {
                 let a = rand::random_range(0..n);
                 let b = (a + 1 + rand::random_range(0..n - 1)) % n;
                 let (a, b) = (candidates[a], candidates[b]);
-                Some(if load.in_flight(b) < load.in_flight(a) {
-                    b
-                } else {
-                    a
-                })
+                Some(if lighter(load, b, a) { b } else { a })
             }
         }
     }
 }
 
-/// The client's address picks the server: sticky while the set of servers up is unchanged.
+/// The client's address picks the server: sticky while the set of servers
+/// up (and their weights) is unchanged. Like HAProxy's map-based `source`
+/// hashing, each server takes a share of the hash space in proportion to
+/// its weight (with equal weights: the address's hash modulo the number of
+/// servers).
 #[derive(Debug, Default)]
 pub struct SourceHash;
 
 impl Balancer for SourceHash {
-    fn pick(&self, candidates: &[usize], client: IpAddr, _: &dyn Load) -> Option<usize> {
+    fn pick(&self, candidates: &[usize], client: IpAddr, load: &dyn Load) -> Option<usize> {
         if candidates.is_empty() {
             return None;
         }
         // FNV-style hashing through std's fixed-key SipHash: stable across processes.
         let mut h = std::hash::DefaultHasher::new();
         client.hash(&mut h);
-        Some(candidates[(h.finish() % candidates.len() as u64) as usize])
+        let hash = h.finish();
+        let weights = candidates.iter().map(|&i| u64::from(load.weight(i).max(1)));
+        let first = weights.clone().next().unwrap_or(1);
+        if weights.clone().all(|w| w == first) {
+            return Some(candidates[(hash % candidates.len() as u64) as usize]);
+        }
+        let mut slot = hash % weights.clone().sum::<u64>();
+        for (&i, w) in candidates.iter().zip(weights) {
+            if slot < w {
+                return Some(i);
+            }
+            slot -= w;
+        }
+        candidates.last().copied()
     }
 }
 
@@ -200,6 +227,28 @@ mod tests {
     }
 
     #[test]
+    fn least_connections_weighs_the_load() {
+        // 6 in flight on a weight-3 server is as loaded as 2 on a weight-1 one.
+        let load = Fixed {
+            in_flight: vec![6, 2],
+            weights: vec![3, 1],
+        };
+        assert_eq!(
+            picks(&LeastConnections::default(), &[0, 1], &load, 2),
+            [0, 0],
+            "(6+1)/3 is lighter than (2+1)/1"
+        );
+        let idle = Fixed {
+            in_flight: vec![0, 0],
+            weights: vec![1, 4],
+        };
+        assert_eq!(
+            picks(&LeastConnections::default(), &[0, 1], &idle, 2),
+            [1, 1]
+        );
+    }
+
+    #[test]
     fn power_of_two_never_picks_the_most_loaded_of_two() {
         let load = Fixed {
             in_flight: vec![9, 0],
@@ -209,6 +258,13 @@ mod tests {
             .iter()
             .all(|&i| i == 1));
         assert_eq!(PowerOfTwo.pick(&[1], CLIENT, &load), Some(1));
+        let weighted = Fixed {
+            in_flight: vec![4, 1],
+            weights: vec![8, 1],
+        };
+        assert!(picks(&PowerOfTwo, &[0, 1], &weighted, 50)
+            .iter()
+            .all(|&i| i == 0));
     }
 
     #[test]
@@ -229,5 +285,24 @@ mod tests {
             })
             .collect();
         assert!(others.len() > 1, "different clients spread");
+    }
+
+    #[test]
+    fn source_hash_shares_clients_by_weight() {
+        let load = Fixed {
+            in_flight: vec![0; 2],
+            weights: vec![3, 1],
+        };
+        let mut counts = [0usize; 2];
+        for n in 0..4000u32 {
+            let client = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + n));
+            counts[SourceHash.pick(&[0, 1], client, &load).unwrap()] += 1;
+        }
+        // About 3,000 and 1,000.
+        assert!((2700..=3300).contains(&counts[0]), "{counts:?}");
+        let sticky = SourceHash.pick(&[0, 1], CLIENT, &load);
+        assert!(picks(&SourceHash, &[0, 1], &load, 10)
+            .iter()
+            .all(|&i| Some(i) == sticky));
     }
 }

@@ -39,11 +39,12 @@ pub enum Algorithm {
     RoundRobin,
     /// In turn, in proportion to the servers' weights, smoothly interleaved (`weighted-round-robin`).
     WeightedRoundRobin,
-    /// The server with the fewest requests in flight (`least-connections`).
+    /// The server with the fewest requests in flight for its weight (`least-connections`).
     LeastConnections,
-    /// The less loaded of two servers picked at random (`power-of-two`).
+    /// The less loaded (for its weight) of two servers picked at random (`power-of-two`).
     PowerOfTwo,
-    /// The same client address always to the same server while the set is unchanged (`source-hash`).
+    /// The same client address always to the same server while the set is
+    /// unchanged; servers take clients in proportion to their weights (`source-hash`).
     SourceHash,
 }
 
@@ -74,7 +75,7 @@ pub struct Backend {
     pub name: String,
     /// Where it listens.
     pub addr: SocketAddr,
-    /// Share of traffic for weighted algorithms (1-256).
+    /// Share of traffic (1-256); every algorithm but `round-robin` uses it.
     pub weight: u32,
     /// Gets traffic only while no non-backup server is up (active-passive).
     pub backup: bool,
