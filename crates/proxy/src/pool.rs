@@ -14,6 +14,9 @@ use tokio::net::TcpStream;
 
 /// Most idle connections kept per upstream.
 const MAX_IDLE: usize = 256;
+/// A read buffer that grew past this (a huge response head) is not kept with
+/// its idle connection: the next request starts with a fresh one.
+const MAX_KEPT_BUF: usize = 64 * 1024;
 
 /// The idle connections to one upstream.
 pub(crate) struct Pool {
@@ -43,7 +46,10 @@ impl Pool {
     /// Keeps `stream` for the next request; `since` is when its last request
     /// started (a little before it went idle, so idle time is never
     /// underestimated); `buf` is its read buffer, empty.
-    pub fn put(&self, stream: TcpStream, since: Instant, buf: BytesMut) {
+    pub fn put(&self, stream: TcpStream, since: Instant, mut buf: BytesMut) {
+        if buf.capacity() > MAX_KEPT_BUF {
+            buf = BytesMut::new();
+        }
         let mut idle = self.idle.lock().expect("pool lock");
         if idle.len() < MAX_IDLE {
             idle.push((stream, since, buf));
@@ -61,6 +67,30 @@ fn still_open(stream: &TcpStream) -> bool {
         Poll::Ready(Ok(())) => {
             let mut byte = [0u8; 1];
             matches!(stream.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_idle_connection_keeps_its_buffer_unless_it_grew_huge() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pool = Pool::new(Duration::from_secs(60));
+        let mut held = Vec::new();
+        for size in [8 * 1024, 1024 * 1024] {
+            let stream = TcpStream::connect(addr).await.unwrap();
+            held.push(listener.accept().await.unwrap().0);
+            pool.put(stream, Instant::now(), BytesMut::with_capacity(size));
+            let (_, buf) = pool.take(Instant::now()).expect("the connection is live");
+            if size <= MAX_KEPT_BUF {
+                assert!(buf.capacity() >= size, "kept");
+            } else {
+                assert_eq!(buf.capacity(), 0, "dropped");
+            }
         }
     }
 }
