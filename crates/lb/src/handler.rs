@@ -2,7 +2,7 @@
 //! server when that cannot duplicate anything.
 
 use crate::access_log::{AccessLog, Tracked};
-use crate::admission::Refusal;
+use crate::attempts::Attempts;
 use crate::pool::Pool;
 use crate::sticky;
 use bytes::Bytes;
@@ -114,7 +114,6 @@ async fn forward(
         pinned,
         secure,
     } = request;
-    state.retry_budget.deposit();
     let limits = &pool.config.clients;
     let mut body = match read_body(incoming, limits.max_body_bytes, limits.client_timeout).await {
         Ok(body) => body,
@@ -124,46 +123,21 @@ async fn forward(
         // The body goes up in our framing, and 100 Continue came from us.
         headers::reframe_body(&mut parts.headers);
     }
-
-    let mut tried: Vec<usize> = Vec::new();
-    let mut last_error = None;
     let servers = &pool.servers;
-    // Time spent waiting for a server slot, for the access log.
-    let mut queued_ms = 0.0;
+    let mut attempts = Attempts::new(
+        state,
+        pool,
+        peer.ip(),
+        (&parts.method, parts.uri.path()),
+        pinned,
+        start,
+    );
     loop {
-        let asked = pool.config.access_log.then(Instant::now);
-        let admitted = servers
-            .admit(&tried, &*pool.balancer, peer.ip(), pinned)
-            .await;
-        queued_ms += asked.map_or(0.0, |t| crate::access_log::ms(t.elapsed()));
-        let (i, in_flight) = match admitted {
+        let (i, in_flight) = match attempts.admit().await {
             Ok(admitted) => admitted,
-            Err(refusal) => {
-                // After a failed attempt the client hears about that failure.
-                let resp = match (refusal, last_error) {
-                    (Refusal::NoServer, Some(e)) => e,
-                    _ => {
-                        let why = refusal.reason(pool.config.clients.queue_timeout);
-                        let mut r = text_response(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            format!("503 Service Unavailable: {why}"),
-                        );
-                        r.headers_mut()
-                            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
-                        r
-                    }
-                };
-                tracing::warn!(method = %parts.method, path = %parts.uri.path(), status = resp.status().as_u16(), ?refusal, "no server could answer");
-                return finish(resp, request_id);
-            }
+            Err(resp) => return finish(resp, request_id),
         };
         let upstream = &servers.upstreams[i];
-        // The first attempt's clock is the request's.
-        let attempt = if tried.is_empty() {
-            start
-        } else {
-            Instant::now()
-        };
         let sent = pool.clients[i]
             .send_body(
                 upstream,
@@ -175,8 +149,7 @@ async fn forward(
             .await;
         match sent {
             Ok(resp) => {
-                servers.stats[i].response(resp.status().as_u16(), attempt.elapsed());
-                servers.report_response(i, resp.status().as_u16());
+                attempts.answered(i, resp.status().as_u16());
                 let (mut rparts, mut rbody) = resp.into_parts();
                 if rparts.status == StatusCode::SWITCHING_PROTOCOLS {
                     // Only an upgrade request gets here (the client refuses a
@@ -234,9 +207,9 @@ async fn forward(
                         parts.uri.path().to_string(),
                         upstream.name.clone(),
                         rparts.status.as_u16(),
-                        tried.len(),
+                        attempts.tried.len(),
                         start,
-                        queued_ms,
+                        attempts.queued_ms,
                     )
                 });
                 let tracked = Tracked::new(rbody, in_flight, log);
@@ -250,29 +223,10 @@ async fn forward(
                 return finish(e.response(), request_id);
             }
             Err(UploadError::Upstream(e)) => {
-                drop(in_flight);
-                if e.nothing_sent() {
-                    servers.report_connect_failure(i, &e.detail);
-                }
-                tracing::warn!(error = %e, "upstream failed");
-                tried.push(i);
-                // A failed connect is always retried; a retry after the
-                // request may have been sent spends the retry budget.
                 // A streamed body that began to go up cannot be sent again.
-                let retry = body.resendable()
-                    && e.retryable(&parts.method)
-                    && (e.nothing_sent() || state.retry_budget.withdraw());
-                servers.stats[i].error(retry);
-                last_error = Some(text_response(
-                    e.status(),
-                    format!(
-                        "{} {}: {e}",
-                        e.status().as_u16(),
-                        e.status().canonical_reason().unwrap_or("")
-                    ),
-                ));
-                if !retry {
-                    return finish(last_error.expect("just set"), request_id);
+                let resendable = body.resendable();
+                if let Some(resp) = attempts.failed(i, in_flight, e, resendable) {
+                    return finish(resp, request_id);
                 }
             }
         }

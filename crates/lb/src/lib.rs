@@ -10,7 +10,9 @@
 mod access_log;
 mod admin;
 pub mod admission;
+mod attempts;
 pub mod balance;
+mod fast;
 mod handler;
 pub mod health;
 pub mod pool;
@@ -142,6 +144,7 @@ pub async fn run(
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let admin_task = tokio::spawn(admin::run(admin, reloader, counted, stop_rx));
+    let state_for_lane = state.clone();
     let handle = move |req, peer| handler::handle(state.clone(), req, peer);
     // HTTPS stops taking connections when plain HTTP does.
     let (tls_stop, tls_stopped) = tokio::sync::watch::channel(false);
@@ -162,7 +165,8 @@ pub async fn run(
         shutdown.await;
         let _ = tls_stop.send(true);
     };
-    webinfra_proxy::serve_with(site, options, handle, shutdown).await;
+    let lane = fast::Fast(state_for_lane);
+    webinfra_proxy::serve::serve_with_lane(site, options, handle, lane, shutdown).await;
     if let Some(t) = tls_task {
         let _ = t.await;
     }

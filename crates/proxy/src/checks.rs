@@ -112,7 +112,7 @@ fn target(parts: &mut Parts) -> Result<(), Refusal> {
 
 /// `uri-host [ ":" port ]` (RFC 9110 7.2, RFC 3986 3.2.2): a bracketed IP
 /// literal or a non-empty reg-name, digits for the port; no user info.
-fn valid_host(v: &[u8]) -> bool {
+pub(crate) fn valid_host(v: &[u8]) -> bool {
     let (host, rest) = if v.first() == Some(&b'[') {
         match v.iter().position(|b| *b == b']') {
             Some(end) => v.split_at(end + 1),

@@ -11,7 +11,7 @@
 pub use crate::error::{ProxyError, ProxyErrorKind};
 use crate::pool::Pool;
 use crate::upstream_body::{Conn, UpstreamBody};
-use crate::wire::{self, RequestFraming};
+use crate::wire::{self, RawHead, RequestFraming};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, Response, Uri};
 use std::net::SocketAddr;
@@ -112,15 +112,44 @@ impl UpstreamClient {
         } else {
             Some(body.clone())
         };
+        let upgrade = headers.contains_key(http::header::UPGRADE);
+        let (raw, body) = self
+            .send_head(upstream, &bytes, separate_body.as_ref(), method, upgrade)
+            .await?;
+        into_response(raw, body).map_err(|d| fail(upstream, ProxyErrorKind::Reset, d))
+    }
+
+    /// Sends `head`, a complete request head as bytes (a `GET` or `HEAD`:
+    /// no body), to `upstream` and returns the response head as read, for a
+    /// caller that passes it on as bytes; the body streams from the connection.
+    pub async fn send_raw(
+        &self,
+        upstream: &Upstream,
+        head: &[u8],
+        method: &Method,
+    ) -> Result<(RawHead, UpstreamBody), ProxyError> {
+        self.send_head(upstream, head, None, method, false).await
+    }
+
+    /// Writes a serialised request (`body`: when not in `head`) on a pooled
+    /// or new connection and reads the response head, within the response timeout.
+    async fn send_head(
+        &self,
+        upstream: &Upstream,
+        head: &[u8],
+        body: Option<&Bytes>,
+        method: &Method,
+        upgrade: bool,
+    ) -> Result<(RawHead, UpstreamBody), ProxyError> {
         let fail = |kind, detail| fail(upstream, kind, detail);
         let pool = self.pool(upstream.addr);
         // One clock read for the pool, the timeout and the connection's idle time.
         let now = std::time::Instant::now();
         let out = Outgoing {
-            head: &bytes,
-            body: separate_body.as_ref(),
+            head,
+            body,
             method,
-            upgrade: headers.contains_key(http::header::UPGRADE),
+            upgrade,
             idle_timeout: self.response_timeout,
             pool: &pool,
             started: now,
@@ -221,7 +250,7 @@ async fn exchange(
     mut buf: BytesMut,
     out: &Outgoing<'_>,
     reused: bool,
-) -> Result<Response<UpstreamBody>, Failure> {
+) -> Result<(RawHead, UpstreamBody), Failure> {
     let Outgoing {
         head,
         body,
@@ -267,7 +296,7 @@ async fn exchange(
         // nothing refers to the last head any more).
         buf.reserve(READ_BUF);
     }
-    read_head(stream, buf, &head, stale).await
+    read_raw_head(stream, buf, &head, stale).await
 }
 
 /// What reading a response head needs to know about its request.
@@ -286,14 +315,33 @@ pub(crate) struct Head<'a> {
     pub keep_alive: bool,
 }
 
+/// [`read_raw_head`], with the head's fields in a [`HeaderMap`].
+pub(crate) async fn read_head(
+    stream: TcpStream,
+    buf: BytesMut,
+    head: &Head<'_>,
+    stale: impl Fn(String) -> Failure,
+) -> Result<Response<UpstreamBody>, Failure> {
+    let (raw, body) = read_raw_head(stream, buf, head, stale).await?;
+    into_response(raw, body).map_err(Failure::Failed)
+}
+
+/// A response from a head as read and its body.
+fn into_response(raw: RawHead, body: UpstreamBody) -> Result<Response<UpstreamBody>, String> {
+    let mut resp = Response::new(body);
+    *resp.status_mut() = raw.status;
+    *resp.headers_mut() = raw.headers()?;
+    Ok(resp)
+}
+
 /// Reads the response head from `stream` (`buf` holds bytes already read);
 /// `stale` turns a failure before any byte into the caller's kind of failure.
-pub(crate) async fn read_head(
+pub(crate) async fn read_raw_head(
     mut stream: TcpStream,
     mut buf: BytesMut,
     head: &Head<'_>,
     stale: impl Fn(String) -> Failure,
-) -> Result<Response<UpstreamBody>, Failure> {
+) -> Result<(RawHead, UpstreamBody), Failure> {
     let Head {
         method,
         upgrade,
@@ -303,7 +351,7 @@ pub(crate) async fn read_head(
         keep_alive,
     } = *head;
     loop {
-        match wire::parse_response(&mut buf, method) {
+        match wire::parse_head(&mut buf, method) {
             Err(e) => return Err(Failure::Failed(e)),
             Ok(Some(h)) if h.status == http::StatusCode::SWITCHING_PROTOCOLS => {
                 if !upgrade {
@@ -317,10 +365,7 @@ pub(crate) async fn read_head(
                     started,
                     idle_timeout,
                 };
-                let mut resp = Response::new(UpstreamBody::upgraded(conn));
-                *resp.status_mut() = h.status;
-                *resp.headers_mut() = h.headers;
-                return Ok(resp);
+                return Ok((h, UpstreamBody::upgraded(conn)));
             }
             Ok(Some(h)) if h.status.is_informational() => {
                 // 100 Continue, 103 Early Hints: the final response follows.
@@ -335,10 +380,8 @@ pub(crate) async fn read_head(
                     started,
                     idle_timeout,
                 };
-                let mut resp = Response::new(UpstreamBody::new(h.framing, conn));
-                *resp.status_mut() = h.status;
-                *resp.headers_mut() = h.headers;
-                return Ok(resp);
+                let body = UpstreamBody::new(h.framing, conn);
+                return Ok((h, body));
             }
             Ok(None) => {}
         }

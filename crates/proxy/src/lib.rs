@@ -14,6 +14,7 @@ pub mod client;
 mod error;
 pub mod headers;
 pub mod idle;
+pub mod lane;
 mod pool;
 pub mod probe;
 pub mod serve;

@@ -4,7 +4,9 @@
 
 use crate::body::ResBody;
 use crate::idle::{Finishing, TimedIo, Tracker};
+use crate::lane::{self, Drain, Ended, Lane, NoLane, Rewind};
 use crate::tls::TlsConfig;
+use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -117,7 +119,24 @@ pub async fn serve_with<H, F>(
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ResBody>> + Send + 'static,
 {
-    serve_inner(listener, options, None, handler, shutdown).await
+    serve_inner(listener, options, None, handler, NoLane, shutdown).await
+}
+
+/// [`serve_with`], with plain HTTP/1.1 `GET` and `HEAD` requests served by
+/// `lane` while it is open ([`crate::lane`]); every other request, and the
+/// rest of a connection after one, by `handler`.
+pub async fn serve_with_lane<H, F, L>(
+    listener: TcpListener,
+    options: ServeOptions,
+    handler: H,
+    lane: L,
+    shutdown: impl Future<Output = ()>,
+) where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<ResBody>> + Send + 'static,
+    L: Lane,
+{
+    serve_inner(listener, options, None, handler, lane, shutdown).await
 }
 
 /// [`serve_with`] over TLS: each connection's handshake uses the current
@@ -133,22 +152,24 @@ pub async fn serve_tls<H, F>(
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ResBody>> + Send + 'static,
 {
-    serve_inner(listener, options, Some(tls), handler, shutdown).await
+    serve_inner(listener, options, Some(tls), handler, NoLane, shutdown).await
 }
 
 /// Marks a request that came over TLS (in its extensions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Secure;
 
-async fn serve_inner<H, F>(
+async fn serve_inner<H, F, L>(
     listener: TcpListener,
     options: ServeOptions,
     tls: Option<TlsConfig>,
     handler: H,
+    lane: L,
     shutdown: impl Future<Output = ()>,
 ) where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ResBody>> + Send + 'static,
+    L: Lane,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -169,6 +190,8 @@ async fn serve_inner<H, F>(
         .max_header_list_size(MAX_HEAD_BYTES as u32);
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
+    // Tells connections in the fast lane that the listener is shutting down.
+    let drain = Arc::new(Drain::default());
     let slots = Arc::new(Semaphore::new(options.max_connections));
     tokio::pin!(shutdown);
     loop {
@@ -200,6 +223,9 @@ async fn serve_inner<H, F>(
         )
         .with_send_timeout(options.send_timeout);
         let secure = tls.is_some();
+        let lane = lane.clone();
+        let draining = drain.clone();
+        let lane_tracker = tracker.clone();
         let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             tracker.start();
             if secure {
@@ -221,8 +247,22 @@ async fn serve_inner<H, F>(
         tokio::spawn(async move {
             let served = match tls {
                 None => {
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-                    watcher.watch(conn.into_owned()).await
+                    let io = if lane.open() {
+                        match lane::serve(io, &lane, peer, &lane_tracker, &draining).await {
+                            Ended::Handoff(io) => Some(io),
+                            Ended::Closed => None,
+                        }
+                    } else {
+                        Some(Rewind::new(Bytes::new(), io))
+                    };
+                    match io {
+                        Some(io) => {
+                            let conn =
+                                builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+                            watcher.watch(conn.into_owned()).await
+                        }
+                        None => Ok(()),
+                    }
                 }
                 Some(config) => match TlsAcceptor::from(config).accept(io).await {
                     Ok(stream) => {
@@ -245,7 +285,14 @@ async fn serve_inner<H, F>(
         });
     }
     drop(listener);
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await;
+    drain.start();
+    // Every connection gives its slot back when it ends, in either lane.
+    let all = u32::try_from(options.max_connections).unwrap_or(u32::MAX);
+    let drained = async {
+        graceful.shutdown().await;
+        let _ = slots.acquire_many(all).await;
+    };
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, drained).await;
 }
 
 /// A shutdown future for [`serve`] that resolves once `stop` becomes true.

@@ -3,7 +3,8 @@
 //! the response head is parsed with httparse, and its framing decided the
 //! RFC 9112 way (section 6.3).
 
-use bytes::{BufMut, BytesMut};
+use crate::headers::raw::{Field, Kind};
+use bytes::{BufMut, Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use std::mem::MaybeUninit;
 
@@ -95,11 +96,86 @@ pub struct ResponseHead {
     pub len: usize,
 }
 
+/// A response head as the server sent it, read but not turned into a
+/// [`HeaderMap`]: a proxy that passes the fields on as bytes never pays
+/// for one.
+#[derive(Debug)]
+pub struct RawHead {
+    /// Status code.
+    pub status: StatusCode,
+    /// The head's bytes, status line to blank line.
+    pub bytes: Bytes,
+    /// Where each field's name and value sit in `bytes`.
+    fields: Vec<Field>,
+    /// Body framing.
+    pub framing: Framing,
+    /// Whether the connection may carry another request afterwards.
+    pub keep_alive: bool,
+    /// A `Transfer-Encoding` overrides the `Content-Length`, which is not passed on.
+    drop_length: bool,
+    /// It has a `Date` field.
+    pub has_date: bool,
+    /// A `Connection` field names other fields (to be removed with it).
+    pub connection_names: bool,
+}
+
+impl RawHead {
+    /// The fields in order as sent, less a `Content-Length` that a
+    /// `Transfer-Encoding` overrides (RFC 9112 6.3).
+    pub fn fields(&self) -> impl Iterator<Item = (Kind, &[u8], &[u8])> {
+        let b = &self.bytes;
+        self.fields
+            .iter()
+            .filter(|f| !(self.drop_length && f.kind == Kind::ContentLength))
+            .map(move |f| {
+                let (name, value) = f.get(b);
+                (f.kind, name, value)
+            })
+    }
+
+    /// The fields as a [`HeaderMap`] (values share the head's bytes).
+    pub fn headers(&self) -> Result<HeaderMap, String> {
+        let mut headers = HeaderMap::with_capacity(self.fields.len());
+        for f in &self.fields {
+            if self.drop_length && f.kind == Kind::ContentLength {
+                continue;
+            }
+            let (raw_name, _) = f.get(&self.bytes);
+            let name = header_name(raw_name).map_err(|_| {
+                format!(
+                    "invalid header name {:?}",
+                    String::from_utf8_lossy(raw_name)
+                )
+            })?;
+            let (from, to) = f.value;
+            let value =
+                HeaderValue::from_maybe_shared(self.bytes.slice(from as usize..to as usize))
+                    .map_err(|_| format!("invalid value in header {name}"))?;
+            headers.append(name, value);
+        }
+        Ok(headers)
+    }
+}
+
 /// Parses a response head at the start of `buf` and takes it off `buf`:
 /// Ok(None) when more bytes are needed (nothing is taken), Err with a reason
 /// when the server sent something invalid. Header values point into the
 /// head's bytes (one shared buffer, no copy per value).
 pub fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<ResponseHead>, String> {
+    let Some(raw) = parse_head(buf, method)? else {
+        return Ok(None);
+    };
+    Ok(Some(ResponseHead {
+        status: raw.status,
+        headers: raw.headers()?,
+        framing: raw.framing,
+        keep_alive: raw.keep_alive,
+        len: raw.bytes.len(),
+    }))
+}
+
+/// [`parse_response`] without the [`HeaderMap`].
+pub fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<RawHead>, String> {
     if buf.is_empty() {
         return Ok(None);
     }
@@ -123,65 +199,62 @@ pub fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Resp
     let code = parsed.code.unwrap_or(0);
     let status = StatusCode::from_u16(code).map_err(|_| format!("invalid status {code}"))?;
     let http10 = parsed.version == Some(0);
-    // Where names and values sit; read once the head is split off as shared bytes.
-    let count = parsed.headers.len();
-    let mut values = [(0u32, 0u32); MAX_RESPONSE_HEADERS];
-    let base = buf.as_ptr() as usize;
-    let at = |s: &[u8]| {
-        let start = s.as_ptr() as usize - base;
-        (start as u32, (start + s.len()) as u32)
-    };
-    let mut names = [(0u32, 0u32); MAX_RESPONSE_HEADERS];
-    for ((h, name), value) in parsed.headers.iter().zip(&mut names).zip(&mut values) {
-        *name = at(h.name.as_bytes());
-        *value = at(h.value);
-    }
-    let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(count);
-    let (mut close, mut keep_alive_token, mut transfer_encoding) = (false, false, false);
+    let (mut close, mut keep_alive_token, mut has_date) = (false, false, false);
+    let (mut has_length, mut connection_names) = (false, false);
     // The Content-Length, read on the way (an error is kept for the framing).
     let mut length: Result<Option<u64>, String> = Ok(None);
-    for (&(name_from, name_to), &(from, to)) in names[..count].iter().zip(&values[..count]) {
-        let (from, to) = (from as usize, to as usize);
-        let raw_name = &head[name_from as usize..name_to as usize];
-        let name = header_name(raw_name).map_err(|_| {
-            format!(
-                "invalid header name {:?}",
-                String::from_utf8_lossy(raw_name)
-            )
-        })?;
-        let raw = &head[from..to];
-        if name == header::CONNECTION {
-            for token in raw.split(|b| *b == b',').map(|t| t.trim_ascii()) {
-                close |= token.eq_ignore_ascii_case(b"close");
-                keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+    let mut fields = Vec::with_capacity(parsed.headers.len());
+    let mut codings: Option<Vec<&[u8]>> = None;
+    for h in parsed.headers.iter() {
+        let field = Field::at(buf, h.name.as_bytes(), h.value);
+        let raw = h.value;
+        match field.kind {
+            Kind::Connection => {
+                for token in raw.split(|b| *b == b',').map(|t| t.trim_ascii()) {
+                    let is_close = token.eq_ignore_ascii_case(b"close");
+                    let is_keep_alive = token.eq_ignore_ascii_case(b"keep-alive");
+                    close |= is_close;
+                    keep_alive_token |= is_keep_alive;
+                    connection_names |= !token.is_empty() && !is_close && !is_keep_alive;
+                }
             }
-        } else if name == header::TRANSFER_ENCODING {
-            transfer_encoding = true;
-        } else if name == header::CONTENT_LENGTH {
-            length = length.and_then(|mut l| add_length(&mut l, raw).map(|()| l));
+            Kind::TransferEncoding => codings.get_or_insert_with(Vec::new).extend(
+                raw.split(|b| *b == b',')
+                    .map(|c| c.trim_ascii())
+                    .filter(|c| !c.is_empty()),
+            ),
+            Kind::ContentLength => {
+                has_length = true;
+                length = length.and_then(|mut l| add_length(&mut l, raw).map(|()| l));
+            }
+            Kind::Date => has_date = true,
+            _ => {}
         }
-        let value = HeaderValue::from_maybe_shared(head.slice(from..to))
-            .map_err(|_| format!("invalid value in header {name}"))?;
-        headers.append(name, value);
+        fields.push(field);
     }
+    let transfer_encoding = codings.is_some();
+    let framing = framing(status, method, codings.as_deref(), length)?;
     let mut keep_alive = if http10 { keep_alive_token } else { true } && !close;
-    let framing = framing(status, &headers, method, transfer_encoding, length)?;
     if framing == Framing::Close {
         keep_alive = false;
     }
     // RFC 9112 6.3: Transfer-Encoding overrides Content-Length, which must
     // not be forwarded; a server that sends both does not get the
     // connection back (it may be trying to split responses).
-    if transfer_encoding && headers.remove(header::CONTENT_LENGTH).is_some() {
+    let drop_length = transfer_encoding && has_length;
+    if drop_length {
         keep_alive = false;
     }
-    Ok(Some(ResponseHead {
+    let bytes = buf.split_to(len).freeze();
+    Ok(Some(RawHead {
         status,
-        headers,
+        bytes,
+        fields,
         framing,
         keep_alive,
-        len,
+        drop_length,
+        has_date,
+        connection_names,
     }))
 }
 
@@ -209,13 +282,12 @@ fn header_name(raw: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderName
 }
 
 /// RFC 9112 6.3, for a response to `method`.
-/// `transfer_encoding`: whether the head has that header at all; `length`:
-/// its `Content-Length`, as read.
+/// `codings`: the transfer codings named, if the head has `Transfer-Encoding`
+/// at all; `length`: its `Content-Length`, as read.
 fn framing(
     status: StatusCode,
-    headers: &HeaderMap,
     method: &Method,
-    transfer_encoding: bool,
+    codings: Option<&[&[u8]]>,
     length: Result<Option<u64>, String>,
 ) -> Result<Framing, String> {
     if *method == Method::HEAD
@@ -225,39 +297,16 @@ fn framing(
     {
         return Ok(Framing::Empty);
     }
-    if transfer_encoding {
-        return transfer_coding(headers);
-    }
-    length.map(length_framing)
-}
-
-/// A response with `Transfer-Encoding`: chunked, or nothing we can pass on.
-fn transfer_coding(headers: &HeaderMap) -> Result<Framing, String> {
-    let codings: Vec<&[u8]> = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-        .map(|c| c.trim_ascii())
-        .filter(|c| !c.is_empty())
-        .collect();
-    match codings[..] {
+    match codings {
+        None => length.map(length_framing),
         // An empty field: as if there were none.
-        [] => content_length(headers),
+        Some([]) => length.map(length_framing),
         // Chunked wins over any Content-Length.
-        [only] if only.eq_ignore_ascii_case(b"chunked") => Ok(Framing::Chunked),
+        Some([only]) if only.eq_ignore_ascii_case(b"chunked") => Ok(Framing::Chunked),
         // gzip and friends as transfer codings: we would have to decode
         // them, or pass on a body whose coding nothing declares (HAProxy: 502).
-        _ => Err("a transfer coding other than chunked".into()),
+        Some(_) => Err("a transfer coding other than chunked".into()),
     }
-}
-
-/// A response delimited by `Content-Length`, or by the end of the connection.
-fn content_length(headers: &HeaderMap) -> Result<Framing, String> {
-    let mut length: Option<u64> = None;
-    for v in headers.get_all(header::CONTENT_LENGTH) {
-        add_length(&mut length, v.as_bytes())?;
-    }
-    Ok(length_framing(length))
 }
 
 /// Framing by a `Content-Length` (None: there was none).

@@ -1,8 +1,11 @@
 //! Header rewriting on the way through a proxy: hop-by-hop headers, the
-//! `X-Forwarded-*` family and the request id.
+//! `X-Forwarded-*` family and the request id; [`raw`] does the same for
+//! heads passed on as bytes (the fast lane).
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::net::IpAddr;
+
+pub mod raw;
 
 /// The request id header, generated at the edge and passed to every tier.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -17,17 +20,19 @@ pub const SERVED_BY: HeaderName = HeaderName::from_static("x-served-by");
 /// 7.6.1). `Trailer` is not one of them: it tells the far end which trailer
 /// fields follow the body, and trailers are passed on.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "te"
-            | "transfer-encoding"
-            | "upgrade"
-    )
+    HOP_BY_HOP.contains(&name.as_str())
 }
+
+/// The hop-by-hop names, lowercase.
+pub(crate) const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "te",
+    "transfer-encoding",
+    "upgrade",
+];
 
 /// Removes hop-by-hop headers, including any named in `Connection`. A
 /// request's `TE: trailers` goes on as just that: we pass trailers through,
@@ -138,7 +143,7 @@ pub fn append_forwarded_for(headers: &mut HeaderMap, client: IpAddr) {
 
 /// `ip` as text in `buf` (IPv4 by hand: the formatter is slow for a
 /// per-request header; IPv6 through `Display`).
-fn write_ip(buf: &mut [u8; 64], ip: IpAddr) -> &[u8] {
+pub(crate) fn write_ip(buf: &mut [u8; 64], ip: IpAddr) -> &[u8] {
     let mut n = 0;
     match ip {
         IpAddr::V4(v4) => {
@@ -199,7 +204,7 @@ impl std::fmt::Display for RequestId {
 }
 
 /// A new random request id: 32 lowercase hex digits.
-fn new_request_id_bytes() -> [u8; 32] {
+pub(crate) fn new_request_id_bytes() -> [u8; 32] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut n = rand::random::<u128>();
     let mut out = [0u8; 32];
@@ -210,7 +215,7 @@ fn new_request_id_bytes() -> [u8; 32] {
     out
 }
 
-fn valid_request_id(id: &str) -> bool {
+pub(crate) fn valid_request_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 128
         && id

@@ -1,0 +1,92 @@
+//! The load balancer's fast lane ([`webinfra_proxy::lane`]): a plain `GET`
+//! or `HEAD` over plain HTTP/1.1 is forwarded as bytes -- its head rewritten
+//! once into the server's ([`headers::raw`]), the server's head into the
+//! client's -- with the same server choice, retries, counters and passive
+//! health as the general path ([`Attempts`]).
+//!
+//! The lane is open only while nothing in the configuration needs the
+//! general path's header maps: no access log, no sticky cookie, no rate
+//! limit, no redirect to HTTPS. Requests it does not take, and HTTPS, go
+//! through [`crate::handler`].
+
+use crate::access_log::Tracked;
+use crate::attempts::Attempts;
+use crate::handler::State;
+use http::Response;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use webinfra_proxy::headers::{self, raw::RawId};
+use webinfra_proxy::lane::{Answer, Lane, RawRequest};
+use webinfra_proxy::ResBody;
+
+/// The lane, sharing the general path's state.
+#[derive(Clone)]
+pub struct Fast(pub Arc<State>);
+
+impl Lane for Fast {
+    fn open(&self) -> bool {
+        let pool = self.0.pool.load();
+        let config = &pool.config;
+        !config.access_log
+            && config.sticky_cookie.is_none()
+            && pool.rate_limiter.is_none()
+            && !config.tls.as_ref().is_some_and(|t| t.redirect_http)
+    }
+
+    fn serve<'a>(
+        &'a self,
+        req: RawRequest<'a>,
+        peer: SocketAddr,
+    ) -> impl Future<Output = Answer> + Send + 'a {
+        forward(&self.0, req, peer)
+    }
+}
+
+async fn forward(state: &State, req: RawRequest<'_>, peer: SocketAddr) -> Answer {
+    let start = Instant::now();
+    let pool = state.pool.load_full();
+    let mut head = Vec::with_capacity(1024);
+    let id = headers::raw::request_head(&req, peer.ip(), "http", &mut head);
+    let mut attempts = Attempts::new(
+        state,
+        &pool,
+        peer.ip(),
+        (&req.method, req.target),
+        None,
+        start,
+    );
+    loop {
+        let (i, in_flight) = match attempts.admit().await {
+            Ok(admitted) => admitted,
+            Err(resp) => return general(resp, &id),
+        };
+        let upstream = &pool.servers.upstreams[i];
+        match pool.clients[i].send_raw(upstream, &head, &req.method).await {
+            Ok((resp, body)) => {
+                attempts.answered(i, resp.status.as_u16());
+                let mut out = Vec::with_capacity(resp.bytes.len() + 64);
+                let framing = headers::raw::response_head(&resp, &id, &mut out);
+                let body = Tracked::new(body, in_flight, None);
+                return Answer {
+                    head: out,
+                    date: !resp.has_date,
+                    framing,
+                    body: http_body_util::BodyExt::boxed_unsync(body),
+                };
+            }
+            Err(e) => {
+                if let Some(resp) = attempts.failed(i, in_flight, e, true) {
+                    return general(resp, &id);
+                }
+            }
+        }
+    }
+}
+
+/// A response built the general way, with the request id, as an answer.
+fn general(mut resp: Response<ResBody>, id: &RawId) -> Answer {
+    resp.headers_mut().insert(headers::REQUEST_ID, id.value());
+    Answer::from_response(resp)
+}

@@ -1,0 +1,320 @@
+//! The rewriting of [`super`] for heads passed on as bytes: a plain
+//! request's head for the server ([`request_head`]) and a server's response
+//! head for the client ([`response_head`]), each written once into a
+//! buffer, with the same result as the header-map functions give on the
+//! general path (field names keep the case they were sent in).
+
+use super::{new_request_id_bytes, valid_request_id, write_ip};
+use crate::lane::{Answer, AnswerFraming, RawRequest};
+use crate::wire::{Framing, RawHead};
+use http::HeaderValue;
+use std::net::IpAddr;
+
+/// A request id as bytes: the client's when well-formed, else a new one.
+#[derive(Clone)]
+pub struct RawId {
+    bytes: [u8; 128],
+    len: u8,
+}
+
+impl RawId {
+    /// The id's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+
+    /// The id as a header value (for a response built the general way).
+    pub fn value(&self) -> HeaderValue {
+        HeaderValue::from_bytes(self.as_bytes()).expect("a request id is a valid value")
+    }
+}
+
+/// What a header field is to a proxy, worked out once per field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `Connection`.
+    Connection,
+    /// Another hop-by-hop field ([`super::HOP_BY_HOP`]) but `Transfer-Encoding`.
+    HopByHop,
+    /// `Transfer-Encoding`.
+    TransferEncoding,
+    /// `Content-Length`.
+    ContentLength,
+    /// `Host`.
+    Host,
+    /// `Date`.
+    Date,
+    /// `Expect`.
+    Expect,
+    /// `HTTP2-Settings`.
+    Http2Settings,
+    /// `X-Forwarded-For`.
+    ForwardedFor,
+    /// `X-Forwarded-Proto`.
+    ForwardedProto,
+    /// `X-Request-Id`.
+    RequestId,
+    /// Any other.
+    Other,
+}
+
+/// The [`Kind`] of a field named `name` (one comparison, chosen by length).
+pub fn kind(name: &[u8]) -> Kind {
+    let is = |s: &str| name.eq_ignore_ascii_case(s.as_bytes());
+    match name.len() {
+        2 if is("te") => Kind::HopByHop,
+        4 if is("host") => Kind::Host,
+        4 if is("date") => Kind::Date,
+        6 if is("expect") => Kind::Expect,
+        7 if is("upgrade") => Kind::HopByHop,
+        10 if is("connection") => Kind::Connection,
+        10 if is("keep-alive") => Kind::HopByHop,
+        12 if is("x-request-id") => Kind::RequestId,
+        14 if is("content-length") => Kind::ContentLength,
+        14 if is("http2-settings") => Kind::Http2Settings,
+        15 if is("x-forwarded-for") => Kind::ForwardedFor,
+        16 if is("proxy-connection") => Kind::HopByHop,
+        17 if is("transfer-encoding") => Kind::TransferEncoding,
+        17 if is("x-forwarded-proto") => Kind::ForwardedProto,
+        18 if is("proxy-authenticate") => Kind::HopByHop,
+        _ => Kind::Other,
+    }
+}
+
+impl Kind {
+    /// Not passed on by a proxy (RFC 9110 7.6.1).
+    pub fn hop_by_hop(self) -> bool {
+        matches!(
+            self,
+            Kind::Connection | Kind::HopByHop | Kind::TransferEncoding
+        )
+    }
+}
+
+/// Where one header field sits in a head, and its [`Kind`].
+#[derive(Debug, Clone, Copy)]
+pub struct Field {
+    pub(crate) name: (u32, u32),
+    pub(crate) value: (u32, u32),
+    /// What it is.
+    pub kind: Kind,
+}
+
+impl Field {
+    /// The field whose name and value are these slices of `head`.
+    pub(crate) fn at(head: &[u8], name: &[u8], value: &[u8]) -> Field {
+        let base = head.as_ptr() as usize;
+        let n = (name.as_ptr() as usize - base) as u32;
+        let v = (value.as_ptr() as usize - base) as u32;
+        Field {
+            name: (n, n + name.len() as u32),
+            value: (v, v + value.len() as u32),
+            kind: kind(name),
+        }
+    }
+
+    /// Its name and value in `head`.
+    pub fn get<'h>(&self, head: &'h [u8]) -> (&'h [u8], &'h [u8]) {
+        (
+            &head[self.name.0 as usize..self.name.1 as usize],
+            &head[self.value.0 as usize..self.value.1 as usize],
+        )
+    }
+}
+
+fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes the head of `req` as it goes to a server into `out`: its fields
+/// less hop-by-hop ones, earlier `X-Forwarded-For` lines joined with
+/// `client` appended, `X-Forwarded-Proto` set to `proto`, the request id
+/// kept or made. Returns the id.
+pub fn request_head(req: &RawRequest<'_>, client: IpAddr, proto: &str, out: &mut Vec<u8>) -> RawId {
+    out.extend_from_slice(req.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(req.target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut id = None;
+    let mut forwarded = false;
+    for (kind, name, value) in req.fields() {
+        match kind {
+            Kind::ForwardedFor => forwarded = true,
+            Kind::RequestId => {
+                if id.is_none() && std::str::from_utf8(value).is_ok_and(valid_request_id) {
+                    let mut bytes = [0u8; 128];
+                    bytes[..value.len()].copy_from_slice(value);
+                    id = Some(RawId {
+                        bytes,
+                        len: value.len() as u8,
+                    });
+                }
+            }
+            Kind::ForwardedProto => {}
+            k if k.hop_by_hop() => {}
+            _ => line(out, name, value),
+        }
+    }
+    out.extend_from_slice(b"x-forwarded-for: ");
+    if forwarded {
+        for (kind, _, value) in req.fields() {
+            let value = value.trim_ascii();
+            if kind == Kind::ForwardedFor && !value.is_empty() {
+                out.extend_from_slice(value);
+                out.extend_from_slice(b", ");
+            }
+        }
+    }
+    out.extend_from_slice(write_ip(&mut [0; 64], client));
+    out.extend_from_slice(b"\r\n");
+    line(out, b"x-forwarded-proto", proto.as_bytes());
+    let id = id.unwrap_or_else(|| {
+        let mut bytes = [0u8; 128];
+        bytes[..32].copy_from_slice(&new_request_id_bytes());
+        RawId { bytes, len: 32 }
+    });
+    line(out, b"x-request-id", id.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    id
+}
+
+/// Writes the head of `resp` as it goes to the client into `out` (no
+/// framing field, no blank line: see [`Answer`]): the status line, its
+/// fields less hop-by-hop ones, those its `Connection` names, its framing
+/// (the lane writes its own) and any `X-Request-Id`, then `id`. Returns how
+/// the body is to be framed.
+pub fn response_head(resp: &RawHead, id: &RawId, out: &mut Vec<u8>) -> AnswerFraming {
+    Answer::status_line(resp.status, out);
+    // Names a `Connection` field lists (other than close and keep-alive).
+    let mut named: Vec<&[u8]> = Vec::new();
+    if resp.connection_names {
+        for (kind, _, value) in resp.fields() {
+            if kind == Kind::Connection {
+                named.extend(value.split(|b| *b == b',').map(<[u8]>::trim_ascii));
+            }
+        }
+    }
+    // A response without a body keeps its Content-Length (a HEAD's says
+    // how long the GET's body is); any other gets the lane's own.
+    let keep_length = resp.framing == Framing::Empty;
+    for (kind, name, value) in resp.fields() {
+        let skip = match kind {
+            Kind::RequestId => true,
+            Kind::ContentLength => !keep_length,
+            k => k.hop_by_hop(),
+        } || (!named.is_empty() && named.iter().any(|n| n.eq_ignore_ascii_case(name)));
+        if !skip {
+            line(out, name, value);
+        }
+    }
+    line(out, b"x-request-id", id.as_bytes());
+    match resp.framing {
+        Framing::Empty => AnswerFraming::None,
+        Framing::Length(n) => AnswerFraming::Length(n),
+        Framing::Chunked | Framing::Close => AnswerFraming::Chunked,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lane::request::{self, Parsed};
+    use bytes::BytesMut;
+    use http::Method;
+
+    fn upstream_head(raw: &str, client: &str) -> (String, RawId) {
+        let mut fields = Vec::new();
+        let Parsed::Plain { method, target, .. } = request::parse(raw.as_bytes(), &mut fields)
+        else {
+            panic!("not plain: {raw}")
+        };
+        let req = request::request(raw.as_bytes(), &fields, method, target);
+        let mut out = Vec::new();
+        let id = request_head(&req, client.parse().unwrap(), "http", &mut out);
+        (String::from_utf8(out).unwrap(), id)
+    }
+
+    #[test]
+    fn a_request_goes_up_with_forwarding_fields_and_without_hop_by_hop_ones() {
+        let (head, id) = upstream_head(
+            "GET /a?b HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.0.0.1\r\nKeep-Alive: 5\r\nConnection: keep-alive\r\nX-Forwarded-Proto: https\r\nx-forwarded-for: 10.0.0.2 \r\nAccept: */*\r\n\r\n",
+            "192.168.1.20",
+        );
+        assert_eq!(id.as_bytes().len(), 32);
+        assert_eq!(
+            head,
+            format!(
+                "GET /a?b HTTP/1.1\r\nHost: x\r\nAccept: */*\r\nx-forwarded-for: 10.0.0.1, 10.0.0.2, 192.168.1.20\r\nx-forwarded-proto: http\r\nx-request-id: {}\r\n\r\n",
+                std::str::from_utf8(id.as_bytes()).unwrap()
+            )
+        );
+    }
+
+    #[test]
+    fn a_well_formed_request_id_is_kept_and_a_bad_one_replaced() {
+        let (head, id) = upstream_head(
+            "HEAD / HTTP/1.1\r\nHost: x\r\nX-Request-Id: abc-123\r\n\r\n",
+            "::1",
+        );
+        assert_eq!(id.as_bytes(), b"abc-123");
+        assert!(head.starts_with("HEAD / HTTP/1.1\r\nHost: x\r\nx-forwarded-for: ::1\r\n"));
+        assert!(head.ends_with("x-request-id: abc-123\r\n\r\n"), "{head}");
+        let (head, id) = upstream_head(
+            "GET / HTTP/1.1\r\nHost: x\r\nX-Request-Id: bad id\r\n\r\n",
+            "::1",
+        );
+        assert_eq!(id.as_bytes().len(), 32);
+        assert_eq!(head.matches("x-request-id").count(), 1);
+        assert!(!head.contains("bad id"));
+    }
+
+    fn client_head(raw: &str, method: &Method) -> (String, AnswerFraming) {
+        let resp = crate::wire::parse_head(&mut BytesMut::from(raw), method)
+            .unwrap()
+            .unwrap();
+        let (_, id) = upstream_head(
+            "GET / HTTP/1.1\r\nHost: x\r\nX-Request-Id: r1\r\n\r\n",
+            "::1",
+        );
+        let mut out = Vec::new();
+        let framing = response_head(&resp, &id, &mut out);
+        (String::from_utf8(out).unwrap(), framing)
+    }
+
+    #[test]
+    fn a_response_goes_back_without_hop_by_hop_fields_or_its_framing() {
+        let (head, framing) = client_head(
+            "HTTP/1.1 200 OK\r\nServer: s\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\nContent-Length: 5\r\nX-Request-Id: other\r\nETag: \"e\"\r\n\r\n",
+            &Method::GET,
+        );
+        assert_eq!(framing, AnswerFraming::Length(5));
+        assert_eq!(
+            head,
+            "HTTP/1.1 200 OK\r\nServer: s\r\nETag: \"e\"\r\nx-request-id: r1\r\n"
+        );
+        let (head, framing) = client_head(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n",
+            &Method::GET,
+        );
+        assert_eq!(framing, AnswerFraming::Chunked);
+        assert_eq!(head, "HTTP/1.1 200 OK\r\nx-request-id: r1\r\n");
+        let (_, framing) = client_head("HTTP/1.1 200 OK\r\n\r\n", &Method::GET);
+        assert_eq!(framing, AnswerFraming::Chunked, "until close: chunked");
+    }
+
+    #[test]
+    fn a_response_without_a_body_keeps_its_length() {
+        let (head, framing) = client_head(
+            "HTTP/1.1 200 OK\r\nContent-Length: 4096\r\n\r\n",
+            &Method::HEAD,
+        );
+        assert_eq!(framing, AnswerFraming::None);
+        assert_eq!(
+            head,
+            "HTTP/1.1 200 OK\r\nContent-Length: 4096\r\nx-request-id: r1\r\n"
+        );
+    }
+}
