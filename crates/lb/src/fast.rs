@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use webinfra_proxy::headers::{self, raw::RawId};
-use webinfra_proxy::lane::{Answer, Lane, RawRequest};
+use webinfra_proxy::lane::{Answer, Lane, RawRequest, Scratch};
 use webinfra_proxy::ResBody;
 
 /// The lane, sharing the general path's state.
@@ -39,16 +39,22 @@ impl Lane for Fast {
         &'a self,
         req: RawRequest<'a>,
         peer: SocketAddr,
+        scratch: &'a mut Scratch,
     ) -> impl Future<Output = Answer> + Send + 'a {
-        forward(&self.0, req, peer)
+        forward(&self.0, req, peer, scratch)
     }
 }
 
-async fn forward(state: &State, req: RawRequest<'_>, peer: SocketAddr) -> Answer {
+async fn forward(
+    state: &State,
+    req: RawRequest<'_>,
+    peer: SocketAddr,
+    scratch: &mut Scratch,
+) -> Answer {
     let start = Instant::now();
     let pool = state.pool.load_full();
-    let mut head = Vec::with_capacity(1024);
-    let id = headers::raw::request_head(&req, peer.ip(), "http", &mut head);
+    let head = &mut scratch.request;
+    let id = headers::raw::request_head(&req, peer.ip(), "http", head);
     let mut attempts = Attempts::new(
         state,
         &pool,
@@ -60,17 +66,16 @@ async fn forward(state: &State, req: RawRequest<'_>, peer: SocketAddr) -> Answer
     loop {
         let (i, in_flight) = match attempts.admit().await {
             Ok(admitted) => admitted,
-            Err(resp) => return general(resp, &id),
+            Err(resp) => return general(resp, &id, &mut scratch.head),
         };
         let upstream = &pool.servers.upstreams[i];
-        match pool.clients[i].send_raw(upstream, &head, &req.method).await {
+        match pool.clients[i].send_raw(upstream, head, &req.method).await {
             Ok((resp, body)) => {
                 attempts.answered(i, resp.status.as_u16());
-                let mut out = Vec::with_capacity(resp.bytes.len() + 64);
-                let framing = headers::raw::response_head(&resp, &id, &mut out);
+                let framing =
+                    headers::raw::response_head(&resp, &req.method, &id, &mut scratch.head);
                 let body = Tracked::new(body, in_flight, None);
                 return Answer {
-                    head: out,
                     date: !resp.has_date,
                     framing,
                     body: http_body_util::BodyExt::boxed_unsync(body),
@@ -78,7 +83,7 @@ async fn forward(state: &State, req: RawRequest<'_>, peer: SocketAddr) -> Answer
             }
             Err(e) => {
                 if let Some(resp) = attempts.failed(i, in_flight, e, true) {
-                    return general(resp, &id);
+                    return general(resp, &id, &mut scratch.head);
                 }
             }
         }
@@ -86,7 +91,7 @@ async fn forward(state: &State, req: RawRequest<'_>, peer: SocketAddr) -> Answer
 }
 
 /// A response built the general way, with the request id, as an answer.
-fn general(mut resp: Response<ResBody>, id: &RawId) -> Answer {
+fn general(mut resp: Response<ResBody>, id: &RawId, head: &mut Vec<u8>) -> Answer {
     resp.headers_mut().insert(headers::REQUEST_ID, id.value());
-    Answer::from_response(resp)
+    Answer::from_response(resp, head)
 }

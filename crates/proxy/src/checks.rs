@@ -110,6 +110,24 @@ fn target(parts: &mut Parts) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// The bytes of a reg-name (RFC 3986 3.2.2): unreserved, sub-delims, `%`.
+const REG_NAME: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric();
+        b += 1;
+    }
+    let extra = b"-._~%!$&'()*+,;=";
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
 /// `uri-host [ ":" port ]` (RFC 9110 7.2, RFC 3986 3.2.2): a bracketed IP
 /// literal or a non-empty reg-name, digits for the port; no user info.
 pub(crate) fn valid_host(v: &[u8]) -> bool {
@@ -131,10 +149,7 @@ pub(crate) fn valid_host(v: &[u8]) -> bool {
                 .iter()
                 .all(|b| b.is_ascii_hexdigit() || b":.vV".contains(b))
     } else {
-        !host.is_empty()
-            && host
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(b))
+        !host.is_empty() && host.iter().all(|b| REG_NAME[*b as usize])
     };
     let port_ok = match rest.split_first() {
         None => true,

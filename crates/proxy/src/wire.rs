@@ -112,7 +112,7 @@ pub struct RawHead {
     /// Whether the connection may carry another request afterwards.
     pub keep_alive: bool,
     /// A `Transfer-Encoding` overrides the `Content-Length`, which is not passed on.
-    drop_length: bool,
+    pub(crate) drop_length: bool,
     /// It has a `Date` field.
     pub has_date: bool,
     /// A `Connection` field names other fields (to be removed with it).
@@ -131,6 +131,11 @@ impl RawHead {
                 let (name, value) = f.get(b);
                 (f.kind, name, value)
             })
+    }
+
+    /// The head's bytes and where its fields are, all of them.
+    pub(crate) fn parts(&self) -> (&[u8], &[Field]) {
+        (&self.bytes, &self.fields)
     }
 
     /// The fields as a [`HeaderMap`] (values share the head's bytes).

@@ -359,6 +359,16 @@ impl Lb {
     }
 }
 
+impl Lb {
+    /// Tells the load balancer to shut down (stop taking connections,
+    /// drain), leaving the backends up; dropping it waits for the end.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
 impl Drop for Lb {
     fn drop(&mut self) {
         if let Some(s) = self.shutdown.take() {

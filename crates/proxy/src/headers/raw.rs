@@ -7,7 +7,7 @@
 use super::{new_request_id_bytes, valid_request_id, write_ip};
 use crate::lane::{Answer, AnswerFraming, RawRequest};
 use crate::wire::{Framing, RawHead};
-use http::HeaderValue;
+use http::{HeaderValue, Method};
 use std::net::IpAddr;
 
 /// A request id as bytes: the client's when well-formed, else a new one.
@@ -54,6 +54,8 @@ pub enum Kind {
     ForwardedProto,
     /// `X-Request-Id`.
     RequestId,
+    /// `Trailer`.
+    Trailer,
     /// Any other.
     Other,
 }
@@ -67,6 +69,7 @@ pub fn kind(name: &[u8]) -> Kind {
         4 if is("date") => Kind::Date,
         6 if is("expect") => Kind::Expect,
         7 if is("upgrade") => Kind::HopByHop,
+        7 if is("trailer") => Kind::Trailer,
         10 if is("connection") => Kind::Connection,
         10 if is("keep-alive") => Kind::HopByHop,
         12 if is("x-request-id") => Kind::RequestId,
@@ -122,6 +125,45 @@ impl Field {
     }
 }
 
+/// Copies the lines of kept fields from a head into `out`, a run of
+/// adjacent lines in one copy.
+struct Lines<'h> {
+    head: &'h [u8],
+    run: Option<(usize, usize)>,
+}
+
+impl<'h> Lines<'h> {
+    fn new(head: &'h [u8]) -> Self {
+        Lines { head, run: None }
+    }
+
+    /// Copies field `f`'s line (as sent, when it ends in CRLF right after
+    /// the value; else rebuilt with CRLF).
+    fn keep(&mut self, f: &Field, out: &mut Vec<u8>) {
+        let (start, end) = (f.name.0 as usize, f.value.1 as usize);
+        if self.head.get(end..end + 2) == Some(b"\r\n") {
+            match self.run {
+                Some((from, to)) if to == start => self.run = Some((from, end + 2)),
+                _ => {
+                    self.flush(out);
+                    self.run = Some((start, end + 2));
+                }
+            }
+        } else {
+            self.flush(out);
+            out.extend_from_slice(&self.head[start..end]);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+
+    /// Copies what is pending.
+    fn flush(&mut self, out: &mut Vec<u8>) {
+        if let Some((from, to)) = self.run.take() {
+            out.extend_from_slice(&self.head[from..to]);
+        }
+    }
+}
+
 fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
@@ -140,10 +182,13 @@ pub fn request_head(req: &RawRequest<'_>, client: IpAddr, proto: &str, out: &mut
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut id = None;
     let mut forwarded = false;
-    for (kind, name, value) in req.fields() {
-        match kind {
+    let (head, fields) = req.parts();
+    let mut lines = Lines::new(head);
+    for f in fields {
+        match f.kind {
             Kind::ForwardedFor => forwarded = true,
             Kind::RequestId => {
+                let (_, value) = f.get(head);
                 if id.is_none() && std::str::from_utf8(value).is_ok_and(valid_request_id) {
                     let mut bytes = [0u8; 128];
                     bytes[..value.len()].copy_from_slice(value);
@@ -155,9 +200,14 @@ pub fn request_head(req: &RawRequest<'_>, client: IpAddr, proto: &str, out: &mut
             }
             Kind::ForwardedProto => {}
             k if k.hop_by_hop() => {}
-            _ => line(out, name, value),
+            _ => {
+                lines.keep(f, out);
+                continue;
+            }
         }
+        lines.flush(out);
     }
+    lines.flush(out);
     out.extend_from_slice(b"x-forwarded-for: ");
     if forwarded {
         for (kind, _, value) in req.fields() {
@@ -181,12 +231,18 @@ pub fn request_head(req: &RawRequest<'_>, client: IpAddr, proto: &str, out: &mut
     id
 }
 
-/// Writes the head of `resp` as it goes to the client into `out` (no
-/// framing field, no blank line: see [`Answer`]): the status line, its
-/// fields less hop-by-hop ones, those its `Connection` names, its framing
-/// (the lane writes its own) and any `X-Request-Id`, then `id`. Returns how
-/// the body is to be framed.
-pub fn response_head(resp: &RawHead, id: &RawId, out: &mut Vec<u8>) -> AnswerFraming {
+/// Writes the head of `resp` (to a `method` request) as it goes to the
+/// client into `out` (no framing field, no blank line: see [`Answer`]): the
+/// status line, its fields less hop-by-hop ones, those its `Connection`
+/// names, its framing (the lane writes its own), any `X-Request-Id`, and a
+/// `Trailer` where no chunked body could follow (as hyper leaves it out),
+/// then `id`. Returns how the body is to be framed.
+pub fn response_head(
+    resp: &RawHead,
+    method: &Method,
+    id: &RawId,
+    out: &mut Vec<u8>,
+) -> AnswerFraming {
     Answer::status_line(resp.status, out);
     // Names a `Connection` field lists (other than close and keep-alive).
     let mut named: Vec<&[u8]> = Vec::new();
@@ -199,17 +255,29 @@ pub fn response_head(resp: &RawHead, id: &RawId, out: &mut Vec<u8>) -> AnswerFra
     }
     // A response without a body keeps its Content-Length (a HEAD's says
     // how long the GET's body is); any other gets the lane's own.
-    let keep_length = resp.framing == Framing::Empty;
-    for (kind, name, value) in resp.fields() {
-        let skip = match kind {
+    let keep_length = resp.framing == Framing::Empty && !resp.drop_length;
+    let status = resp.status;
+    let no_body = *method == Method::HEAD
+        || status.is_informational()
+        || status == http::StatusCode::NO_CONTENT
+        || status == http::StatusCode::NOT_MODIFIED;
+    let (head, fields) = resp.parts();
+    let mut lines = Lines::new(head);
+    for f in fields {
+        let skip = match f.kind {
             Kind::RequestId => true,
             Kind::ContentLength => !keep_length,
+            Kind::Trailer => no_body,
             k => k.hop_by_hop(),
-        } || (!named.is_empty() && named.iter().any(|n| n.eq_ignore_ascii_case(name)));
-        if !skip {
-            line(out, name, value);
+        } || (!named.is_empty()
+            && named.iter().any(|n| n.eq_ignore_ascii_case(f.get(head).0)));
+        if skip {
+            lines.flush(out);
+        } else {
+            lines.keep(f, out);
         }
     }
+    lines.flush(out);
     line(out, b"x-request-id", id.as_bytes());
     match resp.framing {
         Framing::Empty => AnswerFraming::None,
@@ -223,7 +291,6 @@ mod tests {
     use super::*;
     use crate::lane::request::{self, Parsed};
     use bytes::BytesMut;
-    use http::Method;
 
     fn upstream_head(raw: &str, client: &str) -> (String, RawId) {
         let mut fields = Vec::new();
@@ -280,7 +347,7 @@ mod tests {
             "::1",
         );
         let mut out = Vec::new();
-        let framing = response_head(&resp, &id, &mut out);
+        let framing = response_head(&resp, method, &id, &mut out);
         (String::from_utf8(out).unwrap(), framing)
     }
 

@@ -44,12 +44,26 @@ pub trait Lane: Clone + Send + Sync + 'static {
     /// general path, and a reload may change that).
     fn open(&self) -> bool;
 
-    /// Serves one plain request from `peer`.
+    /// Serves one plain request from `peer`, writing the answer's head
+    /// into `scratch.head`.
     fn serve<'a>(
         &'a self,
         req: RawRequest<'a>,
         peer: SocketAddr,
+        scratch: &'a mut Scratch,
     ) -> impl Future<Output = Answer> + Send + 'a;
+}
+
+/// Buffers a connection keeps from one request to the next (both empty
+/// when a request is handed to the service), so a request costs no
+/// allocation for them.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    /// The service's own use: e.g. the request head as it goes on.
+    pub request: Vec<u8>,
+    /// The answer's status line and fields, each line ending in CRLF: no
+    /// framing field, no `Connection`, no blank line (the lane adds them).
+    pub head: Vec<u8>,
 }
 
 /// No fast lane: every request goes to hyper.
@@ -65,6 +79,7 @@ impl Lane for NoLane {
         &'a self,
         _: RawRequest<'a>,
         _: SocketAddr,
+        _: &'a mut Scratch,
     ) -> impl Future<Output = Answer> + Send + 'a {
         std::future::pending()
     }
@@ -116,7 +131,10 @@ where
     drained.as_mut().enable();
     let mut buf = BytesMut::with_capacity(READ_SIZE);
     let mut fields = Vec::new();
-    let mut out = Vec::with_capacity(READ_SIZE);
+    let mut scratch = Scratch {
+        request: Vec::with_capacity(1024),
+        head: Vec::with_capacity(READ_SIZE),
+    };
     loop {
         let (len, method, target) = loop {
             if !buf.is_empty() {
@@ -163,12 +181,13 @@ where
         };
         tracker.start();
         let head_request = method == http::Method::HEAD;
-        let answer = lane
-            .serve(request::request(&buf[..len], &fields, method, target), peer)
-            .await;
+        scratch.request.clear();
+        scratch.head.clear();
+        let req = request::request(&buf[..len], &fields, method, target);
+        let answer = lane.serve(req, peer, &mut scratch).await;
         buf.advance(len);
         let last = drain.on();
-        let written = write::answer(&mut io, answer, head_request, last, &mut out).await;
+        let written = write::answer(&mut io, answer, head_request, last, &mut scratch.head).await;
         tracker.finish();
         match written {
             Ok(()) if !last => {}

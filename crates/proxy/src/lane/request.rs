@@ -35,6 +35,11 @@ pub struct RawRequest<'a> {
 }
 
 impl<'a> RawRequest<'a> {
+    /// The head's bytes and where its fields are.
+    pub(crate) fn parts(&self) -> (&'a [u8], &'a [Field]) {
+        (self.head, self.fields)
+    }
+
     /// The header fields in order as sent: what each is, name and value.
     pub fn fields(&self) -> impl Iterator<Item = (Kind, &'a [u8], &'a [u8])> + '_ {
         let head = self.head;

@@ -2,7 +2,8 @@
 //! (and a `Date` when the head has none, as hyper adds), then the body --
 //! as it is for a known length, chunked otherwise -- gathered into few
 //! writes: a small response goes out in one, and a body that has nothing
-//! ready is never held back.
+//! ready is never held back. Trailers are not sent: a plain request never
+//! says `TE: trailers`.
 
 use crate::body::ResBody;
 use bytes::Bytes;
@@ -22,11 +23,9 @@ const WRITE_AT: usize = 64 * 1024;
 /// Larger body frames are written from where they are instead of copied.
 const COPY_AT: usize = 16 * 1024;
 
-/// A response to a plain request.
+/// A response to a plain request (its head is in the connection's
+/// [`Scratch`](super::Scratch)).
 pub struct Answer {
-    /// The status line and header fields, each line ending in CRLF: no
-    /// framing field, no `Connection`, no blank line.
-    pub head: Vec<u8>,
     /// Add a `Date` field (the head has none).
     pub date: bool,
     /// How the body is delimited.
@@ -57,11 +56,11 @@ impl Answer {
         out.extend_from_slice(b"\r\n");
     }
 
-    /// An answer for a response built the general way (errors, refusals).
-    pub fn from_response(resp: Response<ResBody>) -> Answer {
+    /// An answer for a response built the general way (errors, refusals),
+    /// its head written into `head`.
+    pub fn from_response(resp: Response<ResBody>, head: &mut Vec<u8>) -> Answer {
         let (parts, body) = resp.into_parts();
-        let mut head = Vec::with_capacity(256);
-        Answer::status_line(parts.status, &mut head);
+        Answer::status_line(parts.status, head);
         for (name, value) in &parts.headers {
             if name == http::header::CONTENT_LENGTH || name == http::header::TRANSFER_ENCODING {
                 continue;
@@ -81,7 +80,6 @@ impl Answer {
             None => AnswerFraming::Chunked,
         };
         Answer {
-            head,
             date: !parts.headers.contains_key(http::header::DATE),
             framing,
             body,
@@ -89,8 +87,8 @@ impl Answer {
     }
 }
 
-/// Writes `answer`; `head_request`: the body is not sent; `last`: the
-/// connection closes after it.
+/// Writes `answer`, whose head is in `out`; `head_request`: the body is
+/// not sent; `last`: the connection closes after it.
 pub(super) async fn answer<I: AsyncWrite + Unpin>(
     io: &mut I,
     answer: Answer,
@@ -99,13 +97,10 @@ pub(super) async fn answer<I: AsyncWrite + Unpin>(
     out: &mut Vec<u8>,
 ) -> io::Result<()> {
     let Answer {
-        head,
         date,
         framing,
         mut body,
     } = answer;
-    out.clear();
-    out.extend_from_slice(&head);
     if date {
         out.extend_from_slice(b"date: ");
         http_date(|d| out.extend_from_slice(d));
@@ -133,7 +128,6 @@ pub(super) async fn answer<I: AsyncWrite + Unpin>(
         return io.write_all(out).await;
     }
     let chunked = framing == AnswerFraming::Chunked;
-    let mut trailers = None;
     loop {
         // Waiting for more: what is gathered goes out first.
         let frame = {
@@ -150,27 +144,14 @@ pub(super) async fn answer<I: AsyncWrite + Unpin>(
             }
         };
         let Some(frame) = frame else { break };
-        let frame = frame.map_err(io::Error::other)?;
-        let frame = match frame.into_data() {
-            Ok(data) => {
-                put_data(io, out, data, chunked).await?;
-                continue;
-            }
-            Err(frame) => frame,
-        };
-        if let Ok(t) = frame.into_trailers() {
-            trailers = Some(t);
+        // Trailers are not passed on: a plain request did not say `TE:
+        // trailers` (hyper's rule too).
+        if let Ok(data) = frame.map_err(io::Error::other)?.into_data() {
+            put_data(io, out, data, chunked).await?;
         }
     }
     if chunked {
-        out.extend_from_slice(b"0\r\n");
-        for (name, value) in trailers.iter().flatten() {
-            out.extend_from_slice(name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(b"0\r\n\r\n");
     }
     if !out.is_empty() {
         io.write_all(out).await?;
@@ -280,21 +261,25 @@ mod tests {
         }
     }
 
-    async fn written(answer: Answer, head_request: bool, last: bool) -> String {
+    async fn written(
+        (answer, mut head): (Answer, Vec<u8>),
+        head_request: bool,
+        last: bool,
+    ) -> String {
         let mut io = Vec::new();
-        super::answer(&mut io, answer, head_request, last, &mut Vec::new())
+        super::answer(&mut io, answer, head_request, last, &mut head)
             .await
             .unwrap();
         String::from_utf8(io).unwrap()
     }
 
-    fn raw(head: &str, framing: AnswerFraming, body: ResBody) -> Answer {
-        Answer {
-            head: head.as_bytes().to_vec(),
+    fn raw(head: &str, framing: AnswerFraming, body: ResBody) -> (Answer, Vec<u8>) {
+        let answer = Answer {
             date: false,
             framing,
             body,
-        }
+        };
+        (answer, head.as_bytes().to_vec())
     }
 
     #[tokio::test]
@@ -324,7 +309,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_unknown_length_is_chunked_with_trailers() {
+    async fn an_unknown_length_is_chunked_without_trailers() {
         let frames = VecDeque::from([
             http_body::Frame::data(Bytes::from("hello")),
             http_body::Frame::data(Bytes::from(vec![b'x'; 20])),
@@ -340,7 +325,7 @@ mod tests {
         assert_eq!(
             out,
             format!(
-                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n14\r\n{}\r\n0\r\nx-sum: 1\r\n\r\n",
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n14\r\n{}\r\n0\r\n\r\n",
                 "x".repeat(20)
             )
         );
@@ -349,7 +334,9 @@ mod tests {
     #[tokio::test]
     async fn a_general_response_keeps_its_fields_and_gets_a_date() {
         let resp = crate::body::text_response(StatusCode::BAD_GATEWAY, "no");
-        let out = written(Answer::from_response(resp), false, false).await;
+        let mut head = Vec::new();
+        let answer = Answer::from_response(resp, &mut head);
+        let out = written((answer, head), false, false).await;
         assert!(out.starts_with("HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/plain; charset=utf-8\r\ncache-control: no-store\r\ndate: "), "{out}");
         assert!(
             out.ends_with(" GMT\r\ncontent-length: 3\r\n\r\nno\n"),

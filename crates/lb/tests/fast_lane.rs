@@ -1,0 +1,384 @@
+//! The fast lane (plain keep-alive `GET`/`HEAD`, forwarded as bytes) does
+//! what the general path does: the same requests, sent as raw bytes through
+//! two load balancers -- one with the lane open, one with it closed (an
+//! access log keeps every request on the general path) -- in front of a
+//! scripted backend, must reach the backend as the same request and come
+//! back to the client as the same response (header names compared without
+//! case, dates and request ids masked). Header case also shows which path
+//! served: the lane keeps the server's spelling, hyper writes lowercase.
+
+mod common;
+
+use common::Lb;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A response as the client got it: status, fields (lowercase names,
+/// sorted, dates and ids masked), body (chunks decoded).
+#[derive(Debug, PartialEq, Eq)]
+struct Got {
+    status: u16,
+    fields: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+/// What the scripted backend answers, by path.
+fn script(path: &str) -> (&'static [u8], bool) {
+    let p = path.split('?').next().unwrap_or(path);
+    let r: &'static [u8] = match p {
+        "/nodate" => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        "/chunked" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n5\r\nhello\r\n3\r\nabc\r\n0\r\nX-Sum: 9\r\n\r\n",
+        "/close" => b"HTTP/1.1 200 OK\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nContent-Type: text/plain\r\n\r\nuntil the end",
+        "/hop" => b"HTTP/1.1 200 OK\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nConnection: keep-alive, X-Internal\r\nX-Internal: secret\r\nKeep-Alive: timeout=5\r\nProxy-Connection: x\r\nUpgrade: h2c\r\nTrailer: X-Checksum\r\nX-End: kept\r\nContent-Length: 2\r\n\r\nok",
+        "/both" => b"HTTP/1.1 200 OK\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        "/odd" => b"HTTP/1.1 200 OK\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nX-Empty:\r\nX-Spaced:   a  b  \r\nx-lower: v\r\nX-Request-Id: from-upstream\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 0\r\n\r\n",
+        "/204" => b"HTTP/1.1 204 No Content\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nX-A: 1\r\n\r\n",
+        "/304" => b"HTTP/1.1 304 Not Modified\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nETag: \"e\"\r\n\r\n",
+        "/http10" => b"HTTP/1.0 200 OK\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nContent-Length: 2\r\n\r\nok",
+        "/early" => b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nContent-Length: 2\r\n\r\nok",
+        "/500" => b"HTTP/1.1 500 Internal Server Error\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nContent-Length: 4\r\n\r\nfail",
+        "/lf" => b"HTTP/1.1 200 OK\nDate: Wed, 02 Dec 2026 00:00:00 GMT\nX-Lf: 1\nContent-Length: 2\n\nok",
+        _ => b"HTTP/1.1 200 OK\r\nServer: raw\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nETag: \"e\"\r\n\r\nhello",
+    };
+    let closes = p == "/close" || p == "/http10" || p == "/both";
+    (r, closes)
+}
+
+/// A backend that answers each request head with its script and records
+/// the head as received.
+fn scripted_backend() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let record = record.clone();
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match stream.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head: Vec<u8> = buf.drain(..end + 4).collect();
+                    let head = String::from_utf8(head).unwrap();
+                    let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+                    let method = head.split(' ').next().unwrap_or("").to_string();
+                    if !head.contains("webinfra-health-check") {
+                        record.lock().unwrap().push(head);
+                    }
+                    let (resp, closes) = script(&path);
+                    let resp = if method == "HEAD" {
+                        // The same head, no body.
+                        let end = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0);
+                        &resp[..end + 4]
+                    } else {
+                        resp
+                    };
+                    if stream.write_all(resp).is_err() || closes {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// A load balancer in front of a scripted backend; `lane`: whether the
+/// fast lane is open.
+fn start(lane: bool) -> (Lb, Arc<Mutex<Vec<String>>>) {
+    let (addr, seen) = scripted_backend();
+    let lb = Lb::start(&["a"], move |cfg| {
+        cfg.servers[0].addr = addr;
+        cfg.access_log = !lane;
+    });
+    (lb, seen)
+}
+
+/// Sends `raw` and then a last request on the same connection, reads
+/// until the load balancer closes, and returns the responses.
+fn exchange(lb: &Lb, raw: &str, head: bool) -> (Vec<Got>, Vec<u8>) {
+    let mut stream = TcpStream::connect(lb.site).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(raw.as_bytes()).unwrap();
+    stream
+        .write_all(b"GET /last HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes).unwrap();
+    let mut rest = &bytes[..];
+    let mut got = Vec::new();
+    let mut heads = [head, false].into_iter();
+    while !rest.is_empty() {
+        let (g, used) = parse(rest, heads.next().unwrap_or(false));
+        got.push(g);
+        rest = &rest[used..];
+    }
+    (got, bytes)
+}
+
+/// One response at the start of `bytes`, and how many bytes it took.
+fn parse(bytes: &[u8], head_request: bool) -> (Got, usize) {
+    let mut fields = [httparse::EMPTY_HEADER; 64];
+    let mut resp = httparse::Response::new(&mut fields);
+    let httparse::Status::Complete(mut at) = resp.parse(bytes).expect("a response head") else {
+        panic!("cut short: {:?}", String::from_utf8_lossy(bytes))
+    };
+    let status = resp.code.unwrap();
+    let mut fields: Vec<(String, String)> = resp
+        .headers
+        .iter()
+        .map(|h| {
+            let name = h.name.to_ascii_lowercase();
+            let value = match name.as_str() {
+                "date" | "x-request-id" => "*".to_string(),
+                _ => String::from_utf8_lossy(h.value).into_owned(),
+            };
+            (name, value)
+        })
+        .collect();
+    fields.sort();
+    let field = |n: &str| fields.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let mut body = Vec::new();
+    if head_request || status == 204 || status == 304 {
+    } else if field("transfer-encoding").is_some() {
+        loop {
+            let line_end = at + bytes[at..].windows(2).position(|w| w == b"\r\n").unwrap();
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&bytes[at..line_end]).unwrap(), 16)
+                    .unwrap();
+            at = line_end + 2;
+            if size == 0 {
+                // No trailers are sent to a client that did not ask for them.
+                assert_eq!(&bytes[at..at + 2], b"\r\n");
+                at += 2;
+                break;
+            }
+            body.extend_from_slice(&bytes[at..at + size]);
+            at += size + 2;
+        }
+    } else if let Some(n) = field("content-length") {
+        let n: usize = n.parse().unwrap();
+        body.extend_from_slice(&bytes[at..at + n]);
+        at += n;
+    } else {
+        body.extend_from_slice(&bytes[at..]);
+        at = bytes.len();
+    }
+    (
+        Got {
+            status,
+            fields,
+            body,
+        },
+        at,
+    )
+}
+
+/// The request head a backend saw: request line and sorted fields, names
+/// lowercase, the request id masked.
+fn normalise(head: &str) -> (String, Vec<(String, String)>) {
+    let mut lines = head.split("\r\n");
+    let first = lines.next().unwrap().to_string();
+    let mut fields: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (n, v) = l.split_once(':').unwrap();
+            let n = n.to_ascii_lowercase();
+            let v = if n == "x-request-id" && v.trim().len() == 32 {
+                "*".to_string()
+            } else {
+                v.trim().to_string()
+            };
+            (n, v)
+        })
+        .collect();
+    fields.sort();
+    (first, fields)
+}
+
+const REQUESTS: &[&str] = &[
+    "GET /plain HTTP/1.1\r\nHost: a\r\nUser-Agent: t\r\nAccept: */*\r\n\r\n",
+    "HEAD /plain HTTP/1.1\r\nHost: a\r\n\r\n",
+    "GET /plain?q=1&r=%20#frag HTTP/1.1\r\nHost: a:80\r\n\r\n",
+    "GET /plain HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 10.0.0.1\r\nx-forwarded-for: 10.0.0.2, 10.0.0.3\r\nX-Forwarded-Proto: https\r\nX-Request-Id: abc-1\r\nKeep-Alive: 30\r\nProxy-Connection: keep-alive\r\nConnection: keep-alive\r\n\r\n",
+    "GET /plain HTTP/1.1\r\nHost: a\r\nX-Request-Id: not valid\r\nX-Empty:\r\nX-Trailing: v  \r\nX-Dup: 1\r\nX-Dup: 2\r\n\r\n",
+    "GET /plain HTTP/1.1\nHost: a\nX-Lf: 1\n\n",
+    "GET /nodate HTTP/1.1\r\nHost: a\r\n\r\n",
+    "GET /chunked HTTP/1.1\r\nHost: a\r\n\r\n",
+    "GET /close HTTP/1.1\r\nHost: a\r\n\r\n",
+    "GET /hop HTTP/1.1\r\nHost: a\r\n\r\n",
+    "GET /both HTTP/1.1\r\nHost: a\r\n\r\n",
+    "GET /odd HTTP/1.1\r\nHost: a\r\n\r\n",
+    "GET /204 HTTP/1.1\r\nHost: a\r\n\r\n",
+    "GET /304 HTTP/1.1\r\nHost: a\r\n\r\n",
+    "HEAD /chunked HTTP/1.1\r\nHost: a\r\n\r\n",
+    "GET /http10 HTTP/1.1\r\nHost: a\r\n\r\n",
+    "GET /early HTTP/1.1\r\nHost: a\r\n\r\n",
+    "GET /500 HTTP/1.1\r\nHost: a\r\n\r\n",
+    "GET /lf HTTP/1.1\r\nHost: a\r\n\r\n",
+];
+
+#[test]
+fn the_lane_forwards_what_the_general_path_forwards_and_answers_the_same() {
+    let (fast, fast_seen) = start(true);
+    let (general, general_seen) = start(false);
+    for raw in REQUESTS {
+        let head = raw.starts_with("HEAD");
+        fast_seen.lock().unwrap().clear();
+        general_seen.lock().unwrap().clear();
+        let (by_lane, lane_bytes) = exchange(&fast, raw, head);
+        let (by_general, _) = exchange(&general, raw, head);
+        assert_eq!(by_lane, by_general, "{raw:?}: the client's answers differ");
+        assert_eq!(by_lane.len(), 2, "{raw:?}: both requests answered");
+        let lane_saw: Vec<_> = fast_seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|h| normalise(h))
+            .collect();
+        let general_saw: Vec<_> = general_seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|h| normalise(h))
+            .collect();
+        assert_eq!(
+            lane_saw, general_saw,
+            "{raw:?}: the server saw different requests"
+        );
+        // The lane served it: the server's spelling of its fields is kept.
+        let text = String::from_utf8_lossy(&lane_bytes);
+        if raw.contains("/plain") && !head {
+            assert!(
+                text.contains("Server: raw\r\n"),
+                "{raw:?} not in the lane: {text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_lane_answers_pipelined_requests_in_order_and_hands_a_post_to_hyper() {
+    let (lb, seen) = start(true);
+    let raw = "GET /plain?1 HTTP/1.1\r\nHost: a\r\n\r\nGET /nodate?2 HTTP/1.1\r\nHost: a\r\n\r\nPOST /plain?3 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET /plain?4 HTTP/1.1\r\nHost: a\r\n\r\n";
+    let (got, bytes) = exchange(&lb, raw, false);
+    let bodies: Vec<_> = got
+        .iter()
+        .map(|g| String::from_utf8_lossy(&g.body).into_owned())
+        .collect();
+    assert_eq!(bodies, ["hello", "ok", "hello", "hello", "hello"]);
+    let paths: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|h| h.split(' ').nth(1).unwrap().to_string())
+        .collect();
+    assert_eq!(
+        paths,
+        ["/plain?1", "/nodate?2", "/plain?3", "/plain?4", "/last"]
+    );
+    // The first went through the lane, the ones after the POST through hyper.
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.starts_with("HTTP/1.1 200 OK\r\nServer: raw\r\n"),
+        "{text}"
+    );
+    assert_eq!(text.matches("Server: raw").count(), 1, "{text}");
+    assert_eq!(text.matches("server: raw").count(), 3, "{text}");
+}
+
+#[test]
+fn a_server_that_fails_is_retried_and_its_failure_answered_by_the_lane() {
+    // One server refuses connections: the lane retries on the other.
+    let (addr, seen) = scripted_backend();
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let lb = Lb::start(&["a", "b"], move |cfg| {
+        cfg.servers[0].addr = addr;
+        cfg.servers[1].addr = dead;
+    });
+    for _ in 0..4 {
+        let (got, _) = exchange(&lb, "GET /plain HTTP/1.1\r\nHost: a\r\n\r\n", false);
+        assert_eq!(got[0].status, 200);
+        assert_eq!(got[0].body, b"hello");
+    }
+    assert_eq!(seen.lock().unwrap().len(), 8);
+    // With no server left, the client hears why, with the request id.
+    let lb = Lb::start(&["a"], move |cfg| cfg.servers[0].addr = dead);
+    let (got, bytes) = exchange(
+        &lb,
+        "GET /plain HTTP/1.1\r\nHost: a\r\nX-Request-Id: trace-7\r\n\r\n",
+        false,
+    );
+    assert_eq!(got[0].status, 502, "{}", String::from_utf8_lossy(&bytes));
+    assert!(String::from_utf8_lossy(&bytes).contains("x-request-id: trace-7\r\n"));
+}
+
+/// Reads one response with a `Content-Length` from `stream`.
+fn read_one(stream: &mut TcpStream) -> String {
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&bytes[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .map_or(0, |n| n.trim().parse().unwrap());
+            if bytes.len() >= end + 4 + length {
+                return String::from_utf8_lossy(&bytes).into_owned();
+            }
+        }
+        let n = stream.read(&mut chunk).unwrap();
+        assert!(
+            n > 0,
+            "closed mid-response: {:?}",
+            String::from_utf8_lossy(&bytes)
+        );
+        bytes.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[test]
+fn at_shutdown_an_idle_connection_closes_and_a_busy_one_after_its_response() {
+    let mut lb = Lb::start(&["a"], |_| {});
+    let connect = || {
+        let s = TcpStream::connect(lb.site).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    };
+    let mut idle = connect();
+    idle.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    assert!(read_one(&mut idle).starts_with("HTTP/1.1 200 OK\r\n"));
+    let mut busy = connect();
+    busy.write_all(b"GET /slow/500 HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let record = lb.backend("a").record.clone();
+    common::wait_until(Duration::from_secs(5), "the request in flight", || {
+        record.in_flight.load(std::sync::atomic::Ordering::SeqCst) == 1
+    });
+    lb.begin_shutdown();
+    // The idle one is closed at once (well before the 10 s drain limit).
+    assert_eq!(idle.read(&mut [0u8; 64]).expect("closed, not timed out"), 0);
+    // The busy one gets its response, which says it is the last, then the end.
+    let text = read_one(&mut busy);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.contains("\r\nconnection: close\r\n"), "{text}");
+    assert!(text.ends_with("a"), "{text}");
+    assert_eq!(busy.read(&mut [0u8; 64]).unwrap(), 0);
+}
