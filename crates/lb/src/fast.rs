@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use webinfra_proxy::headers::{self, raw::RawId};
-use webinfra_proxy::lane::{Answer, Lane, RawRequest, Scratch};
+use webinfra_proxy::lane::{Answer, AnswerBody, Lane, RawRequest, Scratch};
 use webinfra_proxy::ResBody;
 
 /// The lane, sharing the general path's state.
@@ -70,15 +70,22 @@ async fn forward(
         };
         let upstream = &pool.servers.upstreams[i];
         match pool.clients[i].send_raw(upstream, head, &req.method).await {
-            Ok((resp, body)) => {
+            Ok((resp, mut body)) => {
                 attempts.answered(i, resp.status.as_u16());
                 let framing =
                     headers::raw::response_head(&resp, &req.method, &id, &mut scratch.head);
-                let body = Tracked::new(body, in_flight, None);
+                // A body that came whole with the head leaves the server free
+                // at once; any other keeps its slot until it is read.
+                let body = match body.take_whole() {
+                    Some(whole) => AnswerBody::Whole(whole),
+                    None => AnswerBody::Stream(http_body_util::BodyExt::boxed_unsync(
+                        Tracked::new(body, in_flight, None),
+                    )),
+                };
                 return Answer {
                     date: !resp.has_date,
                     framing,
-                    body: http_body_util::BodyExt::boxed_unsync(body),
+                    body,
                 };
             }
             Err(e) => {
@@ -91,7 +98,7 @@ async fn forward(
 }
 
 /// A response built the general way, with the request id, as an answer.
-fn general(mut resp: Response<ResBody>, id: &RawId, head: &mut Vec<u8>) -> Answer {
+fn general(mut resp: Response<ResBody>, id: &RawId<'_>, head: &mut Vec<u8>) -> Answer {
     resp.headers_mut().insert(headers::REQUEST_ID, id.value());
     Answer::from_response(resp, head)
 }

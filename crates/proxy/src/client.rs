@@ -154,8 +154,21 @@ impl UpstreamClient {
             pool: &pool,
             started: now,
         };
+        let deadline = tokio::time::Instant::from_std(now + self.response_timeout);
+        let (pooled, timer) = match pool.take(now) {
+            Some((stream, buf, timer)) => (Some((stream, buf)), timer),
+            None => (None, None),
+        };
+        // A pooled connection's timer is moved on (no lock); a new one is armed.
+        let mut timer = match timer {
+            Some(mut timer) => {
+                timer.as_mut().reset(deadline);
+                timer
+            }
+            None => Box::pin(tokio::time::sleep_until(deadline)),
+        };
         let exchange = async {
-            if let Some((stream, buf)) = pool.take(now) {
+            if let Some((stream, buf)) = pooled {
                 match exchange(stream, buf, &out, true).await {
                     Ok(resp) => return Ok(resp),
                     Err(Failure::Stale) => {}
@@ -170,13 +183,21 @@ impl UpstreamClient {
                 Err(Failure::Failed(d)) => Err(fail(ProxyErrorKind::Reset, d)),
             }
         };
-        let deadline = tokio::time::Instant::from_std(now + self.response_timeout);
-        match tokio::time::timeout_at(deadline, exchange).await {
-            Err(_) => Err(fail(
+        let result = tokio::select! {
+            biased;
+            result = exchange => Some(result),
+            _ = timer.as_mut() => None,
+        };
+        match result {
+            None => Err(fail(
                 ProxyErrorKind::Timeout,
                 format!("waited {:?}", self.response_timeout),
             )),
-            Ok(result) => result,
+            Some(Ok((head, mut body))) => {
+                body.keep_timer(Some(timer));
+                Ok((head, body))
+            }
+            Some(Err(e)) => Err(e),
         }
     }
 
@@ -364,6 +385,7 @@ pub(crate) async fn read_raw_head(
                     keep_alive: false,
                     started,
                     idle_timeout,
+                    timer: None,
                 };
                 return Ok((h, UpstreamBody::upgraded(conn)));
             }
@@ -379,6 +401,7 @@ pub(crate) async fn read_raw_head(
                     keep_alive: h.keep_alive && keep_alive,
                     started,
                     idle_timeout,
+                    timer: None,
                 };
                 let body = UpstreamBody::new(h.framing, conn);
                 return Ok((h, body));

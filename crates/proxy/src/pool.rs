@@ -7,6 +7,7 @@
 //! read buffer, so a request on a pooled connection allocates none.
 
 use bytes::BytesMut;
+use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -18,9 +19,18 @@ const MAX_IDLE: usize = 256;
 /// its idle connection: the next request starts with a fresh one.
 const MAX_KEPT_BUF: usize = 64 * 1024;
 
+/// A connection's response timer, kept with it from one request to the
+/// next: moving a tokio timer's deadline later takes no lock, arming a new
+/// one takes the timer wheel's twice (in and out).
+pub(crate) type Timer = Option<Pin<Box<tokio::time::Sleep>>>;
+
+/// An idle connection: the socket, when its last request started, its read
+/// buffer (empty) and its timer.
+type Idle = (TcpStream, Instant, BytesMut, Timer);
+
 /// The idle connections to one upstream.
 pub(crate) struct Pool {
-    idle: Mutex<Vec<(TcpStream, Instant, BytesMut)>>,
+    idle: Mutex<Vec<Idle>>,
     idle_timeout: Duration,
 }
 
@@ -33,12 +43,12 @@ impl Pool {
     }
 
     /// The most recently used live idle connection, if any, as of `now`,
-    /// with its (empty) read buffer.
-    pub fn take(&self, now: Instant) -> Option<(TcpStream, BytesMut)> {
+    /// with its (empty) read buffer and its timer.
+    pub fn take(&self, now: Instant) -> Option<(TcpStream, BytesMut, Timer)> {
         loop {
-            let (stream, since, buf) = self.idle.lock().expect("pool lock").pop()?;
+            let (stream, since, buf, timer) = self.idle.lock().expect("pool lock").pop()?;
             if now.saturating_duration_since(since) < self.idle_timeout && still_open(&stream) {
-                return Some((stream, buf));
+                return Some((stream, buf, timer));
             }
         }
     }
@@ -46,13 +56,13 @@ impl Pool {
     /// Keeps `stream` for the next request; `since` is when its last request
     /// started (a little before it went idle, so idle time is never
     /// underestimated); `buf` is its read buffer, empty.
-    pub fn put(&self, stream: TcpStream, since: Instant, mut buf: BytesMut) {
+    pub fn put(&self, stream: TcpStream, since: Instant, mut buf: BytesMut, timer: Timer) {
         if buf.capacity() > MAX_KEPT_BUF {
             buf = BytesMut::new();
         }
         let mut idle = self.idle.lock().expect("pool lock");
         if idle.len() < MAX_IDLE {
-            idle.push((stream, since, buf));
+            idle.push((stream, since, buf, timer));
         }
     }
 }
@@ -84,8 +94,8 @@ mod tests {
         for size in [8 * 1024, 1024 * 1024] {
             let stream = TcpStream::connect(addr).await.unwrap();
             held.push(listener.accept().await.unwrap().0);
-            pool.put(stream, Instant::now(), BytesMut::with_capacity(size));
-            let (_, buf) = pool.take(Instant::now()).expect("the connection is live");
+            pool.put(stream, Instant::now(), BytesMut::with_capacity(size), None);
+            let (_, buf, _) = pool.take(Instant::now()).expect("the connection is live");
             if size <= MAX_KEPT_BUF {
                 assert!(buf.capacity() >= size, "kept");
             } else {

@@ -79,6 +79,8 @@ pub(crate) struct Conn {
     pub started: std::time::Instant,
     /// Longest silence from the server in the middle of a body.
     pub idle_timeout: std::time::Duration,
+    /// Its response timer, going back to the pool with it.
+    pub timer: crate::pool::Timer,
 }
 
 /// The body of an upstream response.
@@ -139,13 +141,40 @@ impl UpstreamBody {
         body
     }
 
+    /// The whole body, when it has a known length and came with the head
+    /// (most small responses; an empty body too): the connection goes back
+    /// to its pool at once. None when it is still to be read.
+    pub fn take_whole(&mut self) -> Option<Bytes> {
+        match self.state {
+            State::Done => Some(Bytes::new()),
+            State::Length(n) => {
+                let conn = self.conn.as_mut()?;
+                if (conn.buf.len() as u64) < n {
+                    return None;
+                }
+                let data = conn.buf.split_to(n as usize).freeze();
+                self.finish();
+                Some(data)
+            }
+            _ => None,
+        }
+    }
+
+    /// Gives the connection its response timer back, to keep for the next request.
+    pub(crate) fn keep_timer(&mut self, timer: crate::pool::Timer) {
+        if let Some(conn) = self.conn.as_mut() {
+            conn.timer = timer;
+        }
+    }
+
     /// The body is complete: a clean keep-alive connection goes back to its pool.
     fn finish(&mut self) {
         let clean = self.state != State::Close;
         self.state = State::Done;
         if let Some(conn) = self.conn.take() {
             if clean && conn.keep_alive && conn.buf.is_empty() {
-                conn.pool.put(conn.stream, conn.started, conn.buf);
+                conn.pool
+                    .put(conn.stream, conn.started, conn.buf, conn.timer);
             }
         }
     }

@@ -11,16 +11,21 @@ use http::{HeaderValue, Method};
 use std::net::IpAddr;
 
 /// A request id as bytes: the client's when well-formed, else a new one.
-#[derive(Clone)]
-pub struct RawId {
-    bytes: [u8; 128],
-    len: u8,
+#[derive(Clone, Copy)]
+pub enum RawId<'a> {
+    /// Made here.
+    New([u8; 32]),
+    /// The client's, in its request head.
+    Given(&'a [u8]),
 }
 
-impl RawId {
+impl RawId<'_> {
     /// The id's bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..self.len as usize]
+        match self {
+            RawId::New(id) => id,
+            RawId::Given(id) => id,
+        }
     }
 
     /// The id as a header value (for a response built the general way).
@@ -175,7 +180,12 @@ fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 /// less hop-by-hop ones, earlier `X-Forwarded-For` lines joined with
 /// `client` appended, `X-Forwarded-Proto` set to `proto`, the request id
 /// kept or made. Returns the id.
-pub fn request_head(req: &RawRequest<'_>, client: IpAddr, proto: &str, out: &mut Vec<u8>) -> RawId {
+pub fn request_head<'a>(
+    req: &RawRequest<'a>,
+    client: IpAddr,
+    proto: &str,
+    out: &mut Vec<u8>,
+) -> RawId<'a> {
     out.extend_from_slice(req.method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(req.target.as_bytes());
@@ -190,12 +200,7 @@ pub fn request_head(req: &RawRequest<'_>, client: IpAddr, proto: &str, out: &mut
             Kind::RequestId => {
                 let (_, value) = f.get(head);
                 if id.is_none() && std::str::from_utf8(value).is_ok_and(valid_request_id) {
-                    let mut bytes = [0u8; 128];
-                    bytes[..value.len()].copy_from_slice(value);
-                    id = Some(RawId {
-                        bytes,
-                        len: value.len() as u8,
-                    });
+                    id = Some(RawId::Given(value));
                 }
             }
             Kind::ForwardedProto => {}
@@ -221,11 +226,7 @@ pub fn request_head(req: &RawRequest<'_>, client: IpAddr, proto: &str, out: &mut
     out.extend_from_slice(write_ip(&mut [0; 64], client));
     out.extend_from_slice(b"\r\n");
     line(out, b"x-forwarded-proto", proto.as_bytes());
-    let id = id.unwrap_or_else(|| {
-        let mut bytes = [0u8; 128];
-        bytes[..32].copy_from_slice(&new_request_id_bytes());
-        RawId { bytes, len: 32 }
-    });
+    let id = id.unwrap_or_else(|| RawId::New(new_request_id_bytes()));
     line(out, b"x-request-id", id.as_bytes());
     out.extend_from_slice(b"\r\n");
     id
@@ -240,7 +241,7 @@ pub fn request_head(req: &RawRequest<'_>, client: IpAddr, proto: &str, out: &mut
 pub fn response_head(
     resp: &RawHead,
     method: &Method,
-    id: &RawId,
+    id: &RawId<'_>,
     out: &mut Vec<u8>,
 ) -> AnswerFraming {
     Answer::status_line(resp.status, out);
@@ -292,7 +293,7 @@ mod tests {
     use crate::lane::request::{self, Parsed};
     use bytes::BytesMut;
 
-    fn upstream_head(raw: &str, client: &str) -> (String, RawId) {
+    fn upstream_head(raw: &str, client: &str) -> (String, Vec<u8>) {
         let mut fields = Vec::new();
         let Parsed::Plain { method, target, .. } = request::parse(raw.as_bytes(), &mut fields)
         else {
@@ -301,7 +302,7 @@ mod tests {
         let req = request::request(raw.as_bytes(), &fields, method, target);
         let mut out = Vec::new();
         let id = request_head(&req, client.parse().unwrap(), "http", &mut out);
-        (String::from_utf8(out).unwrap(), id)
+        (String::from_utf8(out).unwrap(), id.as_bytes().to_vec())
     }
 
     #[test]
@@ -310,12 +311,12 @@ mod tests {
             "GET /a?b HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.0.0.1\r\nKeep-Alive: 5\r\nConnection: keep-alive\r\nX-Forwarded-Proto: https\r\nx-forwarded-for: 10.0.0.2 \r\nAccept: */*\r\n\r\n",
             "192.168.1.20",
         );
-        assert_eq!(id.as_bytes().len(), 32);
+        assert_eq!(id.len(), 32);
         assert_eq!(
             head,
             format!(
                 "GET /a?b HTTP/1.1\r\nHost: x\r\nAccept: */*\r\nx-forwarded-for: 10.0.0.1, 10.0.0.2, 192.168.1.20\r\nx-forwarded-proto: http\r\nx-request-id: {}\r\n\r\n",
-                std::str::from_utf8(id.as_bytes()).unwrap()
+                std::str::from_utf8(&id).unwrap()
             )
         );
     }
@@ -326,14 +327,14 @@ mod tests {
             "HEAD / HTTP/1.1\r\nHost: x\r\nX-Request-Id: abc-123\r\n\r\n",
             "::1",
         );
-        assert_eq!(id.as_bytes(), b"abc-123");
+        assert_eq!(id, b"abc-123");
         assert!(head.starts_with("HEAD / HTTP/1.1\r\nHost: x\r\nx-forwarded-for: ::1\r\n"));
         assert!(head.ends_with("x-request-id: abc-123\r\n\r\n"), "{head}");
         let (head, id) = upstream_head(
             "GET / HTTP/1.1\r\nHost: x\r\nX-Request-Id: bad id\r\n\r\n",
             "::1",
         );
-        assert_eq!(id.as_bytes().len(), 32);
+        assert_eq!(id.len(), 32);
         assert_eq!(head.matches("x-request-id").count(), 1);
         assert!(!head.contains("bad id"));
     }
@@ -347,7 +348,7 @@ mod tests {
             "::1",
         );
         let mut out = Vec::new();
-        let framing = response_head(&resp, method, &id, &mut out);
+        let framing = response_head(&resp, method, &RawId::Given(&id), &mut out);
         (String::from_utf8(out).unwrap(), framing)
     }
 

@@ -142,11 +142,34 @@ pub fn request<'a>(
     }
 }
 
+/// Bytes of a path and query (RFC 3986 3.3, 3.4): unreserved, sub-delims,
+/// `:`, `@`, `/`, `?` and `%`.
+const TARGET: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = (b as u8).is_ascii_alphanumeric();
+        b += 1;
+    }
+    let extra = b"-._~!$&'()*+,;=:@/?%";
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
 /// The part of an origin-form target that is forwarded, when the general
 /// path would forward it unchanged.
 fn plain_target(path: &str) -> Option<&str> {
     if !path.starts_with('/') || path.len() > checks::MAX_TARGET || !path.is_ascii() {
         return None;
+    }
+    // The usual bytes of a path and query (RFC 3986) are taken as they are;
+    // anything else is left to http's parse, as on the general path.
+    if path.bytes().all(|b| TARGET[b as usize]) {
+        return Some(path);
     }
     let parsed = http::uri::PathAndQuery::try_from(path).ok()?;
     // A fragment is dropped by the parse; anything else it changed is not plain.
@@ -199,6 +222,29 @@ mod tests {
         };
         let req = request(raw.as_bytes(), &fields, method, target);
         assert_eq!((req.method, req.target), (Method::HEAD, "/p?q"));
+    }
+
+    #[test]
+    fn a_target_is_forwarded_as_http_would_parse_it() {
+        for sent in [
+            "/a/b?c=d&e=%20f",
+            "/~u/(x)*;p=1:2@h",
+            "/a{b}|c^",
+            "/p?q#frag",
+            "/a\"b",
+            "/a<b>",
+            "/a\\b",
+            "/a`b",
+            "/a\u{7f}",
+            "*",
+        ] {
+            let http = http::uri::PathAndQuery::try_from(sent)
+                .ok()
+                .filter(|_| sent.starts_with('/'));
+            let expected = http.as_ref().map(|p| p.as_str());
+            assert_eq!(plain_target(sent), expected, "{sent}");
+        }
+        assert_eq!(plain_target("/p?q#frag"), Some("/p?q"));
     }
 
     #[test]

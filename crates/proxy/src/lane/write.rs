@@ -31,7 +31,15 @@ pub struct Answer {
     /// How the body is delimited.
     pub framing: AnswerFraming,
     /// The body (for a `HEAD` request it is not sent).
-    pub body: ResBody,
+    pub body: AnswerBody,
+}
+
+/// An [`Answer`]'s body.
+pub enum AnswerBody {
+    /// All of it, at hand.
+    Whole(Bytes),
+    /// Read as it is written.
+    Stream(ResBody),
 }
 
 /// How an [`Answer`]'s body is delimited on the client connection.
@@ -82,7 +90,7 @@ impl Answer {
         Answer {
             date: !parts.headers.contains_key(http::header::DATE),
             framing,
-            body,
+            body: AnswerBody::Stream(body),
         }
     }
 }
@@ -99,7 +107,7 @@ pub(super) async fn answer<I: AsyncWrite + Unpin>(
     let Answer {
         date,
         framing,
-        mut body,
+        body,
     } = answer;
     if date {
         out.extend_from_slice(b"date: ");
@@ -119,6 +127,19 @@ pub(super) async fn answer<I: AsyncWrite + Unpin>(
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
+    let mut body = match body {
+        AnswerBody::Stream(body) => body,
+        AnswerBody::Whole(data) => {
+            if !head_request && framing != AnswerFraming::None {
+                let chunked = framing == AnswerFraming::Chunked;
+                put_data(io, out, data, chunked).await?;
+                if chunked {
+                    out.extend_from_slice(b"0\r\n\r\n");
+                }
+            }
+            return io.write_all(out).await;
+        }
+    };
     if head_request || framing == AnswerFraming::None || body.is_end_stream() {
         if framing == AnswerFraming::Chunked && !head_request {
             out.extend_from_slice(b"0\r\n\r\n");
@@ -277,7 +298,7 @@ mod tests {
         let answer = Answer {
             date: false,
             framing,
-            body,
+            body: AnswerBody::Stream(body),
         };
         (answer, head.as_bytes().to_vec())
     }
@@ -341,6 +362,30 @@ mod tests {
         assert!(
             out.ends_with(" GMT\r\ncontent-length: 3\r\n\r\nno\n"),
             "{out}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_whole_body_goes_out_with_its_head() {
+        let whole = |framing| {
+            let answer = Answer {
+                date: false,
+                framing,
+                body: AnswerBody::Whole(Bytes::from("hello")),
+            };
+            (answer, b"HTTP/1.1 200 OK\r\n".to_vec())
+        };
+        assert_eq!(
+            written(whole(AnswerFraming::Length(5)), false, false).await,
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello"
+        );
+        assert_eq!(
+            written(whole(AnswerFraming::Chunked), false, false).await,
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        );
+        assert_eq!(
+            written(whole(AnswerFraming::Length(5)), true, false).await,
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"
         );
     }
 
