@@ -20,7 +20,7 @@ pub struct Attempts<'a> {
     client: IpAddr,
     method: &'a Method,
     /// The request's path, for messages.
-    path: &'a str,
+    path: &'a [u8],
     /// The server a sticky cookie names, if any.
     pinned: Option<usize>,
     /// Servers that failed this request.
@@ -38,7 +38,7 @@ impl<'a> Attempts<'a> {
         state: &'a crate::handler::State,
         pool: &'a Pool,
         client: IpAddr,
-        (method, path): (&'a Method, &'a str),
+        (method, path): (&'a Method, &'a [u8]),
         pinned: Option<usize>,
         start: Instant,
     ) -> Self {
@@ -84,7 +84,7 @@ impl<'a> Attempts<'a> {
                     r
                 }
             };
-            tracing::warn!(method = %self.method, path = self.path, status = resp.status().as_u16(), ?refusal, "no server could answer");
+            tracing::warn!(method = %self.method, path = %String::from_utf8_lossy(self.path), status = resp.status().as_u16(), ?refusal, "no server could answer");
             resp
         })
     }

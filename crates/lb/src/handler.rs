@@ -128,7 +128,7 @@ async fn forward(
         state,
         pool,
         peer.ip(),
-        (&parts.method, parts.uri.path()),
+        (&parts.method, parts.uri.path().as_bytes()),
         pinned,
         start,
     );

@@ -6,6 +6,7 @@
 use crate::headers::raw::{Field, Kind};
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use std::cell::Cell;
 use std::mem::MaybeUninit;
 
 /// Most response headers accepted from an upstream.
@@ -119,6 +120,21 @@ pub struct RawHead {
     pub connection_names: bool,
 }
 
+thread_local! {
+    /// A field list to reuse: a response head gives its own back when it is
+    /// dropped, so reading a head costs no allocation for it.
+    static SPARE_FIELDS: Cell<Vec<Field>> = const { Cell::new(Vec::new()) };
+}
+
+impl Drop for RawHead {
+    fn drop(&mut self) {
+        let fields = std::mem::take(&mut self.fields);
+        if fields.capacity() <= MAX_RESPONSE_HEADERS {
+            SPARE_FIELDS.set(fields);
+        }
+    }
+}
+
 impl RawHead {
     /// The fields in order as sent, less a `Content-Length` that a
     /// `Transfer-Encoding` overrides (RFC 9112 6.3).
@@ -208,7 +224,9 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<RawHead>
     let (mut has_length, mut connection_names) = (false, false);
     // The Content-Length, read on the way (an error is kept for the framing).
     let mut length: Result<Option<u64>, String> = Ok(None);
-    let mut fields = Vec::with_capacity(parsed.headers.len());
+    let mut fields = SPARE_FIELDS.take();
+    fields.clear();
+    fields.reserve(parsed.headers.len());
     let mut codings: Option<Vec<&[u8]>> = None;
     for h in parsed.headers.iter() {
         let field = Field::at(buf, h.name.as_bytes(), h.value);

@@ -188,7 +188,7 @@ pub fn request_head<'a>(
 ) -> RawId<'a> {
     out.extend_from_slice(req.method.as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(req.target.as_bytes());
+    out.extend_from_slice(req.target);
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut id = None;
     let mut forwarded = false;

@@ -28,8 +28,8 @@ pub struct RawRequest<'a> {
     /// `GET` or `HEAD`.
     pub method: Method,
     /// The path and query, as the general path would forward them (a
-    /// `#fragment` is not part of it).
-    pub target: &'a str,
+    /// `#fragment` is not part of it); ASCII.
+    pub target: &'a [u8],
     head: &'a [u8],
     fields: &'a [Field],
 }
@@ -133,10 +133,9 @@ pub fn request<'a>(
     method: Method,
     target: (usize, usize),
 ) -> RawRequest<'a> {
-    let target = std::str::from_utf8(&buf[target.0..target.1]).unwrap_or("/");
     RawRequest {
         method,
-        target,
+        target: &buf[target.0..target.1],
         head: buf,
         fields,
     }
@@ -200,7 +199,7 @@ mod tests {
         };
         assert_eq!(&raw[len..], "GET /next");
         let req = request(raw.as_bytes(), &fields, method, target);
-        assert_eq!((&req.method, req.target), (&Method::GET, "/a?b=1"));
+        assert_eq!((&req.method, req.target), (&Method::GET, &b"/a?b=1"[..]));
         let got: Vec<_> = req.fields().collect();
         assert_eq!(
             got,
@@ -221,7 +220,7 @@ mod tests {
             panic!("not taken")
         };
         let req = request(raw.as_bytes(), &fields, method, target);
-        assert_eq!((req.method, req.target), (Method::HEAD, "/p?q"));
+        assert_eq!((req.method, req.target), (Method::HEAD, &b"/p?q"[..]));
     }
 
     #[test]
