@@ -5,19 +5,21 @@
 //! health as the general path ([`Attempts`]).
 //!
 //! The lane is open only while nothing in the configuration needs the
-//! general path's header maps: no access log, no sticky cookie, no rate
-//! limit, no redirect to HTTPS. Requests it does not take, and HTTPS, go
-//! through [`crate::handler`].
+//! general path's header maps: no sticky cookie, no rate limit, no
+//! redirect to HTTPS. Requests it does not take, and HTTPS, go through
+//! [`crate::handler`]. The access log is written the same way on both.
 
-use crate::access_log::Tracked;
+use crate::access_log::{AccessLog, Tracked};
 use crate::attempts::Attempts;
 use crate::handler::State;
+use crate::pool::Pool;
 use http::Response;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
-use webinfra_proxy::headers::{self, raw::RawId};
+use tracing::Instrument;
+use webinfra_proxy::headers::{self, raw::RawId, RequestId};
 use webinfra_proxy::lane::{Answer, AnswerBody, Lane, RawRequest, Scratch};
 use webinfra_proxy::ResBody;
 
@@ -29,8 +31,7 @@ impl Lane for Fast {
     fn open(&self) -> bool {
         let pool = self.0.pool.load();
         let config = &pool.config;
-        !config.access_log
-            && config.sticky_cookie.is_none()
+        config.sticky_cookie.is_none()
             && pool.rate_limiter.is_none()
             && !config.tls.as_ref().is_some_and(|t| t.redirect_http)
     }
@@ -53,11 +54,33 @@ async fn forward(
 ) -> Answer {
     let start = Instant::now();
     let pool = state.pool.load_full();
-    let head = &mut scratch.request;
-    let id = headers::raw::request_head(&req, peer.ip(), "http", head);
+    let id = headers::raw::request_head(&req, peer.ip(), "http", &mut scratch.request);
+    // With an access log, warnings carry the request's id and client, as on
+    // the general path.
+    let span = match pool.config.access_log {
+        true => tracing::info_span!("request", id = %String::from_utf8_lossy(id.as_bytes()), %peer),
+        false => tracing::Span::none(),
+    };
+    attempt(state, &pool, &req, &id, peer, scratch, start)
+        .instrument(span)
+        .await
+}
+
+/// Sends the request in `scratch` to a server, again to another as
+/// [`Attempts`] allows, and makes the answer.
+async fn attempt(
+    state: &State,
+    pool: &Pool,
+    req: &RawRequest<'_>,
+    id: &RawId<'_>,
+    peer: SocketAddr,
+    scratch: &mut Scratch,
+    start: Instant,
+) -> Answer {
+    let head = &scratch.request;
     let mut attempts = Attempts::new(
         state,
-        &pool,
+        pool,
         peer.ip(),
         (&req.method, req.target),
         None,
@@ -66,20 +89,41 @@ async fn forward(
     loop {
         let (i, in_flight) = match attempts.admit().await {
             Ok(admitted) => admitted,
-            Err(resp) => return general(resp, &id, &mut scratch.head),
+            Err(resp) => return general(resp, id, &mut scratch.head),
         };
         let upstream = &pool.servers.upstreams[i];
         match pool.clients[i].send_raw(upstream, head, &req.method).await {
             Ok((resp, mut body)) => {
-                attempts.answered(i, resp.status.as_u16());
+                let status = resp.status.as_u16();
+                attempts.answered(i, status);
                 let framing =
-                    headers::raw::response_head(&resp, &req.method, &id, &mut scratch.head);
+                    headers::raw::response_head(&resp, &req.method, id, &mut scratch.head);
+                let log = pool.config.access_log.then(|| {
+                    let path = req.target.split(|b| *b == b'?').next().unwrap_or_default();
+                    AccessLog::new(
+                        RequestId(id.value()),
+                        peer,
+                        req.method.clone(),
+                        String::from_utf8_lossy(path).into_owned(),
+                        upstream.name.clone(),
+                        status,
+                        attempts.tried.len(),
+                        start,
+                        attempts.queued_ms,
+                    )
+                });
                 // A body that came whole with the head leaves the server free
-                // at once; any other keeps its slot until it is read.
-                let body = match body.take_whole() {
+                // at once; any other (and any to be logged when it is done)
+                // keeps its slot until it is read.
+                let whole = if log.is_none() {
+                    body.take_whole()
+                } else {
+                    None
+                };
+                let body = match whole {
                     Some(whole) => AnswerBody::Whole(whole),
                     None => AnswerBody::Stream(http_body_util::BodyExt::boxed_unsync(
-                        Tracked::new(body, in_flight, None),
+                        Tracked::new(body, in_flight, log),
                     )),
                 };
                 return Answer {
@@ -90,7 +134,7 @@ async fn forward(
             }
             Err(e) => {
                 if let Some(resp) = attempts.failed(i, in_flight, e, true) {
-                    return general(resp, &id, &mut scratch.head);
+                    return general(resp, id, &mut scratch.head);
                 }
             }
         }

@@ -1,7 +1,8 @@
 //! The fast lane (plain keep-alive `GET`/`HEAD`, forwarded as bytes) does
 //! what the general path does: the same requests, sent as raw bytes through
-//! two load balancers -- one with the lane open, one with it closed (an
-//! access log keeps every request on the general path) -- in front of a
+//! load balancers with the lane open (with and without an access log) and
+//! one with it closed (a rate limit far above what the test sends keeps
+//! every request on the general path) -- in front of a
 //! scripted backend, must reach the backend as the same request and come
 //! back to the client as the same response (header names compared without
 //! case, dates and request ids masked). Header case also shows which path
@@ -94,14 +95,24 @@ fn scripted_backend() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
 }
 
 /// A load balancer in front of a scripted backend; `lane`: whether the
-/// fast lane is open.
-fn start(lane: bool) -> (Lb, Arc<Mutex<Vec<String>>>) {
+/// fast lane is open; `log`: with an access log.
+fn start_with(lane: bool, log: bool) -> (Lb, Arc<Mutex<Vec<String>>>) {
     let (addr, seen) = scripted_backend();
     let lb = Lb::start(&["a"], move |cfg| {
         cfg.servers[0].addr = addr;
-        cfg.access_log = !lane;
+        cfg.access_log = log;
+        if !lane {
+            cfg.rate_limit = Some(webinfra_topology::RateLimit {
+                per_second: 1_000_000,
+                burst: 1_000_000,
+            });
+        }
     });
     (lb, seen)
+}
+
+fn start(lane: bool) -> (Lb, Arc<Mutex<Vec<String>>>) {
+    start_with(lane, false)
 }
 
 /// Sends `raw` and then a last request on the same connection, reads
@@ -232,14 +243,25 @@ const REQUESTS: &[&str] = &[
 
 #[test]
 fn the_lane_forwards_what_the_general_path_forwards_and_answers_the_same() {
-    let (fast, fast_seen) = start(true);
     let (general, general_seen) = start(false);
+    for log in [false, true] {
+        let (fast, fast_seen) = start_with(true, log);
+        compare(&fast, &fast_seen, &general, &general_seen);
+    }
+}
+
+fn compare(
+    fast: &Lb,
+    fast_seen: &Mutex<Vec<String>>,
+    general: &Lb,
+    general_seen: &Mutex<Vec<String>>,
+) {
     for raw in REQUESTS {
         let head = raw.starts_with("HEAD");
         fast_seen.lock().unwrap().clear();
         general_seen.lock().unwrap().clear();
-        let (by_lane, lane_bytes) = exchange(&fast, raw, head);
-        let (by_general, _) = exchange(&general, raw, head);
+        let (by_lane, lane_bytes) = exchange(fast, raw, head);
+        let (by_general, _) = exchange(general, raw, head);
         assert_eq!(by_lane, by_general, "{raw:?}: the client's answers differ");
         assert_eq!(by_lane.len(), 2, "{raw:?}: both requests answered");
         let lane_saw: Vec<_> = fast_seen
