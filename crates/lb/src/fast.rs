@@ -5,8 +5,10 @@
 //! health as the general path ([`Attempts`]).
 //!
 //! The lane is open only while nothing in the configuration needs the
-//! general path's header maps: no sticky cookie, no rate limit, no
-//! redirect to HTTPS. Requests it does not take, and HTTPS, go through
+//! general path's header maps: no sticky cookie, no rate limit, and on
+//! plain HTTP no redirect to HTTPS; over HTTPS it marks requests
+//! `X-Forwarded-Proto: https` and adds the configured
+//! `Strict-Transport-Security`. Requests it does not take go through
 //! [`crate::handler`]. The access log is written the same way on both.
 
 use crate::access_log::{AccessLog, Tracked};
@@ -15,12 +17,12 @@ use crate::handler::State;
 use crate::pool::Pool;
 use http::Response;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
 use webinfra_proxy::headers::{self, raw::RawId, RequestId};
-use webinfra_proxy::lane::{Answer, AnswerBody, Lane, RawRequest, Scratch};
+use webinfra_proxy::lane::{Answer, AnswerBody, Client, Lane, RawRequest, Scratch};
+use webinfra_proxy::wire::RawHead;
 use webinfra_proxy::ResBody;
 
 /// The lane, sharing the general path's state.
@@ -28,40 +30,42 @@ use webinfra_proxy::ResBody;
 pub struct Fast(pub Arc<State>);
 
 impl Lane for Fast {
-    fn open(&self) -> bool {
+    fn open(&self, secure: bool) -> bool {
         let pool = self.0.pool.load();
         let config = &pool.config;
         config.sticky_cookie.is_none()
             && pool.rate_limiter.is_none()
-            && !config.tls.as_ref().is_some_and(|t| t.redirect_http)
+            && (secure || !config.tls.as_ref().is_some_and(|t| t.redirect_http))
     }
 
     fn serve<'a>(
         &'a self,
         req: RawRequest<'a>,
-        peer: SocketAddr,
+        client: Client,
         scratch: &'a mut Scratch,
     ) -> impl Future<Output = Answer> + Send + 'a {
-        forward(&self.0, req, peer, scratch)
+        forward(&self.0, req, client, scratch)
     }
 }
 
 async fn forward(
     state: &State,
     req: RawRequest<'_>,
-    peer: SocketAddr,
+    client: Client,
     scratch: &mut Scratch,
 ) -> Answer {
     let start = Instant::now();
     let pool = state.pool.load_full();
-    let id = headers::raw::request_head(&req, peer.ip(), "http", &mut scratch.request);
+    let peer = client.peer;
+    let proto = if client.secure { "https" } else { "http" };
+    let id = headers::raw::request_head(&req, peer.ip(), proto, &mut scratch.request);
     // With an access log, warnings carry the request's id and client, as on
     // the general path.
     let span = match pool.config.access_log {
         true => tracing::info_span!("request", id = %String::from_utf8_lossy(id.as_bytes()), %peer),
         false => tracing::Span::none(),
     };
-    attempt(state, &pool, &req, &id, peer, scratch, start)
+    attempt(state, &pool, &req, &id, client, scratch, start)
         .instrument(span)
         .await
 }
@@ -73,10 +77,11 @@ async fn attempt(
     pool: &Pool,
     req: &RawRequest<'_>,
     id: &RawId<'_>,
-    peer: SocketAddr,
+    client: Client,
     scratch: &mut Scratch,
     start: Instant,
 ) -> Answer {
+    let peer = client.peer;
     let head = &scratch.request;
     let mut attempts = Attempts::new(
         state,
@@ -98,6 +103,9 @@ async fn attempt(
                 attempts.answered(i, status);
                 let framing =
                     headers::raw::response_head(&resp, &req.method, id, &mut scratch.head);
+                if client.secure {
+                    hsts(pool, &resp, &mut scratch.head);
+                }
                 let log = pool.config.access_log.then(|| {
                     let path = req.target.split(|b| *b == b'?').next().unwrap_or_default();
                     AccessLog::new(
@@ -138,6 +146,20 @@ async fn attempt(
                 }
             }
         }
+    }
+}
+
+/// Adds `Strict-Transport-Security` to a response over HTTPS when it is
+/// configured and the server sent none, as the general path does.
+fn hsts(pool: &Pool, resp: &RawHead, head: &mut Vec<u8>) {
+    let Some(age) = pool.config.tls.as_ref().and_then(|t| t.hsts_max_age_s) else {
+        return;
+    };
+    let has = resp
+        .fields()
+        .any(|(_, name, _)| name.eq_ignore_ascii_case(b"strict-transport-security"));
+    if !has {
+        head.extend_from_slice(format!("strict-transport-security: max-age={age}\r\n").as_bytes());
     }
 }
 

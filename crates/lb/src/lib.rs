@@ -156,6 +156,7 @@ pub async fn run(
                 tls_options,
                 t.config(),
                 handle.clone(),
+                fast::Fast(state_for_lane.clone()),
                 webinfra_proxy::serve::until_true(tls_stopped),
             )))
         }

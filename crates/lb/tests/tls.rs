@@ -228,3 +228,44 @@ fn a_client_that_does_not_speak_tls_is_dropped_and_others_are_served() {
             == 200
     });
 }
+
+#[test]
+fn plain_requests_over_https_take_the_fast_lane_marked_https_with_hsts() {
+    let (addr, seen) = common::scripted_backend();
+    let lb = Lb::start_tls(&["a"], move |cfg| {
+        cfg.servers[0].addr = addr;
+        cfg.tls.as_mut().unwrap().hsts_max_age_s = Some(600);
+    });
+    let config = client(&[certificate_of(&lb)], &[b"http/1.1"]);
+    let text = runtime().block_on(async {
+        let mut s = connect(lb.tls.unwrap(), config).await.expect("TLS handshake");
+        // A keep-alive GET (the lane's), then one that closes (hyper's).
+        s.write_all(
+            b"GET /one HTTP/1.1\r\nHost: localhost\r\n\r\nGET /two HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await.unwrap();
+        String::from_utf8_lossy(&raw).into_owned()
+    });
+    assert_eq!(text.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{text}");
+    // The lane keeps the server's spelling; hyper writes lowercase.
+    assert_eq!(text.matches("Server: raw").count(), 1, "{text}");
+    assert_eq!(text.matches("server: raw").count(), 1, "{text}");
+    assert_eq!(
+        text.matches("strict-transport-security: max-age=600\r\n")
+            .count(),
+        2,
+        "{text}"
+    );
+    let heads = seen.lock().unwrap().clone();
+    assert_eq!(heads.len(), 2);
+    for head in &heads {
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("x-forwarded-proto: https\r\n"),
+            "{head}"
+        );
+    }
+}

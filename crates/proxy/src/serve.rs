@@ -139,20 +139,23 @@ pub async fn serve_with_lane<H, F, L>(
     serve_inner(listener, options, None, handler, lane, shutdown).await
 }
 
-/// [`serve_with`] over TLS: each connection's handshake uses the current
-/// `tls` configuration (ALPN picks HTTP/2 or HTTP/1.1), within the header
-/// timeout; its requests carry the [`Secure`] extension.
-pub async fn serve_tls<H, F>(
+/// [`serve_with_lane`] over TLS: each connection's handshake uses the
+/// current `tls` configuration (ALPN picks HTTP/2 or HTTP/1.1), within the
+/// header timeout; its requests carry the [`Secure`] extension (the lane's
+/// are served as secure). `NoLane` for none.
+pub async fn serve_tls<H, F, L>(
     listener: TcpListener,
     options: ServeOptions,
     tls: TlsConfig,
     handler: H,
+    lane: L,
     shutdown: impl Future<Output = ()>,
 ) where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ResBody>> + Send + 'static,
+    L: Lane,
 {
-    serve_inner(listener, options, Some(tls), handler, NoLane, shutdown).await
+    serve_inner(listener, options, Some(tls), handler, lane, shutdown).await
 }
 
 /// Marks a request that came over TLS (in its extensions).
@@ -247,15 +250,11 @@ async fn serve_inner<H, F, L>(
         tokio::spawn(async move {
             let served = match tls {
                 None => {
-                    let io = if lane.open() {
-                        match lane::serve(io, &lane, peer, &lane_tracker, &draining).await {
-                            Ended::Handoff(io) => Some(io),
-                            Ended::Closed => None,
-                        }
-                    } else {
-                        Some(Rewind::new(Bytes::new(), io))
+                    let client = lane::Client {
+                        peer,
+                        secure: false,
                     };
-                    match io {
+                    match first_in_lane(io, &lane, client, &lane_tracker, &draining).await {
                         Some(io) => {
                             let conn =
                                 builder.serve_connection_with_upgrades(TokioIo::new(io), service);
@@ -266,9 +265,15 @@ async fn serve_inner<H, F, L>(
                 }
                 Some(config) => match TlsAcceptor::from(config).accept(io).await {
                     Ok(stream) => {
-                        let conn =
-                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        watcher.watch(conn.into_owned()).await
+                        let client = lane::Client { peer, secure: true };
+                        match first_in_lane(stream, &lane, client, &lane_tracker, &draining).await {
+                            Some(io) => {
+                                let conn = builder
+                                    .serve_connection_with_upgrades(TokioIo::new(io), service);
+                                watcher.watch(conn.into_owned()).await
+                            }
+                            None => Ok(()),
+                        }
                     }
                     Err(e) => {
                         open.0.handshake_failures.fetch_add(1, Ordering::Relaxed);
@@ -293,6 +298,28 @@ async fn serve_inner<H, F, L>(
         let _ = slots.acquire_many(all).await;
     };
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, drained).await;
+}
+
+/// Serves `io` in the fast lane while it is open; the connection for hyper
+/// after that, or None when it ended there.
+async fn first_in_lane<I, L>(
+    io: I,
+    lane: &L,
+    client: lane::Client,
+    tracker: &Tracker,
+    drain: &Drain,
+) -> Option<Rewind<I>>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    L: Lane,
+{
+    if !lane.open(client.secure) {
+        return Some(Rewind::new(Bytes::new(), io));
+    }
+    match lane::serve(io, lane, client, tracker, drain).await {
+        Ended::Handoff(io) => Some(io),
+        Ended::Closed => None,
+    }
 }
 
 /// A shutdown future for [`serve`] that resolves once `stop` becomes true.

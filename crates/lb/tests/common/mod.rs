@@ -14,6 +14,7 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -400,4 +401,73 @@ pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for: {what}");
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// What the scripted backend answers, by path.
+pub fn script(path: &str) -> (&'static [u8], bool) {
+    let p = path.split('?').next().unwrap_or(path);
+    let r: &'static [u8] = match p {
+        "/nodate" => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        "/chunked" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n5\r\nhello\r\n3\r\nabc\r\n0\r\nX-Sum: 9\r\n\r\n",
+        "/close" => b"HTTP/1.1 200 OK\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nContent-Type: text/plain\r\n\r\nuntil the end",
+        "/hop" => b"HTTP/1.1 200 OK\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nConnection: keep-alive, X-Internal\r\nX-Internal: secret\r\nKeep-Alive: timeout=5\r\nProxy-Connection: x\r\nUpgrade: h2c\r\nTrailer: X-Checksum\r\nX-End: kept\r\nContent-Length: 2\r\n\r\nok",
+        "/both" => b"HTTP/1.1 200 OK\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        "/odd" => b"HTTP/1.1 200 OK\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nX-Empty:\r\nX-Spaced:   a  b  \r\nx-lower: v\r\nX-Request-Id: from-upstream\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 0\r\n\r\n",
+        "/204" => b"HTTP/1.1 204 No Content\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nX-A: 1\r\n\r\n",
+        "/304" => b"HTTP/1.1 304 Not Modified\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nETag: \"e\"\r\n\r\n",
+        "/http10" => b"HTTP/1.0 200 OK\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nContent-Length: 2\r\n\r\nok",
+        "/early" => b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nContent-Length: 2\r\n\r\nok",
+        "/500" => b"HTTP/1.1 500 Internal Server Error\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nContent-Length: 4\r\n\r\nfail",
+        "/lf" => b"HTTP/1.1 200 OK\nDate: Wed, 02 Dec 2026 00:00:00 GMT\nX-Lf: 1\nContent-Length: 2\n\nok",
+        _ => b"HTTP/1.1 200 OK\r\nServer: raw\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nETag: \"e\"\r\n\r\nhello",
+    };
+    let closes = p == "/close" || p == "/http10" || p == "/both";
+    (r, closes)
+}
+
+/// A backend that answers each request head with its script and records
+/// the head as received.
+pub fn scripted_backend() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let record = record.clone();
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match stream.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head: Vec<u8> = buf.drain(..end + 4).collect();
+                    let head = String::from_utf8(head).unwrap();
+                    let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+                    let method = head.split(' ').next().unwrap_or("").to_string();
+                    if !head.contains("webinfra-health-check") {
+                        record.lock().unwrap().push(head);
+                    }
+                    let (resp, closes) = script(&path);
+                    let resp = if method == "HEAD" {
+                        // The same head, no body.
+                        let end = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0);
+                        &resp[..end + 4]
+                    } else {
+                        resp
+                    };
+                    if stream.write_all(resp).is_err() || closes {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
 }

@@ -17,7 +17,9 @@
 //! refusals, bodies, upgrades, HTTP/1.0 and HTTP/2 behave exactly as on the
 //! general path. The client timeouts are the socket's ([`crate::idle`]),
 //! the same for both; at shutdown an idle connection closes at once and a
-//! busy one after its response, which says `connection: close`.
+//! busy one after its response, which says `connection: close`. Over TLS
+//! the lane runs on the decrypted stream (an HTTP/2 connection's preface is
+//! not a plain request, so it goes to hyper at once).
 
 pub mod request;
 mod rewind;
@@ -40,18 +42,28 @@ const READ_SIZE: usize = 8 * 1024;
 
 /// A service that serves plain requests as bytes.
 pub trait Lane: Clone + Send + Sync + 'static {
-    /// Whether the lane takes requests now (its configuration may need the
-    /// general path, and a reload may change that).
-    fn open(&self) -> bool;
+    /// Whether the lane takes requests now on a connection that is over
+    /// TLS or not (`secure`): its configuration may need the general path,
+    /// and a reload may change that.
+    fn open(&self, secure: bool) -> bool;
 
-    /// Serves one plain request from `peer`, writing the answer's head
-    /// into `scratch.head`.
+    /// Serves one plain request from `peer` (over TLS: `secure`), writing
+    /// the answer's head into `scratch.head`.
     fn serve<'a>(
         &'a self,
         req: RawRequest<'a>,
-        peer: SocketAddr,
+        client: Client,
         scratch: &'a mut Scratch,
     ) -> impl Future<Output = Answer> + Send + 'a;
+}
+
+/// Who sent a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Client {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The connection is over TLS.
+    pub secure: bool,
 }
 
 /// Buffers a connection keeps from one request to the next (both empty
@@ -71,14 +83,14 @@ pub struct Scratch {
 pub struct NoLane;
 
 impl Lane for NoLane {
-    fn open(&self) -> bool {
+    fn open(&self, _: bool) -> bool {
         false
     }
 
     fn serve<'a>(
         &'a self,
         _: RawRequest<'a>,
-        _: SocketAddr,
+        _: Client,
         _: &'a mut Scratch,
     ) -> impl Future<Output = Answer> + Send + 'a {
         std::future::pending()
@@ -117,7 +129,7 @@ impl Drain {
 pub async fn serve<I, L>(
     mut io: I,
     lane: &L,
-    peer: SocketAddr,
+    client: Client,
     tracker: &Tracker,
     drain: &Drain,
 ) -> Ended<I>
@@ -143,7 +155,7 @@ where
                         len,
                         method,
                         target,
-                    } if lane.open() => break (len, method, target),
+                    } if lane.open(client.secure) => break (len, method, target),
                     Parsed::Partial => {}
                     _ => return Ended::Handoff(Rewind::new(buf.freeze(), io)),
                 }
@@ -174,7 +186,7 @@ where
                 Ok(_) => {}
                 // Timeouts (the socket's) and resets end the connection quietly, as in hyper.
                 Err(e) => {
-                    tracing::debug!(%peer, error = %e, "connection read failed");
+                    tracing::debug!(peer = %client.peer, error = %e, "connection read failed");
                     return close(io).await;
                 }
             }
@@ -184,7 +196,7 @@ where
         scratch.request.clear();
         scratch.head.clear();
         let req = request::request(&buf[..len], &fields, method, target);
-        let answer = lane.serve(req, peer, &mut scratch).await;
+        let answer = lane.serve(req, client, &mut scratch).await;
         buf.advance(len);
         let last = drain.on();
         let written = write::answer(&mut io, answer, head_request, last, &mut scratch.head).await;
@@ -193,7 +205,7 @@ where
             Ok(()) if !last => {}
             Ok(()) => return close(io).await,
             Err(e) => {
-                tracing::debug!(%peer, error = %e, "response failed");
+                tracing::debug!(peer = %client.peer, error = %e, "response failed");
                 return close(io).await;
             }
         }
