@@ -59,15 +59,14 @@ async fn forward(
     let peer = client.peer;
     let proto = if client.secure { "https" } else { "http" };
     let id = headers::raw::request_head(&req, peer.ip(), proto, &mut scratch.request);
+    let attempts = attempt(state, &pool, &req, &id, client, scratch, start);
+    if !pool.config.access_log {
+        return attempts.await;
+    }
     // With an access log, warnings carry the request's id and client, as on
     // the general path.
-    let span = match pool.config.access_log {
-        true => tracing::info_span!("request", id = %String::from_utf8_lossy(id.as_bytes()), %peer),
-        false => tracing::Span::none(),
-    };
-    attempt(state, &pool, &req, &id, client, scratch, start)
-        .instrument(span)
-        .await
+    let span = tracing::info_span!("request", id = %String::from_utf8_lossy(id.as_bytes()), %peer);
+    attempts.instrument(span).await
 }
 
 /// Sends the request in `scratch` to a server, again to another as
