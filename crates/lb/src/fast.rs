@@ -1,8 +1,8 @@
-//! The load balancer's fast lane ([`webinfra_proxy::lane`]): a plain `GET`
-//! or `HEAD` over plain HTTP/1.1 is forwarded as bytes -- its head rewritten
-//! once into the server's ([`headers::raw`]), the server's head into the
-//! client's -- with the same server choice, retries, counters and passive
-//! health as the general path ([`Attempts`]).
+//! The load balancer's fast lane ([`webinfra_proxy::lane`]): a plain
+//! keep-alive HTTP/1.1 `GET` or `HEAD`, over HTTP or HTTPS, is forwarded as
+//! bytes -- its head rewritten once into the server's ([`headers::raw`]),
+//! the server's head into the client's -- with the same server choice,
+//! retries, counters and passive health as the general path ([`Attempts`]).
 //!
 //! The lane is open only while nothing in the configuration needs the
 //! general path's header maps: no sticky cookie, no rate limit, and on
