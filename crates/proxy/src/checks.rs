@@ -111,22 +111,23 @@ fn target(parts: &mut Parts) -> Result<(), Refusal> {
 }
 
 /// The bytes of a reg-name (RFC 3986 3.2.2): unreserved, sub-delims, `%`.
-const REG_NAME: [bool; 256] = {
+const REG_NAME: [bool; 256] = byte_set(b"-._~%!$&'()*+,;=");
+
+/// A lookup table of the ASCII letters and digits and `extra`.
+pub(crate) const fn byte_set(extra: &[u8]) -> [bool; 256] {
     let mut t = [false; 256];
     let mut b = 0;
     while b < 256 {
-        let c = b as u8;
-        t[b] = c.is_ascii_alphanumeric();
+        t[b] = (b as u8).is_ascii_alphanumeric();
         b += 1;
     }
-    let extra = b"-._~%!$&'()*+,;=";
     let mut i = 0;
     while i < extra.len() {
         t[extra[i] as usize] = true;
         i += 1;
     }
     t
-};
+}
 
 /// `uri-host [ ":" port ]` (RFC 9110 7.2, RFC 3986 3.2.2): a bracketed IP
 /// literal or a non-empty reg-name, digits for the port; no user info.

@@ -91,9 +91,9 @@ impl Default for ServeOptions {
     }
 }
 /// Most request headers accepted (more: 431, like HAProxy's `tune.http.maxhdr` 101).
-const MAX_HEADERS: usize = 100;
+pub(crate) const MAX_HEADERS: usize = 100;
 /// Largest request head accepted, in bytes (larger: 431).
-const MAX_HEAD_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// How long in-flight requests get to finish at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -35,7 +35,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
-pub use write::{http_date, Answer, AnswerBody, AnswerFraming};
+pub use write::{Answer, AnswerBody, AnswerFraming};
 
 /// Bytes asked for per read.
 const READ_SIZE: usize = 8 * 1024;

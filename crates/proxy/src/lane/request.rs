@@ -14,13 +14,9 @@
 
 use crate::checks;
 use crate::headers::raw::{Field, Kind};
+use crate::serve::{MAX_HEADERS, MAX_HEAD_BYTES};
 use http::Method;
 use std::mem::MaybeUninit;
-
-/// Most request headers (as hyper is configured in [`crate::serve`]).
-pub const MAX_HEADERS: usize = 100;
-/// Largest request head (as hyper is configured in [`crate::serve`]).
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// A plain request's head, borrowed from the connection's buffer.
 #[derive(Debug)]
@@ -143,21 +139,7 @@ pub fn request<'a>(
 
 /// Bytes of a path and query (RFC 3986 3.3, 3.4): unreserved, sub-delims,
 /// `:`, `@`, `/`, `?` and `%`.
-const TARGET: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        t[b] = (b as u8).is_ascii_alphanumeric();
-        b += 1;
-    }
-    let extra = b"-._~!$&'()*+,;=:@/?%";
-    let mut i = 0;
-    while i < extra.len() {
-        t[extra[i] as usize] = true;
-        i += 1;
-    }
-    t
-};
+const TARGET: [bool; 256] = checks::byte_set(b"-._~!$&'()*+,;=:@/?%");
 
 /// The part of an origin-form target that is forwarded, when the general
 /// path would forward it unchanged.

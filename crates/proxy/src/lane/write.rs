@@ -246,7 +246,7 @@ thread_local! {
 }
 
 /// Calls `f` with the current time as an HTTP date (RFC 9110 5.6.7).
-pub fn http_date(f: impl FnOnce(&[u8])) {
+fn http_date(f: impl FnOnce(&[u8])) {
     let now = SystemTime::now();
     let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     DATE.with(|cell| {
