@@ -6,7 +6,7 @@ over HTTPS (each proxy terminating TLS with the same certificate), and the
 floor: a forwarder of bytes with no HTTP in it (bench/floor), what moving a
 request and its response through any proxy costs here. Medians over rounds."""
 import os, re, signal, statistics, subprocess, sys, time, socket
-from peers import BACKENDS, FLOOR, Peers
+from peers import BACKENDS, FLOOR, NGINX_BACKENDS, Peers
 
 ROUNDS, SECONDS = int(sys.argv[1]), int(sys.argv[2])
 peers = Peers("webinfra-lb-bench-", tls=True)
@@ -106,7 +106,9 @@ try:
         xs = [x[k] for x in results[(name, path)] if x[k] == x[k]]  # skip NaN (unparsed)
         return statistics.median(xs) if xs else float("nan")
     print()
-    print(f"medians of {ROUNDS} rounds, wrk -t1 -c50 -d{SECONDS}s, proxies pinned to CPU {PROXY_CPU}, wrk and backends to CPU {LOAD_CPU}")
+    backends = "one nginx worker" if NGINX_BACKENDS else "bench/backend"
+    print(f"medians of {ROUNDS} rounds, wrk -t1 -c50 -d{SECONDS}s, proxies pinned to CPU {PROXY_CPU}, "
+          f"wrk and the backends ({backends}) to CPU {LOAD_CPU}")
     print(f"{'response':9} {'path':9} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU us/req':>10} {'(user':>6} {'sys)':>5} {'req/s vs HAProxy':>17} {'CPU vs HAProxy':>15} {'p99 vs HAProxy':>15}")
     for path, group in (("/small", targets), ("/4k", targets), ("/4k tls", tls_targets)):
         for name, _, _ in group:

@@ -1,14 +1,22 @@
 """What the two load balancer benchmarks share (bench/lb, bench/instructions):
-a work directory with the two responses (/small, /4k), two nginx backends on
+a work directory with the two responses (/small, /4k), two backends on
 127.0.0.1:9001 and :9002, and the same round-robin load balancing over them
 by each proxy: webinfra on 8081 (HTTPS 8443), HAProxy on 8082 (8442), nginx
-on 8083 (8441) and the floor, bench/floor, on 8090."""
+on 8083 (8441) and the floor, bench/floor, on 8090.
+
+The backends are bench/backend (one process, both addresses), the cheapest
+backend we could make, so the load side (wrk and the backends, sharing one
+core) leaves the proxies as much room as it can. BENCH_BACKEND=nginx serves
+the same files from one nginx worker instead (with `open_file_cache`, as a
+tuned nginx would), the benchmark's backends before 2026-12-02."""
 import os, tempfile
 
 BACKENDS = [9001, 9002]
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 WEBINFRA = f"{ROOT}/target/release/webinfra"
 FLOOR = [f"{ROOT}/bench/floor/target/release/floor", "127.0.0.1:8090", "127.0.0.1:9001", "127.0.0.1:9002"]
+BACKEND = [f"{ROOT}/bench/backend/target/release/backend", "127.0.0.1:9001", "127.0.0.1:9002"]
+NGINX_BACKENDS = os.environ.get("BENCH_BACKEND", "") == "nginx"
 
 
 class Peers:
@@ -30,6 +38,7 @@ class Peers:
 worker_processes 1; daemon off; pid {w}/backend.pid; error_log {w}/backend.err;
 events {{ worker_connections 4096; }}
 http {{ access_log off; {temp("b")} keepalive_requests 1000000;
+  open_file_cache max=16; open_file_cache_valid 1h;
   server {{ listen 127.0.0.1:9001 reuseport; root {w}/www; }}
   server {{ listen 127.0.0.1:9002 reuseport; root {w}/www; }} }}""")
         tls_bind = f"\n  bind 127.0.0.1:8442 ssl crt {w}/site.pem alpn http/1.1" if tls else ""
@@ -92,6 +101,9 @@ path = "/small"
         return path
 
     def backend_cmd(self):
+        """The two backends, one process."""
+        if not NGINX_BACKENDS:
+            return BACKEND
         return ["nginx", "-e", f"{self.work}/backend.err", "-c", self.backend_conf, "-p", self.work]
 
     def webinfra_cmd(self):
