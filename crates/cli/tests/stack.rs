@@ -54,6 +54,47 @@ fn round_robin_alternates_between_the_two_servers() {
 }
 
 #[test]
+fn one_keep_alive_connection_is_balanced_request_by_request() {
+    // A browser's connection: plain GETs and a HEAD (the load balancer's
+    // fast lane), a POST with a body in the middle (its general path), on
+    // one connection; every answer whole, each request balanced on its own.
+    let (stack, _serial) = stack();
+    let post: &[u8] = br#"{"author":"kai","text":"kept alive"}"#;
+    let requests: [(&str, &str, &[u8]); 6] = [
+        ("GET", "/api/messages?limit=1", b""),
+        ("GET", "/", b""),
+        ("POST", "/api/messages", post),
+        ("GET", "/api/messages?limit=1", b""),
+        ("HEAD", "/", b""),
+        ("GET", "/api/messages?limit=1", b""),
+    ];
+    let answers = http::keep_alive(stack.site(), &requests).unwrap();
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    assert_eq!(statuses, [200, 200, 201, 200, 200, 200]);
+    assert!(
+        answers[0].json()["messages"].is_array(),
+        "{}",
+        answers[0].text()
+    );
+    assert!(answers[1].text().contains("<html"), "{}", answers[1].text());
+    assert!(answers[4].body.is_empty(), "HEAD has no body");
+    let mut ids: Vec<&str> = answers
+        .iter()
+        .map(|a| a.header("x-request-id").expect("a request id"))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), answers.len(), "one id per request: {ids:?}");
+    let served: Vec<&str> = answers
+        .iter()
+        .map(|a| a.header("x-served-by").expect("x-served-by"))
+        .collect();
+    for pair in served.windows(2) {
+        assert_ne!(pair[0], pair[1], "not balanced per request: {served:?}");
+    }
+}
+
+#[test]
 fn a_write_goes_to_the_primary_and_is_read_back_from_the_replica() {
     let (stack, _serial) = stack();
     let r = post(stack, "ann", "replicate me");

@@ -194,7 +194,7 @@ impl ServerSet {
         }
         self.slow_start_filter(&mut candidates);
         if self.limited {
-            candidates.retain(|&i| {
+            candidates.retain(|&mut i| {
                 self.limits[i]
                     .max_connections
                     .is_none_or(|max| self.in_flight[i].load(Ordering::SeqCst) < max as usize)
@@ -205,14 +205,14 @@ impl ServerSet {
             if let Some(guard) = self.start_request(i) {
                 return Pick::Server(i, guard);
             }
-            candidates.retain(|&c| c != i);
+            candidates.retain(|&mut c| c != i);
         }
         Pick::Full
     }
 
     /// Leaves out servers in slow start with probability 1 - their share,
     /// unless that would leave nothing.
-    fn slow_start_filter(&self, candidates: &mut Vec<usize>) {
+    fn slow_start_filter(&self, candidates: &mut crate::health::Candidates) {
         if candidates
             .iter()
             .all(|&i| self.ramp_start[i].load(Ordering::Relaxed) == 0)
@@ -220,7 +220,7 @@ impl ServerSet {
             return;
         }
         let ramps: Vec<Option<f64>> = candidates.iter().map(|&i| self.ramp(i)).collect();
-        let keep: Vec<usize> = candidates
+        let keep: crate::health::Candidates = candidates
             .iter()
             .zip(&ramps)
             .filter(|(_, r)| r.is_none_or(|share| rand::random::<f64>() < share))

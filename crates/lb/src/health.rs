@@ -40,6 +40,9 @@ struct Counters {
     last_check: String,
 }
 
+/// Server indices a request may go to (see [`ServerSet::candidates`]).
+pub type Candidates = smallvec::SmallVec<[usize; 16]>;
+
 /// The backend servers of one pool and their health.
 pub struct ServerSet {
     /// The servers, indexed as everywhere else in this crate.
@@ -166,25 +169,24 @@ impl ServerSet {
     /// The servers a request may go to now, leaving out those in `tried`:
     /// every up, ready server that is not a backup, or, when none is left,
     /// the up backups (so a retry after the last active server failed still
-    /// has somewhere to go).
-    pub fn candidates(&self, tried: &[usize]) -> Vec<usize> {
+    /// has somewhere to go). Held inline up to [`Candidates`]' size, so a
+    /// request allocates nothing here.
+    pub fn candidates(&self, tried: &[usize]) -> Candidates {
         let usable =
-            |i: &&usize| !tried.contains(i) && self.admin[**i].load(Ordering::Relaxed) == READY;
-        let up = self.up();
-        let active: Vec<usize> = up
-            .iter()
-            .filter(|i| !self.backup[**i])
-            .filter(usable)
-            .copied()
-            .collect();
-        if !active.is_empty() {
-            return active;
+            |i: &usize| !tried.contains(i) && self.admin[*i].load(Ordering::Relaxed) == READY;
+        let up = self.up.load();
+        let pick = |backup: bool| -> Candidates {
+            up.iter()
+                .copied()
+                .filter(|&i| self.backup[i] == backup && usable(&i))
+                .collect()
+        };
+        let active = pick(false);
+        if active.is_empty() {
+            pick(true)
+        } else {
+            active
         }
-        up.iter()
-            .filter(|i| self.backup[**i])
-            .filter(usable)
-            .copied()
-            .collect()
     }
 
     /// True when server `i` still takes requests pinned to it: up, and
@@ -556,14 +558,14 @@ mod tests {
     fn backups_serve_only_while_no_other_server_is_up() {
         let upstreams = set().upstreams;
         let s = ServerSet::with_options(upstreams, vec![1, 1], vec![false, true], set().check);
-        assert_eq!(s.candidates(&[]), [0]);
+        assert_eq!(s.candidates(&[]).as_slice(), [0]);
         assert_eq!(
-            s.candidates(&[0]),
+            s.candidates(&[0]).as_slice(),
             [1],
             "a retry after the active server failed goes to the backup"
         );
         s.report_connect_failure(0, "refused");
-        assert_eq!(s.candidates(&[]), [1]);
+        assert_eq!(s.candidates(&[]).as_slice(), [1]);
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! A deliberately small HTTP/1.1 client over a plain TCP socket: one request
-//! per connection, so each request is independent, like separate users.
+//! per connection, so each request is independent, like separate users --
+//! and [`keep_alive`], several requests one after another on one
+//! connection, like a browser.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -104,6 +106,94 @@ pub fn post_json(
         &[("Content-Type", "application/json")],
         body.to_string().as_bytes(),
     )
+}
+
+/// Sends `requests` (method, path, body) one after another on one
+/// keep-alive connection, each after the previous answer was read whole
+/// (framed by its `Content-Length` or chunked encoding), and returns the
+/// answers. The connection is closed after the last.
+pub fn keep_alive(
+    addr: SocketAddr,
+    requests: &[(&str, &str, &[u8])],
+) -> std::io::Result<Vec<Response>> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut buf = Vec::new();
+    let mut answers = Vec::new();
+    for (method, path, body) in requests {
+        let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: www.foobar.com\r\n");
+        if !body.is_empty() {
+            raw.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
+        }
+        raw.push_str("\r\n");
+        stream.write_all(raw.as_bytes())?;
+        stream.write_all(body)?;
+        let len = loop {
+            if let Some(len) = message_len(&buf, *method == "HEAD")? {
+                break len;
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            match stream.read(&mut chunk)? {
+                0 => return Err(bad("connection closed before the answer was whole")),
+                n => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        answers.push(parse(&buf[..len])?);
+        buf.drain(..len);
+    }
+    Ok(answers)
+}
+
+/// The length of the whole response at the start of `buf`, once it is all
+/// there (Content-Length or chunked without trailers; no body after HEAD,
+/// 204 or 304).
+fn message_len(buf: &[u8], head_only: bool) -> std::io::Result<Option<usize>> {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Ok(None);
+    };
+    let start = end + 4;
+    let head = parse(&buf[..start])?;
+    if head_only || head.status == 204 || head.status == 304 {
+        return Ok(Some(start));
+    }
+    if head
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
+        return chunked_len(&buf[start..]).map(|n| n.map(|n| start + n));
+    }
+    let len: usize = head
+        .header("content-length")
+        .ok_or_else(|| bad("a keep-alive answer without Content-Length or chunked"))?
+        .parse()
+        .map_err(|_| bad("bad Content-Length"))?;
+    Ok((buf.len() >= start + len).then_some(start + len))
+}
+
+/// The length of a chunked body (no trailers) at the start of `data`, once
+/// it is all there.
+fn chunked_len(data: &[u8]) -> std::io::Result<Option<usize>> {
+    let mut at = 0;
+    loop {
+        let Some(line_end) = data[at..].windows(2).position(|w| w == b"\r\n") else {
+            return Ok(None);
+        };
+        let size_text = String::from_utf8_lossy(&data[at..at + line_end]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| bad("bad chunk size"))?;
+        at += line_end + 2;
+        if size == 0 {
+            // The empty line that ends a body without trailers.
+            return Ok((data.len() >= at + 2).then_some(at + 2));
+        }
+        at += size + 2;
+        if data.len() < at {
+            return Ok(None);
+        }
+    }
 }
 
 fn bad(msg: &str) -> std::io::Error {
