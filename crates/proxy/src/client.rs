@@ -312,11 +312,7 @@ async fn exchange(
         started,
         keep_alive: true,
     };
-    if buf.capacity() < READ_BUF / 2 {
-        // What is left after the last response: make room (in place once
-        // nothing refers to the last head any more).
-        buf.reserve(READ_BUF);
-    }
+    crate::read_buf::make_room(&mut buf, READ_BUF);
     read_raw_head(stream, buf, &head, stale).await
 }
 

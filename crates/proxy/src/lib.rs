@@ -17,6 +17,7 @@ pub mod idle;
 pub mod lane;
 mod pool;
 pub mod probe;
+mod read_buf;
 pub mod serve;
 pub mod tls;
 pub mod upload;

@@ -164,9 +164,7 @@ where
             if idle && drain.on() {
                 return close(io).await;
             }
-            if buf.capacity() - buf.len() < READ_SIZE / 2 {
-                buf.reserve(READ_SIZE);
-            }
+            crate::read_buf::make_room(&mut buf, READ_SIZE);
             let read = if idle {
                 tokio::select! {
                     biased;
