@@ -142,6 +142,7 @@ fn serve(conn: &mut Conn, buf: &mut [u8], date: &Date) -> Result<(), ()> {
 }
 
 const SMALL: &[u8] = b"hello world\n";
+const FOUR_K: &[u8] = &[b'x'; 4096];
 const LAST_MODIFIED: &str = "Tue, 01 Dec 2026 00:00:00 GMT";
 
 /// Appends the response to one request head.
@@ -154,10 +155,9 @@ fn answer(head: &[u8], date: &Date, out: &mut Vec<u8>, close: &mut bool) {
     } else {
         connection_says(head, b"close")
     };
-    let four_k = [b'x'; 4096];
     let (status, body): (&str, &[u8]) = match (method, path) {
         (Some(b"GET" | b"HEAD"), Some(b"/small")) => ("200 OK", SMALL),
-        (Some(b"GET" | b"HEAD"), Some(b"/4k")) => ("200 OK", &four_k),
+        (Some(b"GET" | b"HEAD"), Some(b"/4k")) => ("200 OK", FOUR_K),
         (Some(b"GET" | b"HEAD"), _) => ("404 Not Found", b"not found\n"),
         // A request body would be read as the next head: answer and close.
         _ => {

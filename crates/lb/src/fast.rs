@@ -17,6 +17,7 @@ use crate::handler::State;
 use crate::pool::Pool;
 use http::Response;
 use std::future::Future;
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
@@ -158,7 +159,7 @@ fn hsts(pool: &Pool, resp: &RawHead, head: &mut Vec<u8>) {
         .fields()
         .any(|(_, name, _)| name.eq_ignore_ascii_case(b"strict-transport-security"));
     if !has {
-        head.extend_from_slice(format!("strict-transport-security: max-age={age}\r\n").as_bytes());
+        let _ = write!(head, "strict-transport-security: max-age={age}\r\n");
     }
 }
 

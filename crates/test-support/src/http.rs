@@ -176,24 +176,8 @@ fn message_len(buf: &[u8], head_only: bool) -> std::io::Result<Option<usize>> {
 /// The length of a chunked body (no trailers) at the start of `data`, once
 /// it is all there.
 fn chunked_len(data: &[u8]) -> std::io::Result<Option<usize>> {
-    let mut at = 0;
-    loop {
-        let Some(line_end) = data[at..].windows(2).position(|w| w == b"\r\n") else {
-            return Ok(None);
-        };
-        let size_text = String::from_utf8_lossy(&data[at..at + line_end]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .map_err(|_| bad("bad chunk size"))?;
-        at += line_end + 2;
-        if size == 0 {
-            // The empty line that ends a body without trailers.
-            return Ok((data.len() >= at + 2).then_some(at + 2));
-        }
-        at += size + 2;
-        if data.len() < at {
-            return Ok(None);
-        }
-    }
+    // The empty line that ends a body without trailers follows the last chunk.
+    Ok(walk_chunks(data, None)?.and_then(|end| (data.len() >= end + 2).then_some(end + 2)))
 }
 
 fn bad(msg: &str) -> std::io::Error {
@@ -231,24 +215,34 @@ fn parse(buf: &[u8]) -> std::io::Result<Response> {
     })
 }
 
-fn dechunk(mut data: &[u8]) -> std::io::Result<Vec<u8>> {
+fn dechunk(data: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
+    walk_chunks(data, Some(&mut out))?.ok_or_else(|| bad("truncated chunk"))?;
+    Ok(out)
+}
+
+/// Walks the chunks at the start of `data` up to the last (size 0) chunk's
+/// line, copying their data into `out` if given. Returns where that line
+/// ends, or None when the chunks are not all there yet.
+fn walk_chunks(data: &[u8], mut out: Option<&mut Vec<u8>>) -> std::io::Result<Option<usize>> {
+    let mut at = 0;
     loop {
-        let line_end = data
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or_else(|| bad("truncated chunk size"))?;
-        let size_text = String::from_utf8_lossy(&data[..line_end]);
+        let Some(line_end) = data[at..].windows(2).position(|w| w == b"\r\n") else {
+            return Ok(None);
+        };
+        let size_text = String::from_utf8_lossy(&data[at..at + line_end]);
         let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
             .map_err(|_| bad("bad chunk size"))?;
-        data = &data[line_end + 2..];
+        at += line_end + 2;
         if size == 0 {
-            return Ok(out);
+            return Ok(Some(at));
         }
-        if data.len() < size + 2 {
-            return Err(bad("truncated chunk"));
+        if data.len() < at + size + 2 {
+            return Ok(None);
         }
-        out.extend_from_slice(&data[..size]);
-        data = &data[size + 2..];
+        if let Some(out) = out.as_deref_mut() {
+            out.extend_from_slice(&data[at..at + size]);
+        }
+        at += size + 2;
     }
 }
