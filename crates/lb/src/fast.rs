@@ -97,7 +97,8 @@ async fn attempt(
             Err(resp) => return general(resp, id, &mut scratch.head),
         };
         let upstream = &pool.servers.upstreams[i];
-        match pool.clients[i].send_raw(upstream, head, &req.method).await {
+        let sent = pool.clients[i].send_raw(upstream, head, &req.method, attempts.attempt);
+        match sent.await {
             Ok((resp, mut body)) => {
                 let status = resp.status.as_u16();
                 attempts.answered(i, status);

@@ -15,7 +15,7 @@ use crate::wire::{self, RawHead, RequestFraming};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, Response, Uri};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -38,8 +38,14 @@ pub struct Upstream {
     pub addr: SocketAddr,
 }
 
-/// One pool of idle connections per upstream address (usually one or two).
-type Pools = Mutex<Vec<(SocketAddr, Arc<Pool>)>>;
+/// One pool of idle connections per upstream address: the first found
+/// without a lock (a load balancer's client has one upstream, found per
+/// request), any others in a list.
+#[derive(Default)]
+struct Pools {
+    first: OnceLock<(SocketAddr, Arc<Pool>)>,
+    rest: Mutex<Vec<(SocketAddr, Arc<Pool>)>>,
+}
 
 /// A pooled HTTP/1.1 client for upstream servers.
 #[derive(Clone)]
@@ -68,12 +74,17 @@ impl UpstreamClient {
     }
 
     pub(crate) fn pool(&self, addr: SocketAddr) -> Arc<Pool> {
-        let mut pools = self.pools.lock().expect("pools lock");
-        if let Some((_, p)) = pools.iter().find(|(a, _)| *a == addr) {
+        let new = || Arc::new(Pool::new(POOL_IDLE_TIMEOUT));
+        let (first, pool) = self.pools.first.get_or_init(|| (addr, new()));
+        if *first == addr {
+            return pool.clone();
+        }
+        let mut rest = self.pools.rest.lock().expect("pools lock");
+        if let Some((_, p)) = rest.iter().find(|(a, _)| *a == addr) {
             return p.clone();
         }
-        let pool = Arc::new(Pool::new(POOL_IDLE_TIMEOUT));
-        pools.push((addr, pool.clone()));
+        let pool = new();
+        rest.push((addr, pool.clone()));
         pool
     }
 
@@ -113,38 +124,42 @@ impl UpstreamClient {
             Some(body.clone())
         };
         let upgrade = headers.contains_key(http::header::UPGRADE);
-        let (raw, body) = self
-            .send_head(upstream, &bytes, separate_body.as_ref(), method, upgrade)
-            .await?;
+        let out = (separate_body.as_ref(), method, upgrade);
+        let now = std::time::Instant::now();
+        let (raw, body) = self.send_head(upstream, &bytes, out, now).await?;
         into_response(raw, body).map_err(|d| fail(upstream, ProxyErrorKind::Reset, d))
     }
 
     /// Sends `head`, a complete request head as bytes (a `GET` or `HEAD`:
     /// no body), to `upstream` and returns the response head as read, for a
     /// caller that passes it on as bytes; the body streams from the connection.
+    /// `started`: when the caller began this attempt (the response timeout
+    /// runs from it), read once by the caller for its own use too.
     pub async fn send_raw(
         &self,
         upstream: &Upstream,
         head: &[u8],
         method: &Method,
+        started: std::time::Instant,
     ) -> Result<(RawHead, UpstreamBody), ProxyError> {
-        self.send_head(upstream, head, None, method, false).await
+        self.send_head(upstream, head, (None, method, false), started)
+            .await
     }
 
     /// Writes a serialised request (`body`: when not in `head`) on a pooled
     /// or new connection and reads the response head, within the response timeout.
+    /// `(body, method, upgrade)`: see [`Outgoing`]; `now`: when the attempt
+    /// started, the one clock reading for the pool, the timeout and the
+    /// connection's idle time.
     async fn send_head(
         &self,
         upstream: &Upstream,
         head: &[u8],
-        body: Option<&Bytes>,
-        method: &Method,
-        upgrade: bool,
+        (body, method, upgrade): (Option<&Bytes>, &Method, bool),
+        now: std::time::Instant,
     ) -> Result<(RawHead, UpstreamBody), ProxyError> {
         let fail = |kind, detail| fail(upstream, kind, detail);
         let pool = self.pool(upstream.addr);
-        // One clock read for the pool, the timeout and the connection's idle time.
-        let now = std::time::Instant::now();
         let out = Outgoing {
             head,
             body,
