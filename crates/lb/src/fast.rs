@@ -4,9 +4,10 @@
 //! the server's head into the client's -- with the same server choice,
 //! retries, counters and passive health as the general path ([`Attempts`]).
 //!
-//! The lane is open only while nothing in the configuration needs the
-//! general path's header maps: no sticky cookie, no rate limit, and on
-//! plain HTTP no redirect to HTTPS; over HTTPS it marks requests
+//! The lane is open while the configuration allows it (`fast_lane`, on by
+//! default) and nothing in it needs the general path's header maps: no
+//! sticky cookie, and on plain HTTP no redirect to HTTPS. It applies the
+//! rate limit as the general path does. Over HTTPS it marks requests
 //! `X-Forwarded-Proto: https` and adds the configured
 //! `Strict-Transport-Security`. Requests it does not take go through
 //! [`crate::handler`]. The access log is written the same way on both.
@@ -34,8 +35,8 @@ impl Lane for Fast {
     fn open(&self, secure: bool) -> bool {
         let pool = self.0.pool.load();
         let config = &pool.config;
-        config.sticky_cookie.is_none()
-            && pool.rate_limiter.is_none()
+        config.fast_lane
+            && config.sticky_cookie.is_none()
             && (secure || !config.tls.as_ref().is_some_and(|t| t.redirect_http))
     }
 
@@ -60,6 +61,12 @@ async fn forward(
     let peer = client.peer;
     let proto = if client.secure { "https" } else { "http" };
     let id = headers::raw::request_head(&req, peer.ip(), proto, &mut scratch.request);
+    if let Some(limiter) = &pool.rate_limiter {
+        if let Some(refused) = limiter.refusal(peer.ip(), start) {
+            tracing::warn!(id = %String::from_utf8_lossy(id.as_bytes()), %peer, "rate limited");
+            return general(refused, &id, &mut scratch.head);
+        }
+    }
     let attempts = attempt(state, &pool, &req, &id, client, scratch, start);
     if !pool.config.access_log {
         return attempts.await;

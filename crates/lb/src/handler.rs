@@ -49,9 +49,9 @@ pub async fn handle(
     let secure = parts.extensions.get::<Secure>().is_some();
     let pool = state.pool.load_full();
     if let Some(limiter) = &pool.rate_limiter {
-        if let Err(wait) = limiter.admit(peer.ip(), Instant::now()) {
+        if let Some(refused) = limiter.refusal(peer.ip(), Instant::now()) {
             tracing::warn!(id = %request_id, %peer, "rate limited");
-            return finish(too_many(peer, limiter.config, wait), &request_id);
+            return finish(refused, &request_id);
         }
     }
     if let Some(tls) = pool
@@ -266,27 +266,6 @@ fn to_https(parts: &http::request::Parts, port: u16) -> Response<ResBody> {
         }
         Err(_) => text_response(StatusCode::BAD_REQUEST, "400 Bad Request: invalid Host"),
     }
-}
-
-/// A 429 for a client over its rate, with when to come back (whole seconds, at least 1).
-fn too_many(
-    peer: SocketAddr,
-    limit: webinfra_topology::RateLimit,
-    wait: std::time::Duration,
-) -> Response<ResBody> {
-    let mut resp = text_response(
-        StatusCode::TOO_MANY_REQUESTS,
-        format!(
-            "429 Too Many Requests: {} is over {} requests/s (burst {})",
-            peer.ip(),
-            limit.per_second,
-            limit.burst
-        ),
-    );
-    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-    resp.headers_mut()
-        .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
-    resp
 }
 
 /// Echoes the request id to the client, like every tier's logs carry it.

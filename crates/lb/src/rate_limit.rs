@@ -9,11 +9,13 @@
 //! a shard past [`SWEEP_AT`] addresses forgets, at most once a second, the
 //! ones whose bucket has filled up again (they would start full anyway).
 
+use http::{HeaderValue, Response, StatusCode};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use webinfra_proxy::{text_response, ResBody};
 use webinfra_topology::RateLimit;
 
 const SHARDS: usize = 16;
@@ -92,6 +94,25 @@ impl RateLimiter {
         }
         self.refused.fetch_add(1, Ordering::Relaxed);
         Err(Duration::from_secs_f64((1.0 - tokens) / self.rate))
+    }
+
+    /// [`admit`](Self::admit) for a request from `ip`: None when admitted,
+    /// else the response it gets: 429, why, and when to try again (whole
+    /// seconds, at least 1).
+    pub fn refusal(&self, ip: IpAddr, now: Instant) -> Option<Response<ResBody>> {
+        self.admit(ip, now).err().map(|wait| {
+            let mut resp = text_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "429 Too Many Requests: {ip} is over {} requests/s (burst {})",
+                    self.config.per_second, self.config.burst
+                ),
+            );
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+            resp
+        })
     }
 
     /// Requests refused since this limiter was made.

@@ -1,8 +1,7 @@
 //! The fast lane (plain keep-alive `GET`/`HEAD`, forwarded as bytes) does
 //! what the general path does: the same requests, sent as raw bytes through
 //! load balancers with the lane open (with and without an access log) and
-//! one with it closed (a rate limit far above what the test sends keeps
-//! every request on the general path) -- in front of a
+//! one with it closed (`fast_lane = false`) -- in front of a
 //! scripted backend, must reach the backend as the same request and come
 //! back to the client as the same response (header names compared without
 //! case, dates and request ids masked). Header case also shows which path
@@ -32,12 +31,7 @@ fn start_with(lane: bool, log: bool) -> (Lb, Arc<Mutex<Vec<String>>>) {
     let lb = Lb::start(&["a"], move |cfg| {
         cfg.servers[0].addr = addr;
         cfg.access_log = log;
-        if !lane {
-            cfg.rate_limit = Some(webinfra_topology::RateLimit {
-                per_second: 1_000_000,
-                burst: 1_000_000,
-            });
-        }
+        cfg.fast_lane = lane;
     });
     (lb, seen)
 }
@@ -250,6 +244,37 @@ fn the_lane_answers_pipelined_requests_in_order_and_hands_a_post_to_hyper() {
     );
     assert_eq!(text.matches("Server: raw").count(), 1, "{text}");
     assert_eq!(text.matches("server: raw").count(), 3, "{text}");
+}
+
+#[test]
+fn the_lane_applies_the_rate_limit_and_keeps_the_connection() {
+    let (addr, seen) = scripted_backend();
+    let lb = Lb::start(&["a"], move |cfg| {
+        cfg.servers[0].addr = addr;
+        cfg.rate_limit = Some(webinfra_topology::RateLimit {
+            per_second: 1,
+            burst: 3,
+        });
+    });
+    let get = "GET / HTTP/1.1\r\nHost: a\r\n\r\n".repeat(5);
+    let (got, bytes) = exchange(&lb, &get, false);
+    let statuses: Vec<u16> = got.iter().map(|g| g.status).collect();
+    assert_eq!(statuses, [200, 200, 200, 429, 429, 429]);
+    let text = String::from_utf8_lossy(&bytes);
+    // The lane served the three (the server's spelling) and refused two on
+    // the same connection; the last, `Connection: close`, went to hyper.
+    assert_eq!(text.matches("Server: raw").count(), 3, "{text}");
+    for refused in &got[3..] {
+        let field = |n: &str| refused.fields.iter().any(|(k, v)| k == n && !v.is_empty());
+        assert!(field("retry-after") && field("x-request-id"), "{refused:?}");
+        assert!(String::from_utf8_lossy(&refused.body).contains("127.0.0.1 is over 1 requests/s"));
+    }
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        3,
+        "refused requests never reach the server"
+    );
+    assert_eq!(lb.stats()["rate_limited"], 3);
 }
 
 #[test]

@@ -145,6 +145,9 @@ pub struct LoadBalancer {
     pub health_check: HealthCheck,
     /// Log every request (with its request id); off, like `access_log off` in nginx.
     pub access_log: bool,
+    /// Plain keep-alive `GET`/`HEAD` requests forwarded as bytes (the fast
+    /// lane, on by default); off, every request takes the general path.
+    pub fast_lane: bool,
     /// Client connections and queueing.
     pub clients: ClientLimits,
     /// HTTPS, when configured.

@@ -433,6 +433,27 @@ fn a_sticky_cookie_needs_a_plain_name() {
 }
 
 #[test]
+fn the_fast_lane_is_on_unless_turned_off() {
+    let lb = |src: &str| {
+        Topology::parse_str(src, "lb.toml")
+            .unwrap()
+            .load_balancer
+            .unwrap()
+    };
+    assert!(lb(LB_ONLY).fast_lane);
+    let off = LB_ONLY.replace("admin_port = 8404", "admin_port = 8404\nfast_lane = false");
+    assert!(!lb(&off).fast_lane);
+    let bad = LB_ONLY.replace("admin_port = 8404", "admin_port = 8404\nfast_lane = \"no\"");
+    assert_one(
+        &bad,
+        line_of(&bad, "fast_lane"),
+        13,
+        "load_balancer.fast_lane",
+        "invalid type",
+    );
+}
+
+#[test]
 fn a_rate_limit_needs_a_rate_and_its_burst_defaults_to_it() {
     let src = format!("{LB_ONLY}\n[load_balancer.rate_limit]\nrequests_per_s = 20\n");
     let lb = Topology::parse_str(&src, "lb.toml")

@@ -185,6 +185,7 @@ pub fn config(backends: &[(&'static str, SocketAddr)]) -> LoadBalancer {
             expect_status: None,
         },
         access_log: false,
+        fast_lane: true,
         clients: ClientLimits::default(),
         tls: None,
         sticky_cookie: None,
