@@ -5,9 +5,9 @@
 //! retries, counters and passive health as the general path ([`Attempts`]).
 //!
 //! The lane is open while the configuration allows it (`fast_lane`, on by
-//! default) and nothing in it needs the general path's header maps: no
-//! sticky cookie, and on plain HTTP no redirect to HTTPS. It applies the
-//! rate limit as the general path does. Over HTTPS it marks requests
+//! default) and, on plain HTTP, does not redirect to HTTPS. It applies the
+//! rate limit and the sticky cookie ([`crate::sticky`]) as the general path
+//! does. Over HTTPS it marks requests
 //! `X-Forwarded-Proto: https` and adds the configured
 //! `Strict-Transport-Security`. Requests it does not take go through
 //! [`crate::handler`]. The access log is written the same way on both.
@@ -22,7 +22,8 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
-use webinfra_proxy::headers::{self, raw::RawId, RequestId};
+use webinfra_proxy::headers::raw::{Kind, RawId};
+use webinfra_proxy::headers::{self, RequestId};
 use webinfra_proxy::lane::{Answer, AnswerBody, Client, Lane, RawRequest, Scratch};
 use webinfra_proxy::wire::RawHead;
 use webinfra_proxy::ResBody;
@@ -35,9 +36,7 @@ impl Lane for Fast {
     fn open(&self, secure: bool) -> bool {
         let pool = self.0.pool.load();
         let config = &pool.config;
-        config.fast_lane
-            && config.sticky_cookie.is_none()
-            && (secure || !config.tls.as_ref().is_some_and(|t| t.redirect_http))
+        config.fast_lane && (secure || !config.tls.as_ref().is_some_and(|t| t.redirect_http))
     }
 
     fn serve<'a>(
@@ -60,14 +59,24 @@ async fn forward(
     let pool = state.pool.load_full();
     let peer = client.peer;
     let proto = if client.secure { "https" } else { "http" };
-    let id = headers::raw::request_head(&req, peer.ip(), proto, &mut scratch.request);
+    // A sticky cookie naming a server pins the request to it; the server never sees it.
+    let sticky = pool.config.sticky_cookie.as_deref().and_then(|name| {
+        let cookies = req.fields().filter(|f| f.0 == Kind::Cookie);
+        crate::sticky::split(cookies.map(|(_, _, value)| value), name)
+    });
+    let pinned = sticky.as_ref().and_then(|(server, _)| {
+        let upstreams = &pool.servers.upstreams;
+        upstreams.iter().position(|u| u.name == *server)
+    });
+    let cookies = sticky.as_ref().map(|(_, kept)| kept.as_slice());
+    let id = headers::raw::request_head(&req, peer.ip(), proto, cookies, &mut scratch.request);
     if let Some(limiter) = &pool.rate_limiter {
         if let Some(refused) = limiter.refusal(peer.ip(), start) {
             tracing::warn!(id = %String::from_utf8_lossy(id.as_bytes()), %peer, "rate limited");
             return general(refused, &id, &mut scratch.head);
         }
     }
-    let attempts = attempt(state, &pool, &req, &id, client, scratch, start);
+    let attempts = attempt(state, &pool, (&req, pinned), &id, client, scratch, start);
     if !pool.config.access_log {
         return attempts.await;
     }
@@ -82,7 +91,7 @@ async fn forward(
 async fn attempt(
     state: &State,
     pool: &Pool,
-    req: &RawRequest<'_>,
+    (req, pinned): (&RawRequest<'_>, Option<usize>),
     id: &RawId<'_>,
     client: Client,
     scratch: &mut Scratch,
@@ -95,7 +104,7 @@ async fn attempt(
         pool,
         peer.ip(),
         (&req.method, req.target),
-        None,
+        pinned,
         start,
     );
     loop {
@@ -113,6 +122,12 @@ async fn attempt(
                     headers::raw::response_head(&resp, &req.method, id, &mut scratch.head);
                 if client.secure {
                     hsts(pool, &resp, &mut scratch.head);
+                }
+                if let Some(cookie) = pool.config.sticky_cookie.as_deref() {
+                    if pinned != Some(i) {
+                        let (server, secure) = (&upstream.name, client.secure);
+                        crate::sticky::set_raw(&mut scratch.head, cookie, server, secure);
+                    }
                 }
                 let log = pool.config.access_log.then(|| {
                     let path = req.target.split(|b| *b == b'?').next().unwrap_or_default();

@@ -5,6 +5,9 @@
 //! cookie is taken out of the request before it is forwarded (the servers
 //! never see it), and a response that sets it is marked `Cache-Control:
 //! private` unless it says otherwise, so no shared cache keeps it.
+//!
+//! The general path works on header maps ([`take`], [`set`]), the fast
+//! lane on bytes ([`split`], [`set_raw`]); both share the rules here.
 
 use http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE};
 use http::{HeaderMap, HeaderValue};
@@ -14,13 +17,31 @@ pub fn take(headers: &mut HeaderMap, name: &str) -> Option<String> {
     if !headers.contains_key(COOKIE) {
         return None;
     }
+    let values = headers.get_all(COOKIE).iter().map(HeaderValue::as_bytes);
+    let (found, kept) = split(values, name)?;
+    headers.remove(COOKIE);
+    for k in kept {
+        if let Ok(v) = HeaderValue::from_str(&k) {
+            headers.append(COOKIE, v);
+        }
+    }
+    Some(found)
+}
+
+/// Cookie `name` among a request's `Cookie` field values: its value, and
+/// each field's other cookies (`; `-joined, empty fields left out). None
+/// when it is not there, or when a value is not visible ASCII text (the
+/// fields are then passed on as they are).
+pub fn split<'v>(
+    values: impl IntoIterator<Item = &'v [u8]>,
+    name: &str,
+) -> Option<(String, Vec<String>)> {
     let mut found = None;
     let mut kept: Vec<String> = Vec::new();
-    for v in headers.get_all(COOKIE) {
-        let Ok(text) = v.to_str() else {
-            // Not text: leave the header as it was.
-            return None;
-        };
+    for v in values {
+        // What `HeaderValue::to_str` accepts.
+        let visible = v.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b));
+        let text = visible.then(|| std::str::from_utf8(v).ok()).flatten()?;
         let pairs: Vec<&str> = text
             .split(';')
             .map(str::trim)
@@ -37,26 +58,37 @@ pub fn take(headers: &mut HeaderMap, name: &str) -> Option<String> {
             kept.push(pairs.join("; "));
         }
     }
-    found.as_ref()?;
-    headers.remove(COOKIE);
-    for k in kept {
-        if let Ok(v) = HeaderValue::from_str(&k) {
-            headers.append(COOKIE, v);
-        }
-    }
-    found
+    Some((found?, kept))
 }
 
 /// Pins the client to `server` (a server name: letters, digits, '-', '_').
 pub fn set(headers: &mut HeaderMap, name: &str, server: &str, secure: bool) {
-    let secure = if secure { "; Secure" } else { "" };
-    let cookie = format!("{name}={server}; Path=/; HttpOnly; SameSite=Lax{secure}");
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
+    if let Ok(v) = HeaderValue::from_str(&cookie(name, server, secure)) {
         headers.append(SET_COOKIE, v);
         if !headers.contains_key(CACHE_CONTROL) {
             headers.insert(CACHE_CONTROL, HeaderValue::from_static("private"));
         }
     }
+}
+
+/// [`set`] on a response head as bytes (lines ending in CRLF, no blank line).
+pub fn set_raw(head: &mut Vec<u8>, name: &str, server: &str, secure: bool) {
+    let cached = head
+        .split(|b| *b == b'\n')
+        .skip(1)
+        .any(|line| line.len() > 14 && line[..14].eq_ignore_ascii_case(b"cache-control:"));
+    head.extend_from_slice(b"set-cookie: ");
+    head.extend_from_slice(cookie(name, server, secure).as_bytes());
+    head.extend_from_slice(b"\r\n");
+    if !cached {
+        head.extend_from_slice(b"cache-control: private\r\n");
+    }
+}
+
+/// The `Set-Cookie` value that pins a client to `server`.
+fn cookie(name: &str, server: &str, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{name}={server}; Path=/; HttpOnly; SameSite=Lax{secure}")
 }
 
 #[cfg(test)]
@@ -83,6 +115,25 @@ mod tests {
         none.append(COOKIE, "SERVERIDX=1".parse().unwrap());
         assert_eq!(take(&mut none, "SERVERID"), None);
         assert_eq!(none.get(COOKIE).unwrap(), "SERVERIDX=1");
+    }
+
+    #[test]
+    fn on_bytes_the_same_rules_hold() {
+        let values: [&[u8]; 2] = [b"a=1; SERVERID=\"s2\"", b"SERVERID=s3"];
+        let (found, kept) = split(values, "SERVERID").unwrap();
+        assert_eq!((found.as_str(), kept), ("s2", vec!["a=1".to_string()]));
+        assert!(split([b"a=1".as_slice()], "SERVERID").is_none());
+        // A value that is not visible ASCII leaves every field as it was.
+        assert!(split([b"SERVERID=s1".as_slice(), b"b=\xff"], "SERVERID").is_none());
+        let mut head = b"HTTP/1.1 200 OK\r\nX-A: 1\r\n".to_vec();
+        set_raw(&mut head, "SERVERID", "server-01", true);
+        assert_eq!(
+            head,
+            b"HTTP/1.1 200 OK\r\nX-A: 1\r\nset-cookie: SERVERID=server-01; Path=/; HttpOnly; SameSite=Lax; Secure\r\ncache-control: private\r\n"
+        );
+        let mut cached = b"HTTP/1.1 200 OK\r\nCache-Control: no-store\r\n".to_vec();
+        set_raw(&mut cached, "SERVERID", "a", false);
+        assert!(cached.ends_with(b"SameSite=Lax\r\n"), "{cached:?}");
     }
 
     #[test]

@@ -40,6 +40,17 @@ fn start(lane: bool) -> (Lb, Arc<Mutex<Vec<String>>>) {
     start_with(lane, false)
 }
 
+/// [`start`], with the sticky cookie `SERVERID`.
+fn start_sticky(lane: bool) -> (Lb, Arc<Mutex<Vec<String>>>) {
+    let (addr, seen) = scripted_backend();
+    let lb = Lb::start(&["a"], move |cfg| {
+        cfg.servers[0].addr = addr;
+        cfg.fast_lane = lane;
+        cfg.sticky_cookie = Some("SERVERID".into());
+    });
+    (lb, seen)
+}
+
 /// Sends `raw` and then a last request on the same connection, reads
 /// until the load balancer closes, and returns the responses.
 fn exchange(lb: &Lb, raw: &str, head: bool) -> (Vec<Got>, Vec<u8>) {
@@ -171,8 +182,73 @@ fn the_lane_forwards_what_the_general_path_forwards_and_answers_the_same() {
     let (general, general_seen) = start(false);
     for log in [false, true] {
         let (fast, fast_seen) = start_with(true, log);
-        compare(&fast, &fast_seen, &general, &general_seen);
+        compare(&fast, &fast_seen, &general, &general_seen, REQUESTS);
     }
+}
+
+/// Requests with and without the load balancer's sticky cookie, and
+/// responses with and without their own `Cache-Control`.
+const STICKY: &[&str] = &[
+    "GET /plain HTTP/1.1\r\nHost: a\r\n\r\n",
+    "GET /plain HTTP/1.1\r\nHost: a\r\nCookie: x=1; SERVERID=a; y=2\r\nCookie: z=3\r\n\r\n",
+    "GET /plain HTTP/1.1\r\nHost: a\r\nCookie: SERVERID=\"gone\"\r\n\r\n",
+    "GET /plain HTTP/1.1\r\nHost: a\r\nCookie: x=1;y=2\r\n\r\n",
+    "GET /plain HTTP/1.1\r\nHost: a\r\nCookie: SERVERID=a\r\nCookie: SERVERID=b\r\n\r\n",
+    "GET /cached HTTP/1.1\r\nHost: a\r\n\r\n",
+    "GET /cached-hop HTTP/1.1\r\nHost: a\r\n\r\n",
+    "GET /odd HTTP/1.1\r\nHost: a\r\n\r\n",
+    "HEAD /plain HTTP/1.1\r\nHost: a\r\nCookie: SERVERID=a\r\n\r\n",
+];
+
+#[test]
+fn with_a_sticky_cookie_the_lane_pins_and_sets_it_as_the_general_path_does() {
+    let (general, general_seen) = start_sticky(false);
+    let (fast, fast_seen) = start_sticky(true);
+    compare(&fast, &fast_seen, &general, &general_seen, STICKY);
+    // What the comparison held both paths to, for the first two.
+    let field = |g: &Got, n: &str| {
+        let values = g.fields.iter().filter(|(k, _)| k == n);
+        values.map(|(_, v)| v.clone()).collect::<Vec<_>>()
+    };
+    let (got, _) = exchange(&fast, STICKY[0], false);
+    assert_eq!(
+        field(&got[0], "set-cookie"),
+        ["SERVERID=a; Path=/; HttpOnly; SameSite=Lax"]
+    );
+    assert_eq!(field(&got[0], "cache-control"), ["private"]);
+    fast_seen.lock().unwrap().clear();
+    let (got, _) = exchange(&fast, STICKY[1], false);
+    assert!(field(&got[0], "set-cookie").is_empty(), "{got:?}");
+    let seen = fast_seen.lock().unwrap()[0].clone();
+    assert!(
+        seen.contains("cookie: x=1; y=2\r\ncookie: z=3\r\n"),
+        "{seen}"
+    );
+    assert!(!seen.contains("SERVERID"), "{seen}");
+}
+
+#[test]
+fn the_lane_sends_a_pinned_client_to_its_server() {
+    let (a, a_seen) = scripted_backend();
+    let (b, b_seen) = scripted_backend();
+    let lb = Lb::start(&["a", "b"], move |cfg| {
+        cfg.servers[0].addr = a;
+        cfg.servers[1].addr = b;
+        cfg.sticky_cookie = Some("SERVERID".into());
+    });
+    let get = "GET /plain HTTP/1.1\r\nHost: a\r\nCookie: SERVERID=b\r\n\r\n".repeat(4);
+    let (got, bytes) = exchange(&lb, &get, false);
+    assert_eq!(got.len(), 5);
+    let text = String::from_utf8_lossy(&bytes);
+    assert_eq!(
+        text.matches("Server: raw").count(),
+        4,
+        "not in the lane: {text}"
+    );
+    assert!(!text.contains("SERVERID=b;"), "no cookie set again: {text}");
+    assert_eq!(b_seen.lock().unwrap().len(), 4);
+    // The last request (no cookie, `Connection: close`) went by the round robin.
+    assert!(a_seen.lock().unwrap().len() <= 1);
 }
 
 fn compare(
@@ -180,8 +256,9 @@ fn compare(
     fast_seen: &Mutex<Vec<String>>,
     general: &Lb,
     general_seen: &Mutex<Vec<String>>,
+    requests: &[&str],
 ) {
-    for raw in REQUESTS {
+    for raw in requests {
         let head = raw.starts_with("HEAD");
         fast_seen.lock().unwrap().clear();
         general_seen.lock().unwrap().clear();

@@ -61,6 +61,8 @@ pub enum Kind {
     RequestId,
     /// `Trailer`.
     Trailer,
+    /// `Cookie`.
+    Cookie,
     /// Any other.
     Other,
 }
@@ -73,6 +75,7 @@ pub fn kind(name: &[u8]) -> Kind {
         4 if is("host") => Kind::Host,
         4 if is("date") => Kind::Date,
         6 if is("expect") => Kind::Expect,
+        6 if is("cookie") => Kind::Cookie,
         7 if is("upgrade") => Kind::HopByHop,
         7 if is("trailer") => Kind::Trailer,
         10 if is("connection") => Kind::Connection,
@@ -179,11 +182,13 @@ fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 /// Writes the head of `req` as it goes to a server into `out`: its fields
 /// less hop-by-hop ones, earlier `X-Forwarded-For` lines joined with
 /// `client` appended, `X-Forwarded-Proto` set to `proto`, the request id
-/// kept or made. Returns the id.
+/// kept or made; with `cookies`, its `Cookie` fields replaced by these
+/// values (e.g. with a load balancer's own cookie taken out). Returns the id.
 pub fn request_head<'a>(
     req: &RawRequest<'a>,
     client: IpAddr,
     proto: &str,
+    cookies: Option<&[String]>,
     out: &mut Vec<u8>,
 ) -> RawId<'a> {
     out.extend_from_slice(req.method.as_str().as_bytes());
@@ -204,6 +209,7 @@ pub fn request_head<'a>(
                 }
             }
             Kind::ForwardedProto => {}
+            Kind::Cookie if cookies.is_some() => {}
             k if k.hop_by_hop() => {}
             _ => {
                 lines.keep(f, out);
@@ -213,6 +219,9 @@ pub fn request_head<'a>(
         lines.flush(out);
     }
     lines.flush(out);
+    for cookie in cookies.unwrap_or_default() {
+        line(out, b"cookie", cookie.as_bytes());
+    }
     out.extend_from_slice(b"x-forwarded-for: ");
     if forwarded {
         for (kind, _, value) in req.fields() {
@@ -301,7 +310,7 @@ mod tests {
         };
         let req = request::request(raw.as_bytes(), &fields, method, target);
         let mut out = Vec::new();
-        let id = request_head(&req, client.parse().unwrap(), "http", &mut out);
+        let id = request_head(&req, client.parse().unwrap(), "http", None, &mut out);
         (String::from_utf8(out).unwrap(), id.as_bytes().to_vec())
     }
 
