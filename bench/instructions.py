@@ -56,8 +56,13 @@ def instructions(cmd, port, path, requests):
             return int(line.split()[1])
     raise SystemExit(f"no totals in {out}")
 
+# Stopped from outside (kill, Ctrl-C, even when started in the background
+# with SIGINT ignored): leave through `finally`, which stops every process.
+for sig in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(sig, lambda *_: sys.exit(1))
 backend = subprocess.Popen(["taskset", "-c", "0", *peers.backend_cmd()],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
 try:
     wait_for(9001)
     wait_for(9002)

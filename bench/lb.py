@@ -94,6 +94,11 @@ def wrk(port, path, pid, scheme="http"):
             "user_us": user / total * 1e6, "sys_us": system / total * 1e6,
             "errors": int(errors.group(1)) if errors else 0, "load": 100 * load_busy / max(load_all, 1)}
 
+
+# Stopped from outside (kill, Ctrl-C, even when started in the background
+# with SIGINT ignored): leave through `finally`, which stops every process.
+for sig in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(sig, lambda *_: sys.exit(1))
 try:
     start(peers.backend_cmd(), LOAD_CPU)
     for p in BACKENDS:

@@ -64,10 +64,9 @@ async fn forward(
         let cookies = req.fields().filter(|f| f.0 == Kind::Cookie);
         crate::sticky::split(cookies.map(|(_, _, value)| value), name)
     });
-    let pinned = sticky.as_ref().and_then(|(server, _)| {
-        let upstreams = &pool.servers.upstreams;
-        upstreams.iter().position(|u| u.name == *server)
-    });
+    let pinned = sticky
+        .as_ref()
+        .and_then(|(server, _)| pool.servers.index_of(server));
     let cookies = sticky.as_ref().map(|(_, kept)| kept.as_slice());
     let id = headers::raw::request_head(&req, peer.ip(), proto, cookies, &mut scratch.request);
     if let Some(limiter) = &pool.rate_limiter {

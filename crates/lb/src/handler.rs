@@ -70,7 +70,7 @@ pub async fn handle(
         .sticky_cookie
         .as_deref()
         .and_then(|name| sticky::take(&mut parts.headers, name))
-        .and_then(|server| pool.servers.upstreams.iter().position(|u| u.name == server));
+        .and_then(|server| pool.servers.index_of(&server));
     let request = ClientRequest {
         parts,
         body: incoming,

@@ -195,13 +195,16 @@ impl ServerSet {
         self.admin[i].load(Ordering::Relaxed) != MAINT && self.up().contains(&i)
     }
 
+    /// The server named `name`.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.upstreams.iter().position(|u| u.name == name)
+    }
+
     /// Sets server `name`'s operator state: `drain` (no new requests, checks
     /// go on), `disable` (maintenance: no requests, no checks) or `enable`.
     pub fn set_admin(&self, name: &str, action: &str) -> Result<(), String> {
         let i = self
-            .upstreams
-            .iter()
-            .position(|u| u.name == name)
+            .index_of(name)
             .ok_or_else(|| format!("no server named {name}"))?;
         let state = match action {
             "drain" => DRAIN,
@@ -221,9 +224,7 @@ impl ServerSet {
     /// `set server ... weight`; returns the old and the new one.
     pub fn set_weight(&self, name: &str, weight: &str) -> Result<(u32, u32), String> {
         let i = self
-            .upstreams
-            .iter()
-            .position(|u| u.name == name)
+            .index_of(name)
             .ok_or_else(|| format!("no server named {name}"))?;
         let weight: u32 = weight
             .parse()
