@@ -25,7 +25,6 @@ use tracing::Instrument;
 use webinfra_proxy::headers::raw::{Kind, RawId};
 use webinfra_proxy::headers::{self, RequestId};
 use webinfra_proxy::lane::{Answer, AnswerBody, Client, Lane, RawRequest, Scratch};
-use webinfra_proxy::wire::RawHead;
 use webinfra_proxy::ResBody;
 
 /// The lane, sharing the general path's state.
@@ -120,7 +119,7 @@ async fn attempt(
                 let framing =
                     headers::raw::response_head(&resp, &req.method, id, &mut scratch.head);
                 if client.secure {
-                    hsts(pool, &resp, &mut scratch.head);
+                    hsts(pool, &mut scratch.head);
                 }
                 if let Some(cookie) = pool.config.sticky_cookie.as_deref() {
                     if pinned != Some(i) {
@@ -172,15 +171,12 @@ async fn attempt(
 }
 
 /// Adds `Strict-Transport-Security` to a response over HTTPS when it is
-/// configured and the server sent none, as the general path does.
-fn hsts(pool: &Pool, resp: &RawHead, head: &mut Vec<u8>) {
+/// configured and the head as passed on has none, as the general path does.
+fn hsts(pool: &Pool, head: &mut Vec<u8>) {
     let Some(age) = pool.config.tls.as_ref().and_then(|t| t.hsts_max_age_s) else {
         return;
     };
-    let has = resp
-        .fields()
-        .any(|(_, name, _)| name.eq_ignore_ascii_case(b"strict-transport-security"));
-    if !has {
+    if !headers::raw::has_field(head, b"strict-transport-security") {
         let _ = write!(head, "strict-transport-security: max-age={age}\r\n");
     }
 }

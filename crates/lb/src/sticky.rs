@@ -73,10 +73,7 @@ pub fn set(headers: &mut HeaderMap, name: &str, server: &str, secure: bool) {
 
 /// [`set`] on a response head as bytes (lines ending in CRLF, no blank line).
 pub fn set_raw(head: &mut Vec<u8>, name: &str, server: &str, secure: bool) {
-    let cached = head
-        .split(|b| *b == b'\n')
-        .skip(1)
-        .any(|line| line.len() > 14 && line[..14].eq_ignore_ascii_case(b"cache-control:"));
+    let cached = webinfra_proxy::headers::raw::has_field(head, b"cache-control");
     head.extend_from_slice(b"set-cookie: ");
     head.extend_from_slice(cookie(name, server, secure).as_bytes());
     head.extend_from_slice(b"\r\n");

@@ -420,6 +420,7 @@ pub fn script(path: &str) -> (&'static [u8], bool) {
         "/early" => b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nContent-Length: 2\r\n\r\nok",
         "/cached" => b"HTTP/1.1 200 OK\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nCache-Control: no-store\r\nContent-Length: 2\r\n\r\nok",
         "/cached-hop" => b"HTTP/1.1 200 OK\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nConnection: Cache-Control\r\nCache-Control: no-store\r\nContent-Length: 2\r\n\r\nok",
+        "/sts-hop" => b"HTTP/1.1 200 OK\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nConnection: Strict-Transport-Security\r\nStrict-Transport-Security: max-age=1\r\nContent-Length: 2\r\n\r\nok",
         "/500" => b"HTTP/1.1 500 Internal Server Error\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nContent-Length: 4\r\n\r\nfail",
         "/lf" => b"HTTP/1.1 200 OK\nDate: Wed, 02 Dec 2026 00:00:00 GMT\nX-Lf: 1\nContent-Length: 2\n\nok",
         _ => b"HTTP/1.1 200 OK\r\nServer: raw\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nETag: \"e\"\r\n\r\nhello",

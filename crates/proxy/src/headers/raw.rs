@@ -172,6 +172,16 @@ impl<'h> Lines<'h> {
     }
 }
 
+/// Whether a head as [`response_head`] wrote it (status line, then one
+/// field per CRLF line) has a field named `name` (any case).
+pub fn has_field(head: &[u8], name: &[u8]) -> bool {
+    head.split(|b| *b == b'\n').skip(1).any(|line| {
+        line.len() > name.len()
+            && line[name.len()] == b':'
+            && line[..name.len()].eq_ignore_ascii_case(name)
+    })
+}
+
 fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
@@ -312,6 +322,18 @@ mod tests {
         let mut out = Vec::new();
         let id = request_head(&req, client.parse().unwrap(), "http", None, &mut out);
         (String::from_utf8(out).unwrap(), id.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn a_field_is_found_in_a_written_head_by_its_name_in_any_case() {
+        let head = b"HTTP/1.1 200 OK\r\nCache-Control: no-store\r\nx-a: 1\r\n";
+        assert!(has_field(head, b"cache-control"));
+        assert!(has_field(head, b"X-A"));
+        assert!(!has_field(head, b"x-"));
+        assert!(!has_field(
+            b"HTTP/1.1 200 Cache-Control: x\r\n",
+            b"cache-control"
+        ));
     }
 
     #[test]
