@@ -132,16 +132,15 @@ try:
                 print(f"round {r + 1} {path_key:9} {name:9} {res['rps']:9.0f} req/s  p50 {res['p50']:.2f} ms  "
                       f"p99 {res['p99']:.2f} ms  cpu {res['cpu_us']:.1f} us/req (user {res['user_us']:.1f})  "
                       f"load core {res['load']:.0f}%  errors {res['errors']}", flush=True)
+    median = lambda xs: statistics.median(xs) if xs else float("nan")
     def med(name, path, k):
-        xs = [x[k] for x in results[(name, path)] if x[k] == x[k]]  # skip NaN (unparsed)
-        return statistics.median(xs) if xs else float("nan")
+        return median([x[k] for x in results[(name, path)] if x[k] == x[k]])  # skip NaN (unparsed)
     def ratios(name, path, k):
         """`name`'s k over HAProxy's, round by round."""
         pairs = zip(results[(name, path)], results[("haproxy", path)])
         return [a[k] / b[k] for a, b in pairs if a[k] == a[k] and b[k] == b[k] and b[k] > 0]
     def ratio(name, path, k):
-        xs = ratios(name, path, k)
-        return statistics.median(xs) if xs else float("nan")
+        return median(ratios(name, path, k))
     print()
     backends = "one nginx worker" if NGINX_BACKENDS else "bench/backend"
     print(f"medians of {ROUNDS} rounds, wrk -t1 -c50 -d{SECONDS}s, proxies pinned to CPU {PROXY_CPU}, "
@@ -160,7 +159,7 @@ try:
                   f"{rps_ratio:>17} {cpu_ratio:>15} {p99_ratio:>15}")
     print()
     print("webinfra against HAProxy, round by round (lowest - highest):")
-    for path, _ in (("/small", 0), ("/4k", 0), ("/4k tls", 0)):
+    for path in ("/small", "/4k", "/4k tls"):
         spread = lambda k: "-".join(f"{f(ratios('webinfra', path, k)):.2f}x" for f in (min, max))
         print(f"  {path:8} req/s {spread('rps')}, CPU {spread('cpu_us')}, p99 {spread('p99')}")
 finally:

@@ -39,9 +39,11 @@ pub fn split<'v>(
     let mut found = None;
     let mut kept: Vec<String> = Vec::new();
     for v in values {
-        // What `HeaderValue::to_str` accepts.
-        let visible = v.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b));
-        let text = visible.then(|| std::str::from_utf8(v).ok()).flatten()?;
+        // What `HeaderValue::to_str` accepts (so valid UTF-8 too).
+        if !v.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b)) {
+            return None;
+        }
+        let text = std::str::from_utf8(v).ok()?;
         let pairs: Vec<&str> = text
             .split(';')
             .map(str::trim)
