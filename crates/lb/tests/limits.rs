@@ -248,6 +248,38 @@ fn an_idle_keep_alive_connection_is_closed_but_a_slow_head_gets_the_header_timeo
     assert!(read_response(&mut s).starts_with("HTTP/1.1 200"));
 }
 
+/// Timers are moved on lazily (a connection's keep-alive timer and a pooled
+/// upstream connection's response timer stay armed for an earlier request's
+/// instant): that instant passing must neither time out the request now in
+/// progress nor close the connection idle since a later response.
+#[test]
+fn timeouts_run_from_the_latest_request_on_a_connection() {
+    let lb = Lb::start(&["a"], |cfg| {
+        cfg.clients.keep_alive_timeout = Duration::from_millis(600);
+        cfg.servers[0].limits.response_timeout = Duration::from_millis(800);
+    });
+    let mut s = TcpStream::connect(lb.site).unwrap();
+    let ask = |s: &mut TcpStream, path: &str| {
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
+            .unwrap();
+        read_response(s)
+    };
+    let first = Instant::now();
+    assert!(ask(&mut s, "/").starts_with("HTTP/1.1 200"));
+    // Answered 900 ms after the first request started: past its response
+    // deadline, within this one's own.
+    std::thread::sleep(Duration::from_millis(400));
+    let slow = ask(&mut s, "/slow/500");
+    assert!(slow.starts_with("HTTP/1.1 200"), "{slow}");
+    assert!(first.elapsed() >= Duration::from_millis(800));
+    // Idle for 400 ms: past 600 ms after the first response, within 600 ms
+    // of the last one.
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(ask(&mut s, "/").starts_with("HTTP/1.1 200"));
+    assert!(closed_within(&mut s, Duration::from_secs(3)));
+    assert_eq!(lb.backend("a").record.count(), 3);
+}
+
 #[test]
 fn a_slowloris_client_is_cut_off_at_the_header_timeout() {
     let lb = Lb::start(&["a"], |cfg| {

@@ -15,10 +15,12 @@ use crate::wire::{self, RawHead, RequestFraming};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, Response, Uri};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 
 /// How long an idle pooled upstream connection is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -174,14 +176,8 @@ impl UpstreamClient {
             Some((stream, buf, timer)) => (Some((stream, buf)), timer),
             None => (None, None),
         };
-        // A pooled connection's timer is moved on (no lock); a new one is armed.
-        let mut timer = match timer {
-            Some(mut timer) => {
-                timer.as_mut().reset(deadline);
-                timer
-            }
-            None => Box::pin(tokio::time::sleep_until(deadline)),
-        };
+        // A pooled connection's timer is reused (no lock); a new one is armed.
+        let mut timer = timer.unwrap_or_else(|| Box::pin(tokio::time::sleep_until(deadline)));
         let exchange = async {
             if let Some((stream, buf)) = pooled {
                 match exchange(stream, buf, &out, true).await {
@@ -201,7 +197,7 @@ impl UpstreamClient {
         let result = tokio::select! {
             biased;
             result = exchange => Some(result),
-            _ = timer.as_mut() => None,
+            _ = until(&mut timer, deadline) => None,
         };
         match result {
             None => Err(fail(
@@ -230,6 +226,24 @@ impl UpstreamClient {
                 Ok(stream)
             }
         }
+    }
+}
+
+/// Ready at `deadline`. `timer` may be armed for another instant (a
+/// pooled connection's, from its last request): later, it is moved back
+/// now; earlier, it is left there -- moving a timer per request costs more
+/// than the one early wake-up in a timeout's length -- and moved on when it
+/// fires.
+async fn until(timer: &mut Pin<Box<Sleep>>, deadline: Instant) {
+    if timer.deadline() > deadline {
+        timer.as_mut().reset(deadline);
+    }
+    loop {
+        timer.as_mut().await;
+        if timer.deadline() >= deadline {
+            return;
+        }
+        timer.as_mut().reset(deadline);
     }
 }
 

@@ -181,11 +181,21 @@ impl<T> TimedIo<T> {
         let Some(deadline) = self.deadline else {
             return Poll::Pending;
         };
-        if self.armed_for != Some(deadline) {
+        // A timer armed for an earlier instant is left there (moving a timer
+        // costs more than the one early wake-up it may cause), and moved on
+        // when it fires before the deadline.
+        if self.armed_for.is_none_or(|armed| armed > deadline) {
             self.sleep.as_mut().reset(deadline);
             self.armed_for = Some(deadline);
         }
-        self.sleep.as_mut().poll(cx)
+        loop {
+            std::task::ready!(self.sleep.as_mut().poll(cx));
+            if self.armed_for == Some(deadline) {
+                return Poll::Ready(());
+            }
+            self.sleep.as_mut().reset(deadline);
+            self.armed_for = Some(deadline);
+        }
     }
 
     fn update_phase(&mut self) {

@@ -18,6 +18,7 @@ pub mod lane;
 mod pool;
 pub mod probe;
 mod read_buf;
+mod scan;
 pub mod serve;
 pub mod tls;
 pub mod upload;

@@ -1,13 +1,12 @@
 //! HTTP/1.1 on the upstream side, written and read directly: the request
 //! head is serialised once into bytes (so a retry re-sends the same bytes),
-//! the response head is parsed with httparse, and its framing decided the
+//! the response head is read by [`crate::scan`] (httparse's rules), and its framing decided the
 //! RFC 9112 way (section 6.3).
 
 use crate::headers::raw::{Field, Kind};
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use std::cell::Cell;
-use std::mem::MaybeUninit;
 
 /// Most response headers accepted from an upstream.
 pub const MAX_RESPONSE_HEADERS: usize = 100;
@@ -200,37 +199,31 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<RawHead>
     if buf.is_empty() {
         return Ok(None);
     }
-    let mut slots = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_RESPONSE_HEADERS];
-    let mut parsed = httparse::Response::new(&mut []);
-    let parse = httparse::ParserConfig::default().parse_response_with_uninit_headers(
-        &mut parsed,
-        buf,
-        &mut slots,
-    );
-    let len = match parse {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if buf.len() >= MAX_RESPONSE_HEAD => {
-            return Err(format!(
-                "response head larger than {MAX_RESPONSE_HEAD} bytes"
-            ))
+    let mut fields = SPARE_FIELDS.take();
+    fields.clear();
+    let scanned = crate::scan::response(buf, &mut fields, MAX_RESPONSE_HEADERS);
+    let (len, minor, code) = match scanned {
+        Ok(Some(line)) => line,
+        not_yet => {
+            SPARE_FIELDS.set(fields);
+            return match not_yet {
+                Ok(None) if buf.len() >= MAX_RESPONSE_HEAD => Err(format!(
+                    "response head larger than {MAX_RESPONSE_HEAD} bytes"
+                )),
+                Err(e) => Err(format!("invalid response: {e}")),
+                _ => Ok(None),
+            };
         }
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(format!("invalid response: {e}")),
     };
-    let code = parsed.code.unwrap_or(0);
     let status = StatusCode::from_u16(code).map_err(|_| format!("invalid status {code}"))?;
-    let http10 = parsed.version == Some(0);
+    let http10 = minor == 0;
     let (mut close, mut keep_alive_token, mut has_date) = (false, false, false);
     let (mut has_length, mut connection_names) = (false, false);
     // The Content-Length, read on the way (an error is kept for the framing).
     let mut length: Result<Option<u64>, String> = Ok(None);
-    let mut fields = SPARE_FIELDS.take();
-    fields.clear();
-    fields.reserve(parsed.headers.len());
     let mut codings: Option<Vec<&[u8]>> = None;
-    for h in parsed.headers.iter() {
-        let field = Field::at(buf, h.name.as_bytes(), h.value);
-        let raw = h.value;
+    for field in &fields {
+        let (_, raw) = field.get(buf);
         match field.kind {
             Kind::Connection => {
                 for token in raw.split(|b| *b == b',').map(|t| t.trim_ascii()) {
@@ -253,7 +246,6 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<RawHead>
             Kind::Date => has_date = true,
             _ => {}
         }
-        fields.push(field);
     }
     let transfer_encoding = codings.is_some();
     let framing = framing(status, method, codings.as_deref(), length)?;

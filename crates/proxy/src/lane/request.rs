@@ -14,9 +14,9 @@
 
 use crate::checks;
 use crate::headers::raw::{Field, Kind};
+use crate::scan;
 use crate::serve::{MAX_HEADERS, MAX_HEAD_BYTES};
 use http::Method;
-use std::mem::MaybeUninit;
 
 /// A plain request's head, borrowed from the connection's buffer.
 #[derive(Debug)]
@@ -66,59 +66,107 @@ pub enum Parsed {
 /// sit in `fields` (cleared first).
 pub fn parse(buf: &[u8], fields: &mut Vec<Field>) -> Parsed {
     fields.clear();
-    let mut slots = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut []);
-    let len = match httparse::ParserConfig::default()
-        .parse_request_with_uninit_headers(&mut req, buf, &mut slots)
-    {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD_BYTES => return Parsed::Partial,
+    let scanned = match request_line(buf) {
+        Line::Plain(method, target, at) => scan::fields(buf, at, fields, MAX_HEADERS)
+            .map(|end| end.map(|len| (len, method, target))),
+        Line::Partial => Ok(None),
+        Line::Other => return Parsed::Other,
+    };
+    let (len, method, target) = match scanned {
+        Ok(Some(head)) => head,
+        Ok(None) if buf.len() < MAX_HEAD_BYTES => return Parsed::Partial,
         _ => return Parsed::Other,
     };
-    let method = match req.method {
-        Some("GET") => Method::GET,
-        Some("HEAD") => Method::HEAD,
-        _ => return Parsed::Other,
-    };
-    if len > MAX_HEAD_BYTES || req.version != Some(1) {
+    if len > MAX_HEAD_BYTES {
         return Parsed::Other;
     }
-    let path = req.path.unwrap_or_default();
     // What checks::request asks of a target, and what http's Uri accepts.
-    let Some(target) = plain_target(path) else {
+    let Some(kept) = plain_target(&buf[target.0..target.1]) else {
         return Parsed::Other;
     };
     let mut hosts = 0;
-    for h in req.headers.iter() {
-        let field = Field::at(buf, h.name.as_bytes(), h.value);
+    for field in fields.iter() {
+        let (name, value) = field.get(buf);
         let plain = match field.kind {
             Kind::Host => {
                 hosts += 1;
-                checks::valid_host(h.value)
+                checks::valid_host(value)
             }
-            Kind::Connection => h.value.trim_ascii().eq_ignore_ascii_case(b"keep-alive"),
+            Kind::Connection => value.eq_ignore_ascii_case(b"keep-alive"),
             Kind::ContentLength | Kind::TransferEncoding | Kind::Expect | Kind::Http2Settings => {
                 false
             }
             // TE and Upgrade; Keep-Alive and Proxy-Connection are only dropped.
             Kind::HopByHop => {
-                !(h.name.eq_ignore_ascii_case("te") || h.name.eq_ignore_ascii_case("upgrade"))
+                !(name.eq_ignore_ascii_case(b"te") || name.eq_ignore_ascii_case(b"upgrade"))
             }
             _ => true,
         };
         if !plain {
             return Parsed::Other;
         }
-        fields.push(field);
     }
     if hosts != 1 {
         return Parsed::Other;
     }
-    let from = path.as_ptr() as usize - buf.as_ptr() as usize;
     Parsed::Plain {
         len,
         method,
-        target: (from, from + target.len()),
+        target: (target.0, target.0 + kept),
+    }
+}
+
+/// The request line of a head the lane may take.
+enum Line {
+    /// `GET` or `HEAD`, the target's range, where the header fields start.
+    Plain(Method, (usize, usize), usize),
+    /// It may be one: more bytes are needed.
+    Partial,
+    /// Anything else (hyper reads it).
+    Other,
+}
+
+/// The request line at the start of `buf`, if it is `GET` or `HEAD` of a
+/// target of visible ASCII in HTTP/1.1: a strict part of what httparse
+/// reads (which skips empty lines before it and takes other methods,
+/// versions and bytes, all left to hyper here).
+fn request_line(buf: &[u8]) -> Line {
+    const VERSION: &[u8] = b"HTTP/1.1";
+    let (method, from) = if buf.starts_with(b"GET ") {
+        (Method::GET, 4)
+    } else if buf.starts_with(b"HEAD ") {
+        (Method::HEAD, 5)
+    } else if b"GET ".starts_with(buf) || b"HEAD ".starts_with(buf) {
+        return Line::Partial;
+    } else {
+        return Line::Other;
+    };
+    let mut i = from;
+    while buf.get(i).is_some_and(|b| b.is_ascii_graphic()) {
+        i += 1;
+    }
+    match buf.get(i) {
+        None => return Line::Partial,
+        Some(b' ') if i > from => {}
+        Some(_) => return Line::Other,
+    }
+    let target = (from, i);
+    let version = &buf[i + 1..];
+    if version.len() < VERSION.len() {
+        return if VERSION.starts_with(version) {
+            Line::Partial
+        } else {
+            Line::Other
+        };
+    }
+    if !version.starts_with(VERSION) {
+        return Line::Other;
+    }
+    match buf.get(i + 1 + VERSION.len()..) {
+        Some([]) | Some([b'\r']) => Line::Partial,
+        Some([b'\n', ..]) => Line::Plain(method, target, i + 2 + VERSION.len()),
+        Some([b'\r', b'\n', ..]) => Line::Plain(method, target, i + 3 + VERSION.len()),
+        _ => Line::Other,
     }
 }
 
@@ -141,22 +189,22 @@ pub fn request<'a>(
 /// `:`, `@`, `/`, `?` and `%`.
 const TARGET: [bool; 256] = checks::byte_set(b"-._~!$&'()*+,;=:@/?%");
 
-/// The part of an origin-form target that is forwarded, when the general
-/// path would forward it unchanged.
-fn plain_target(path: &str) -> Option<&str> {
-    if !path.starts_with('/') || path.len() > checks::MAX_TARGET || !path.is_ascii() {
+/// How much of an origin-form target is forwarded, when
+/// the general path would forward it unchanged.
+fn plain_target(path: &[u8]) -> Option<usize> {
+    if path.first() != Some(&b'/') || path.len() > checks::MAX_TARGET || !path.is_ascii() {
         return None;
     }
     // The usual bytes of a path and query (RFC 3986) are taken as they are;
     // anything else is left to http's parse, as on the general path.
-    if path.bytes().all(|b| TARGET[b as usize]) {
-        return Some(path);
+    if path.iter().all(|b| TARGET[usize::from(*b)]) {
+        return Some(path.len());
     }
     let parsed = http::uri::PathAndQuery::try_from(path).ok()?;
     // A fragment is dropped by the parse; anything else it changed is not plain.
-    let kept = parsed.as_str();
-    (path.starts_with(kept) && (kept.len() == path.len() || path.as_bytes()[kept.len()] == b'#'))
-        .then(|| &path[..kept.len()])
+    let kept = parsed.as_str().as_bytes();
+    (path.starts_with(kept) && (kept.len() == path.len() || path[kept.len()] == b'#'))
+        .then_some(kept.len())
 }
 
 #[cfg(test)]
@@ -223,9 +271,95 @@ mod tests {
                 .ok()
                 .filter(|_| sent.starts_with('/'));
             let expected = http.as_ref().map(|p| p.as_str());
-            assert_eq!(plain_target(sent), expected, "{sent}");
+            let kept = plain_target(sent.as_bytes()).map(|n| &sent[..n]);
+            assert_eq!(kept, expected, "{sent}");
         }
-        assert_eq!(plain_target("/p?q#frag"), Some("/p?q"));
+        assert_eq!(plain_target(b"/p?q#frag"), Some(4));
+    }
+
+    /// What the lane takes, httparse reads the same way; what it waits
+    /// for, httparse waits for too (heads made of likely pieces, bytes
+    /// changed, put in, taken out or cut off).
+    #[test]
+    fn the_lane_takes_only_what_httparse_reads_the_same() {
+        use rand::rngs::StdRng;
+        use rand::{Rng, SeedableRng};
+        const LINES: &[&str] = &[
+            "Host: x",
+            "host:a.b:80",
+            "Accept: */*",
+            "User-Agent: curl/7.88.1",
+            "Connection: keep-alive",
+            "X-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa  ",
+            "X-Empty:",
+        ];
+        const BYTES: &[u8] = b"\r\n \t:\x00\x7f\x80/?#GH1";
+        let mut rng = StdRng::seed_from_u64(9110);
+        let (mut plain, mut partial) = (0, 0);
+        for _ in 0..100_000 {
+            let mut buf = if rng.random_ratio(1, 2) {
+                b"GET /a?b HTTP/1.1".to_vec()
+            } else {
+                b"HEAD / HTTP/1.1".to_vec()
+            };
+            for _ in 0..rng.random_range(1..4) {
+                buf.extend_from_slice(if rng.random_ratio(1, 6) {
+                    b"\n"
+                } else {
+                    b"\r\n"
+                });
+                buf.extend_from_slice(LINES[rng.random_range(0..LINES.len())].as_bytes());
+            }
+            buf.extend_from_slice(b"\r\n\r\n");
+            for _ in 0..rng.random_range(0..3) {
+                let at = rng.random_range(0..buf.len().max(1));
+                let byte = BYTES[rng.random_range(0..BYTES.len())];
+                match rng.random_range(0..4) {
+                    0 if at < buf.len() => buf[at] = byte,
+                    1 => buf.insert(at.min(buf.len()), byte),
+                    2 if at < buf.len() => drop(buf.remove(at)),
+                    _ => buf.truncate(at),
+                }
+            }
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut req = httparse::Request::new(&mut headers);
+            let read = req.parse(&buf);
+            let mut fields = Vec::new();
+            match parse(&buf, &mut fields) {
+                Parsed::Plain {
+                    len,
+                    method,
+                    target,
+                } => {
+                    plain += 1;
+                    assert_eq!(read, Ok(httparse::Status::Complete(len)));
+                    assert_eq!(req.method, Some(method.as_str()));
+                    assert!(req
+                        .path
+                        .unwrap()
+                        .as_bytes()
+                        .starts_with(&buf[target.0..target.1]));
+                    let got: Vec<_> = fields.iter().map(|f| f.get(&buf)).collect();
+                    let expected: Vec<_> = req
+                        .headers
+                        .iter()
+                        .map(|h| (h.name.as_bytes(), h.value))
+                        .collect();
+                    assert_eq!(got, expected);
+                }
+                Parsed::Partial => {
+                    partial += 1;
+                    assert_eq!(
+                        read,
+                        Ok(httparse::Status::Partial),
+                        "{:?}",
+                        String::from_utf8_lossy(&buf)
+                    );
+                }
+                Parsed::Other => {}
+            }
+        }
+        assert!(plain > 10_000 && partial > 10_000, "{plain} {partial}");
     }
 
     #[test]

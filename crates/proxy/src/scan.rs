@@ -1,0 +1,325 @@
+//! HTTP/1 heads read in one pass: a response's status line and the header
+//! section of any head, checked by httparse's rules (its default
+//! configuration, the one hyper uses) with httparse's errors, each field's
+//! place and [`Kind`](crate::headers::raw::Kind) noted as it is read.
+//!
+//! httparse hands back name and value slices, which the proxy then walked
+//! again to place and classify them; here that is one walk, and field
+//! values are checked eight bytes at a time. The header section is most of
+//! what parsing costs the proxy per request (`bench/instructions`). The
+//! tests hold both functions to httparse on generated heads.
+
+use crate::headers::raw::Field;
+use httparse::Error;
+
+/// A scan's outcome: what it read, `Ok(None)` when the head is not
+/// complete yet, or the error httparse gives for it.
+pub type Scanned<T> = Result<Option<T>, Error>;
+
+/// tchar (RFC 9110 5.6.2): the bytes of a field name.
+static TOKEN: [bool; 256] = {
+    let mut set = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        set[b] = matches!(b as u8, b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9')
+            || matches!(
+                b as u8,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    set
+};
+
+/// A byte a field value or a reason phrase may hold: HTAB, SP, VCHAR, obs-text.
+fn value_byte(b: u8) -> bool {
+    b == b'\t' || (b >= 0x20 && b != 0x7f)
+}
+
+/// The first index from `i` whose byte a value may not hold, or `buf.len()`.
+fn value_end(buf: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while let Some(word) = buf.get(i..i + 8) {
+        let w = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        let del = w ^ (ONES * 0x7f);
+        // The high bit of each byte below 0x20 or equal to 0x7f; a borrow
+        // may mark bytes above a marked one too, so only the lowest counts.
+        let stop = (w.wrapping_sub(ONES * 0x20) & !w | del.wrapping_sub(ONES) & !del) & HIGH;
+        if stop == 0 {
+            i += 8;
+            continue;
+        }
+        i += stop.trailing_zeros() as usize / 8;
+        if buf[i] != b'\t' {
+            return i;
+        }
+        i += 1;
+    }
+    i + buf[i..]
+        .iter()
+        .position(|b| !value_byte(*b))
+        .unwrap_or(buf.len() - i)
+}
+
+/// The line end at `i`, CRLF or a bare LF: the index after it; `bad` when
+/// something else is there.
+fn line_end(buf: &[u8], i: usize, bad: Error) -> Scanned<usize> {
+    match buf.get(i) {
+        None => Ok(None),
+        Some(b'\n') => Ok(Some(i + 1)),
+        Some(b'\r') => match buf.get(i + 1) {
+            None => Ok(None),
+            Some(b'\n') => Ok(Some(i + 2)),
+            Some(_) => Err(bad),
+        },
+        Some(_) => Err(bad),
+    }
+}
+
+/// A response head at the start of `buf`: its length, minor version and
+/// status code; its fields are appended to `out` (at most `max`).
+pub fn response(buf: &[u8], out: &mut Vec<Field>, max: usize) -> Scanned<(usize, u8, u16)> {
+    let Some((line, minor, code)) = status_line(buf)? else {
+        return Ok(None);
+    };
+    Ok(fields(buf, line, out, max)?.map(|len| (len, minor, code)))
+}
+
+/// A response's status line at the start of `buf`, after any empty lines
+/// (which httparse skips too): the index after it, the minor version (0 or
+/// 1) and the status code.
+fn status_line(buf: &[u8]) -> Scanned<(usize, u8, u16)> {
+    let mut i = 0;
+    while matches!(buf.get(i), Some(b'\r' | b'\n')) {
+        let Some(next) = line_end(buf, i, Error::NewLine)? else {
+            return Ok(None);
+        };
+        i = next;
+    }
+    let rest = &buf[i..];
+    let minor = match rest.get(..8) {
+        Some(b"HTTP/1.0") => 0,
+        Some(b"HTTP/1.1") => 1,
+        Some(_) => return Err(Error::Version),
+        None => {
+            let n = rest.len().min(7);
+            return if rest[..n] == b"HTTP/1."[..n] {
+                Ok(None)
+            } else {
+                Err(Error::Version)
+            };
+        }
+    };
+    i += 8;
+    match buf.get(i) {
+        None => return Ok(None),
+        Some(b' ') => i += 1,
+        Some(_) => return Err(Error::Version),
+    }
+    let mut code = 0u16;
+    for _ in 0..3 {
+        match buf.get(i) {
+            None => return Ok(None),
+            Some(d @ b'0'..=b'9') => code = code * 10 + u16::from(d - b'0'),
+            Some(_) => return Err(Error::Status),
+        }
+        i += 1;
+    }
+    match buf.get(i) {
+        None => return Ok(None),
+        // The reason phrase.
+        Some(b' ') => i = value_end(buf, i + 1),
+        Some(b'\r' | b'\n') => {}
+        Some(_) => return Err(Error::Status),
+    }
+    Ok(line_end(buf, i, Error::Status)?.map(|end| (end, minor, code)))
+}
+
+/// The header fields from `i` up to the empty line that ends the head,
+/// appended to `out` (an error when there are more than `max`): the index
+/// after that line. Values are trimmed of the blanks around them.
+pub fn fields(buf: &[u8], mut i: usize, out: &mut Vec<Field>, max: usize) -> Scanned<usize> {
+    loop {
+        match buf.get(i) {
+            None => return Ok(None),
+            Some(b'\r' | b'\n') => return line_end(buf, i, Error::NewLine),
+            Some(b) if !TOKEN[usize::from(*b)] => return Err(Error::HeaderName),
+            Some(_) => {}
+        }
+        let name = i;
+        i += 1;
+        i += buf[i..]
+            .iter()
+            .position(|b| !TOKEN[usize::from(*b)])
+            .unwrap_or(buf.len() - i);
+        match buf.get(i) {
+            None => return Ok(None),
+            Some(b':') => {}
+            Some(_) => return Err(Error::HeaderName),
+        }
+        let name_end = i;
+        i += 1;
+        while matches!(buf.get(i), Some(b' ' | b'\t')) {
+            i += 1;
+        }
+        let value = i;
+        let mut value_to = value_end(buf, i);
+        let Some(next) = line_end(buf, value_to, Error::HeaderValue)? else {
+            return Ok(None);
+        };
+        while value_to > value && matches!(buf[value_to - 1], b' ' | b'\t') {
+            value_to -= 1;
+        }
+        if out.len() == max {
+            return Err(Error::TooManyHeaders);
+        }
+        out.push(Field::at(buf, &buf[name..name_end], &buf[value..value_to]));
+        i = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    /// What a head read to: its length, version, code and fields, or where it stopped.
+    type Read = Result<Option<(usize, u8, u16, Vec<(Vec<u8>, Vec<u8>)>)>, Error>;
+
+    fn ours(buf: &[u8], max: usize) -> Read {
+        let mut out = Vec::new();
+        let Some((len, minor, code)) = response(buf, &mut out, max)? else {
+            return Ok(None);
+        };
+        let fields = out
+            .iter()
+            .map(|f| {
+                let (n, v) = f.get(buf);
+                (n.to_vec(), v.to_vec())
+            })
+            .collect();
+        Ok(Some((len, minor, code, fields)))
+    }
+
+    fn httparse(buf: &[u8], max: usize) -> Read {
+        let mut headers = vec![httparse::EMPTY_HEADER; max];
+        let mut r = httparse::Response::new(&mut headers);
+        let httparse::Status::Complete(len) = r.parse(buf)? else {
+            return Ok(None);
+        };
+        let fields = r
+            .headers
+            .iter()
+            .map(|h| (h.name.as_bytes().to_vec(), h.value.to_vec()))
+            .collect();
+        Ok(Some((len, r.version.unwrap(), r.code.unwrap(), fields)))
+    }
+
+    /// A response head made of a few likely and unlikely pieces.
+    fn head(rng: &mut StdRng) -> Vec<u8> {
+        const LINES: &[&str] = &[
+            "Content-Type: text/plain",
+            "Content-Length: 12",
+            "ETag: \"6b0f3bd0-c\"",
+            "Date: Wed, 02 Dec 2026 09:40:28 GMT",
+            "X-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "X-Empty:",
+            "X-Blank:   ",
+            "x-tab:\tv\t1 \t",
+            "Set-Cookie: a=b; Path=/; HttpOnly",
+            "X-Obs: caf\u{e9}",
+            "A:b",
+        ];
+        const STATUS: &[&str] = &["HTTP/1.1 200 OK", "HTTP/1.0 404 Not Found", "HTTP/1.1 204"];
+        let mut out = Vec::new();
+        if rng.random_ratio(1, 8) {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(STATUS[rng.random_range(0..STATUS.len())].as_bytes());
+        for _ in 0..rng.random_range(0..6) {
+            out.extend_from_slice(if rng.random_ratio(1, 6) {
+                b"\n"
+            } else {
+                b"\r\n"
+            });
+            out.extend_from_slice(LINES[rng.random_range(0..LINES.len())].as_bytes());
+        }
+        out.extend_from_slice(b"\r\n\r\nbody");
+        out
+    }
+
+    /// `buf` with a few bytes changed, put in, taken out, or its end cut off.
+    fn mutate(rng: &mut StdRng, mut buf: Vec<u8>) -> Vec<u8> {
+        const BYTES: &[u8] = b"\r\n \t:\x00\x7f\x80\xffa0H/.1\x0b";
+        for _ in 0..rng.random_range(0..4) {
+            let at = rng.random_range(0..buf.len().max(1));
+            let byte = BYTES[rng.random_range(0..BYTES.len())];
+            match rng.random_range(0..4) {
+                0 if at < buf.len() => buf[at] = byte,
+                1 => buf.insert(at.min(buf.len()), byte),
+                2 if at < buf.len() => drop(buf.remove(at)),
+                _ => buf.truncate(at),
+            }
+        }
+        buf
+    }
+
+    #[test]
+    fn responses_read_as_httparse_reads_them() {
+        let mut rng = StdRng::seed_from_u64(9112);
+        let (mut complete, mut partial, mut errors) = (0, 0, 0);
+        for _ in 0..200_000 {
+            let fresh = head(&mut rng);
+            let buf = mutate(&mut rng, fresh);
+            let max = if rng.random_ratio(1, 4) { 2 } else { 100 };
+            let expected = httparse(&buf, max);
+            assert_eq!(
+                ours(&buf, max),
+                expected,
+                "{:?}",
+                String::from_utf8_lossy(&buf)
+            );
+            match expected {
+                Ok(Some(_)) => complete += 1,
+                Ok(None) => partial += 1,
+                Err(_) => errors += 1,
+            }
+        }
+        // Every outcome was met many times.
+        assert!(complete > 10_000 && partial > 10_000 && errors > 10_000);
+    }
+
+    #[test]
+    fn values_are_checked_eight_bytes_at_a_time_and_byte_by_byte() {
+        let long = b"a value long enough for a few words";
+        assert_eq!(value_end(long, 0), long.len());
+        for (at, byte) in [(0, 0x00), (9, 0x1f), (16, 0x7f), (23, b'\r'), (34, b'\n')] {
+            let mut v = long.to_vec();
+            v[at] = byte;
+            assert_eq!(value_end(&v, 0), at, "{byte:#x} at {at}");
+        }
+        let mut tab = long.to_vec();
+        tab[3] = b'\t';
+        tab[20] = 0x80;
+        assert_eq!(value_end(&tab, 0), long.len());
+        // A tab, then a byte that ends the value in the same eight.
+        tab[5] = 0x01;
+        assert_eq!(value_end(&tab, 0), 5);
+        assert_eq!(value_end(b"ab\tc", 0), 4);
+    }
+}
