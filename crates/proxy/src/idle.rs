@@ -19,7 +19,8 @@
 //! timeout runs. When a deadline passes during a read, the read fails with
 //! `TimedOut` and hyper closes the connection. Deadlines are only computed
 //! and timers only armed when a read would block, so a busy keep-alive
-//! connection costs one clock read per request.
+//! connection costs one clock read per request; a timer already armed for
+//! an earlier instant is left there and moved on only if it fires first.
 
 use std::future::Future;
 use std::io;

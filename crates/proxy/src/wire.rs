@@ -1,7 +1,7 @@
 //! HTTP/1.1 on the upstream side, written and read directly: the request
 //! head is serialised once into bytes (so a retry re-sends the same bytes),
-//! the response head is read by [`crate::scan`] (httparse's rules), and its framing decided the
-//! RFC 9112 way (section 6.3).
+//! the response head is read in one pass by [`crate::scan`] (httparse's
+//! rules), and its framing decided the RFC 9112 way (section 6.3).
 
 use crate::headers::raw::{Field, Kind};
 use bytes::{BufMut, Bytes, BytesMut};

@@ -2,10 +2,11 @@
 //! may take it at all.
 //!
 //! Only the plainest request is taken: a complete `GET` or `HEAD` head in
-//! HTTP/1.1 that httparse reads with hyper's settings and within hyper's
-//! limits as [`crate::serve`] sets them, an origin-form target that
-//! [`crate::checks`] would pass (ASCII, at most 8 KiB, a valid
-//! path-and-query), exactly one valid `Host`, no `Content-Length`,
+//! HTTP/1.1 that httparse would read the same way with hyper's settings
+//! (the fields are read by [`crate::scan`]; a test holds the lane to
+//! httparse) and within hyper's limits as [`crate::serve`] sets them, an
+//! origin-form target that [`crate::checks`] would pass (ASCII, at most
+//! 8 KiB, a valid path-and-query), exactly one valid `Host`, no `Content-Length`,
 //! `Transfer-Encoding`, `TE`, `Expect`, `Upgrade` or `HTTP2-Settings`, and a
 //! `Connection` header, if any, that only says `keep-alive`. Anything else
 //! -- a parse error, another method or version, a refusal -- goes to hyper
