@@ -273,6 +273,18 @@ mod tests {
     }
 
     #[test]
+    fn new_request_ids_are_32_hex_digits_and_distinct() {
+        let ids: std::collections::HashSet<[u8; 32]> =
+            (0..10_000).map(|_| new_request_id_bytes()).collect();
+        assert_eq!(ids.len(), 10_000);
+        for id in ids.iter().take(100) {
+            let text = std::str::from_utf8(id).unwrap();
+            let n = u128::from_str_radix(text, 16).unwrap();
+            assert_eq!(format!("{n:032x}"), text);
+        }
+    }
+
+    #[test]
     fn request_id_kept_when_valid_replaced_when_not() {
         let mut h = HeaderMap::new();
         h.insert(REQUEST_ID, "abc-123".parse().unwrap());
