@@ -20,8 +20,8 @@ const MAX_IDLE: usize = 256;
 const MAX_KEPT_BUF: usize = 64 * 1024;
 
 /// A connection's response timer, kept with it from one request to the
-/// next: moving a tokio timer's deadline later takes no lock, arming a new
-/// one takes the timer wheel's twice (in and out).
+/// next: arming a new one takes the timer wheel's lock twice (in and out),
+/// and a kept one is moved only when it fires early (`client::until`).
 pub(crate) type Timer = Option<Pin<Box<tokio::time::Sleep>>>;
 
 /// An idle connection: the socket, when its last request started, its read
