@@ -167,6 +167,49 @@ pub fn fields(buf: &[u8], mut i: usize, out: &mut Vec<Field>, max: usize) -> Sca
     }
 }
 
+/// Heads made of likely and unlikely pieces, for the tests that hold a
+/// reader to httparse (here and in [`crate::lane::request`]).
+#[cfg(test)]
+pub(crate) mod generate {
+    use rand::rngs::StdRng;
+    use rand::Rng;
+    use std::ops::Range;
+
+    /// Appends a number in `count` of `lines`, picked at random, each after
+    /// a line end (one in six a bare LF).
+    pub(crate) fn lines(rng: &mut StdRng, out: &mut Vec<u8>, lines: &[&str], count: Range<usize>) {
+        for _ in 0..rng.random_range(count) {
+            out.extend_from_slice(if rng.random_ratio(1, 6) {
+                b"\n"
+            } else {
+                b"\r\n"
+            });
+            out.extend_from_slice(lines[rng.random_range(0..lines.len())].as_bytes());
+        }
+    }
+
+    /// `buf` with a number in `edits` of `bytes` changed in, put in, a
+    /// byte taken out, or its end cut off.
+    pub(crate) fn mutate(
+        rng: &mut StdRng,
+        mut buf: Vec<u8>,
+        bytes: &[u8],
+        edits: Range<usize>,
+    ) -> Vec<u8> {
+        for _ in 0..rng.random_range(edits) {
+            let at = rng.random_range(0..buf.len().max(1));
+            let byte = bytes[rng.random_range(0..bytes.len())];
+            match rng.random_range(0..4) {
+                0 if at < buf.len() => buf[at] = byte,
+                1 => buf.insert(at.min(buf.len()), byte),
+                2 if at < buf.len() => drop(buf.remove(at)),
+                _ => buf.truncate(at),
+            }
+        }
+        buf
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,32 +269,9 @@ mod tests {
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(STATUS[rng.random_range(0..STATUS.len())].as_bytes());
-        for _ in 0..rng.random_range(0..6) {
-            out.extend_from_slice(if rng.random_ratio(1, 6) {
-                b"\n"
-            } else {
-                b"\r\n"
-            });
-            out.extend_from_slice(LINES[rng.random_range(0..LINES.len())].as_bytes());
-        }
+        generate::lines(rng, &mut out, LINES, 0..6);
         out.extend_from_slice(b"\r\n\r\nbody");
         out
-    }
-
-    /// `buf` with a few bytes changed, put in, taken out, or its end cut off.
-    fn mutate(rng: &mut StdRng, mut buf: Vec<u8>) -> Vec<u8> {
-        const BYTES: &[u8] = b"\r\n \t:\x00\x7f\x80\xffa0H/.1\x0b";
-        for _ in 0..rng.random_range(0..4) {
-            let at = rng.random_range(0..buf.len().max(1));
-            let byte = BYTES[rng.random_range(0..BYTES.len())];
-            match rng.random_range(0..4) {
-                0 if at < buf.len() => buf[at] = byte,
-                1 => buf.insert(at.min(buf.len()), byte),
-                2 if at < buf.len() => drop(buf.remove(at)),
-                _ => buf.truncate(at),
-            }
-        }
-        buf
     }
 
     #[test]
@@ -260,7 +280,8 @@ mod tests {
         let (mut complete, mut partial, mut errors) = (0, 0, 0);
         for _ in 0..200_000 {
             let fresh = head(&mut rng);
-            let buf = mutate(&mut rng, fresh);
+            let buf =
+                generate::mutate(&mut rng, fresh, b"\r\n \t:\x00\x7f\x80\xffa0H/.1\x0b", 0..4);
             let max = if rng.random_ratio(1, 4) { 2 } else { 100 };
             let expected = httparse(&buf, max);
             assert_eq!(

@@ -303,25 +303,9 @@ mod tests {
             } else {
                 b"HEAD / HTTP/1.1".to_vec()
             };
-            for _ in 0..rng.random_range(1..4) {
-                buf.extend_from_slice(if rng.random_ratio(1, 6) {
-                    b"\n"
-                } else {
-                    b"\r\n"
-                });
-                buf.extend_from_slice(LINES[rng.random_range(0..LINES.len())].as_bytes());
-            }
+            scan::generate::lines(&mut rng, &mut buf, LINES, 1..4);
             buf.extend_from_slice(b"\r\n\r\n");
-            for _ in 0..rng.random_range(0..3) {
-                let at = rng.random_range(0..buf.len().max(1));
-                let byte = BYTES[rng.random_range(0..BYTES.len())];
-                match rng.random_range(0..4) {
-                    0 if at < buf.len() => buf[at] = byte,
-                    1 => buf.insert(at.min(buf.len()), byte),
-                    2 if at < buf.len() => drop(buf.remove(at)),
-                    _ => buf.truncate(at),
-                }
-            }
+            let buf = scan::generate::mutate(&mut rng, buf, BYTES, 0..3);
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut req = httparse::Request::new(&mut headers);
             let read = req.parse(&buf);
