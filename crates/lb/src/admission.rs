@@ -146,6 +146,19 @@ impl ServerSet {
             Pick::NoneUp => return Err(Refusal::NoServer),
             Pick::Full => {}
         }
+        // Boxed: the wait's timer and notification would make every
+        // request's future larger, and it is moved whole on each await.
+        Box::pin(self.queued(tried, balancer, client, pinned)).await
+    }
+
+    /// [`admit`](Self::admit) once every usable server is full: a place in the queue.
+    async fn queued(
+        self: &Arc<Self>,
+        tried: &[usize],
+        balancer: &dyn Balancer,
+        client: IpAddr,
+        pinned: Option<usize>,
+    ) -> Result<(usize, InFlight), Refusal> {
         let queue = &self.queue;
         if queue.waiting.fetch_add(1, Ordering::SeqCst) >= queue.max {
             queue.waiting.fetch_sub(1, Ordering::SeqCst);

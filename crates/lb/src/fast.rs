@@ -74,14 +74,17 @@ async fn forward(
             return general(refused, &id, &mut scratch.head);
         }
     }
-    let attempts = attempt(state, &pool, (&req, pinned), &id, client, scratch, start);
-    if !pool.config.access_log {
-        return attempts.await;
-    }
     // With an access log, warnings carry the request's id and client, as on
-    // the general path.
-    let span = tracing::info_span!("request", id = %String::from_utf8_lossy(id.as_bytes()), %peer);
-    attempts.instrument(span).await
+    // the general path. One await either way: the attempt's future is large,
+    // and each place it could be awaited would hold a copy of it.
+    let span = if pool.config.access_log {
+        tracing::info_span!("request", id = %String::from_utf8_lossy(id.as_bytes()), %peer)
+    } else {
+        tracing::Span::none()
+    };
+    attempt(state, &pool, (&req, pinned), &id, client, scratch, start)
+        .instrument(span)
+        .await
 }
 
 /// Sends the request in `scratch` to a server, again to another as
@@ -111,8 +114,12 @@ async fn attempt(
             Err(resp) => return general(resp, id, &mut scratch.head),
         };
         let upstream = &pool.servers.upstreams[i];
-        let sent = pool.clients[i].send_raw(upstream, head, &req.method, attempts.attempt);
-        match sent.await {
+        // Awaited where it is made: a future kept in a variable across the
+        // await would take its room in this one twice.
+        match pool.clients[i]
+            .send_raw(upstream, head, &req.method, attempts.attempt)
+            .await
+        {
             Ok((resp, mut body)) => {
                 let status = resp.status.as_u16();
                 attempts.answered(i, status);

@@ -14,9 +14,11 @@ use crate::upstream_body::{Conn, UpstreamBody};
 use crate::wire::{self, RawHead, RequestFraming};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, Response, Uri};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::task::Poll;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -137,15 +139,15 @@ impl UpstreamClient {
     /// caller that passes it on as bytes; the body streams from the connection.
     /// `started`: when the caller began this attempt (the response timeout
     /// runs from it), read once by the caller for its own use too.
-    pub async fn send_raw(
-        &self,
-        upstream: &Upstream,
-        head: &[u8],
-        method: &Method,
+    pub fn send_raw<'a>(
+        &'a self,
+        upstream: &'a Upstream,
+        head: &'a [u8],
+        method: &'a Method,
         started: std::time::Instant,
-    ) -> Result<(RawHead, UpstreamBody), ProxyError> {
+    ) -> impl Future<Output = Result<(RawHead, UpstreamBody), ProxyError>> + Send + 'a {
+        // `send_head`'s own future: no wrapper to move it into.
         self.send_head(upstream, head, (None, method, false), started)
-            .await
     }
 
     /// Writes a serialised request (`body`: when not in `head`) on a pooled
@@ -178,7 +180,10 @@ impl UpstreamClient {
         };
         // A pooled connection's timer is reused (no lock); a new one is armed.
         let mut timer = timer.unwrap_or_else(|| Box::pin(tokio::time::sleep_until(deadline)));
-        let exchange = async {
+        // Both futures are polled where they are made: `select!` would move
+        // the exchange (hundreds of bytes) into a tuple first. The exchange
+        // goes first, as it nearly always ends the wait.
+        let mut exchange = std::pin::pin!(async {
             if let Some((stream, buf)) = pooled {
                 match exchange(stream, buf, &out, true).await {
                     Ok(resp) => return Ok(resp),
@@ -186,18 +191,28 @@ impl UpstreamClient {
                     Err(Failure::Failed(d)) => return Err(fail(ProxyErrorKind::Reset, d)),
                 }
             }
-            let stream = self.connect(upstream).await?;
-            let buf = BytesMut::with_capacity(READ_BUF);
-            match exchange(stream, buf, &out, false).await {
-                Ok(resp) => Ok(resp),
-                Err(Failure::Stale) => Err(fail(ProxyErrorKind::Reset, "connection closed".into())),
-                Err(Failure::Failed(d)) => Err(fail(ProxyErrorKind::Reset, d)),
-            }
-        };
-        let result = tokio::select! {
-            biased;
-            result = exchange => Some(result),
-            _ = until(&mut timer, deadline) => None,
+            // A new connection: boxed, so the connect's future does not
+            // make the pooled path's (moved on every await) larger.
+            Box::pin(async {
+                let stream = self.connect(upstream).await?;
+                let buf = BytesMut::with_capacity(READ_BUF);
+                match exchange(stream, buf, &out, false).await {
+                    Ok(resp) => Ok(resp),
+                    Err(Failure::Stale) => {
+                        Err(fail(ProxyErrorKind::Reset, "connection closed".into()))
+                    }
+                    Err(Failure::Failed(d)) => Err(fail(ProxyErrorKind::Reset, d)),
+                }
+            })
+            .await
+        });
+        let result = {
+            let mut expired = std::pin::pin!(until(&mut timer, deadline));
+            std::future::poll_fn(|cx| match exchange.as_mut().poll(cx) {
+                Poll::Ready(result) => Poll::Ready(Some(result)),
+                Poll::Pending => expired.as_mut().poll(cx).map(|()| None),
+            })
+            .await
         };
         match result {
             None => Err(fail(
