@@ -22,6 +22,7 @@
 //! connection costs one clock read per request; a timer already armed for
 //! an earlier instant is left there and moved on only if it fires first.
 
+use crate::lane::ReadReady;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -234,17 +235,32 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => match this.poll_deadline(cx) {
-                Poll::Ready(()) => {
-                    let what = match this.phase {
-                        Phase::Waiting => "idle keep-alive timeout",
-                        _ => "request header timeout",
-                    };
-                    Poll::Ready(Err(this.timed_out(what)))
-                }
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => this.poll_phase_deadline(cx),
         }
+    }
+}
+
+/// Waiting for a request without a buffer ([`crate::lane`]): the same
+/// timeouts as a read.
+impl<T: ReadReady> ReadReady for TimedIo<T> {
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.update_phase();
+        match self.inner.poll_read_ready(cx) {
+            Poll::Pending => self.poll_phase_deadline(cx),
+            ready => ready,
+        }
+    }
+}
+
+impl<T> TimedIo<T> {
+    /// For a read that would block: the phase's timeout as an error once it passed.
+    fn poll_phase_deadline<R>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
+        std::task::ready!(self.poll_deadline(cx));
+        let what = match self.phase {
+            Phase::Waiting => "idle keep-alive timeout",
+            _ => "request header timeout",
+        };
+        Poll::Ready(Err(self.timed_out(what)))
     }
 }
 

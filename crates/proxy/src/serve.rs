@@ -247,6 +247,9 @@ async fn serve_inner<H, F, L>(
         let watcher = graceful.watcher();
         let builder = builder.clone();
         let tls = tls.as_ref().map(|t| t.load_full());
+        // A task is as large as its largest state, for its whole life: the
+        // TLS part and hyper's connection are boxed, so a plain connection in
+        // the lane (nearly all, in a load balancer) holds only the lane's.
         tokio::spawn(async move {
             let served = match tls {
                 None => {
@@ -258,29 +261,38 @@ async fn serve_inner<H, F, L>(
                         Some(io) => {
                             let conn =
                                 builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-                            watcher.watch(conn.into_owned()).await
+                            Box::pin(watcher.watch(conn.into_owned())).await
                         }
                         None => Ok(()),
                     }
                 }
-                Some(config) => match TlsAcceptor::from(config).accept(io).await {
-                    Ok(stream) => {
-                        let client = lane::Client { peer, secure: true };
-                        match first_in_lane(stream, &lane, client, &lane_tracker, &draining).await {
-                            Some(io) => {
-                                let conn = builder
-                                    .serve_connection_with_upgrades(TokioIo::new(io), service);
-                                watcher.watch(conn.into_owned()).await
+                Some(config) => {
+                    Box::pin(async {
+                        match TlsAcceptor::from(config).accept(io).await {
+                            Ok(stream) => {
+                                let client = lane::Client { peer, secure: true };
+                                match first_in_lane(stream, &lane, client, &lane_tracker, &draining)
+                                    .await
+                                {
+                                    Some(io) => {
+                                        let conn = builder.serve_connection_with_upgrades(
+                                            TokioIo::new(io),
+                                            service,
+                                        );
+                                        watcher.watch(conn.into_owned()).await
+                                    }
+                                    None => Ok(()),
+                                }
                             }
-                            None => Ok(()),
+                            Err(e) => {
+                                open.0.handshake_failures.fetch_add(1, Ordering::Relaxed);
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                Ok(())
+                            }
                         }
-                    }
-                    Err(e) => {
-                        open.0.handshake_failures.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        Ok(())
-                    }
-                },
+                    })
+                    .await
+                }
             };
             if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -310,7 +322,7 @@ async fn first_in_lane<I, L>(
     drain: &Drain,
 ) -> Option<Rewind<I>>
 where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + lane::ReadReady + Unpin,
     L: Lane,
 {
     if !lane.open(client.secure) {

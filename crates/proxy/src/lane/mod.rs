@@ -20,16 +20,24 @@
 //! busy one after its response, which says `connection: close`. Over TLS
 //! the lane runs on the decrypted stream (an HTTP/2 connection's preface is
 //! not a plain request, so it goes to hyper at once).
+//!
+//! Between requests a plain connection holds no buffer: it waits for its
+//! socket to be readable, then borrows a set from its thread ([`stash`]).
+//! With the connection's task kept small (the rare parts of it boxed), an
+//! idle keep-alive connection costs about 4.9 KB of memory instead of 31
+//! (`bench/conns`).
 
 pub mod request;
 mod rewind;
+mod stash;
 mod write;
 
 use crate::idle::Tracker;
-use bytes::{Buf, BytesMut};
+use bytes::Buf;
 use request::Parsed;
 pub use request::RawRequest;
 pub use rewind::Rewind;
+pub use stash::ReadReady;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -66,9 +74,9 @@ pub struct Client {
     pub secure: bool,
 }
 
-/// Buffers a connection keeps from one request to the next (both empty
-/// when a request is handed to the service), so a request costs no
-/// allocation for them.
+/// Buffers a request is served with (both empty when it is handed to the
+/// service), lent from one request to the next ([`stash`]), so a request
+/// costs no allocation for them.
 #[derive(Debug, Default)]
 pub struct Scratch {
     /// The service's own use: e.g. the request head as it goes on.
@@ -126,6 +134,7 @@ impl Drain {
 }
 
 /// Serves `io` until it closes or a request needs hyper, or `drain` starts.
+/// Between requests it holds no buffer ([`stash`]).
 pub async fn serve<I, L>(
     mut io: I,
     lane: &L,
@@ -134,45 +143,59 @@ pub async fn serve<I, L>(
     drain: &Drain,
 ) -> Ended<I>
 where
-    I: AsyncRead + AsyncWrite + Unpin,
+    I: AsyncRead + AsyncWrite + ReadReady + Unpin,
     L: Lane,
 {
     // Registered once for the connection's life, before the first look.
     let drained = drain.notify.notified();
     tokio::pin!(drained);
     drained.as_mut().enable();
-    let mut buf = BytesMut::with_capacity(READ_SIZE);
-    let mut fields = Vec::new();
-    let mut scratch = Scratch {
-        request: Vec::with_capacity(1024),
-        head: Vec::with_capacity(READ_SIZE),
-    };
+    let mut held = stash::Lent::default();
     loop {
         let (len, method, target) = loop {
-            if !buf.is_empty() {
-                match request::parse(&buf, &mut fields) {
+            if let Some(b) = held.0.as_mut().filter(|b| !b.read.is_empty()) {
+                match request::parse(&b.read, &mut b.fields) {
                     Parsed::Plain {
                         len,
                         method,
                         target,
                     } if lane.open(client.secure) => break (len, method, target),
                     Parsed::Partial => {}
-                    _ => return Ended::Handoff(Rewind::new(buf.freeze(), io)),
+                    _ => return handoff(held, io),
                 }
             }
-            let idle = buf.is_empty();
-            if idle && drain.on() {
-                return close(io).await;
+            let idle = held.0.as_ref().is_none_or(|b| b.read.is_empty());
+            if idle {
+                held.give_back();
+                if drain.on() {
+                    return close(io).await;
+                }
+                let ready = tokio::select! {
+                    biased;
+                    ready = std::future::poll_fn(|cx| io.poll_read_ready(cx)) => Some(ready),
+                    _ = &mut drained => None,
+                };
+                match ready {
+                    Some(Ok(())) => {}
+                    Some(Err(e)) => {
+                        tracing::debug!(peer = %client.peer, error = %e, "connection read failed");
+                        return close(io).await;
+                    }
+                    None => return close(io).await,
+                }
             }
-            crate::read_buf::make_room(&mut buf, READ_SIZE);
+            let b = held.0.get_or_insert_with(stash::take);
+            let buf = &mut b.read;
+            crate::read_buf::make_room(buf, READ_SIZE);
+            // Idle, the socket may still have had nothing to read after all.
             let read = if idle {
                 tokio::select! {
                     biased;
-                    read = io.read_buf(&mut buf) => Some(read),
+                    read = io.read_buf(buf) => Some(read),
                     _ = &mut drained => None,
                 }
             } else {
-                Some(io.read_buf(&mut buf).await)
+                Some(io.read_buf(buf).await)
             };
             let Some(read) = read else {
                 return close(io).await;
@@ -180,7 +203,7 @@ where
             match read {
                 Ok(0) if buf.is_empty() => return close(io).await,
                 // A head cut short: hyper says what it gets.
-                Ok(0) => return Ended::Handoff(Rewind::new(buf.freeze(), io)),
+                Ok(0) => return handoff(held, io),
                 Ok(_) => {}
                 // Timeouts (the socket's) and resets end the connection quietly, as in hyper.
                 Err(e) => {
@@ -191,11 +214,13 @@ where
         };
         tracker.start();
         let head_request = method == http::Method::HEAD;
+        let b = held.0.as_mut().expect("a request was read into them");
+        let scratch = &mut b.scratch;
         scratch.request.clear();
         scratch.head.clear();
-        let req = request::request(&buf[..len], &fields, method, target);
-        let answer = lane.serve(req, client, &mut scratch).await;
-        buf.advance(len);
+        let req = request::request(&b.read[..len], &b.fields, method, target);
+        let answer = lane.serve(req, client, scratch).await;
+        b.read.advance(len);
         let last = drain.on();
         let written = write::answer(&mut io, answer, head_request, last, &mut scratch.head).await;
         tracker.finish();
@@ -210,8 +235,89 @@ where
     }
 }
 
+/// hyper takes `io` over, starting with what was read into `held`.
+fn handoff<I>(mut held: stash::Lent, io: I) -> Ended<I> {
+    let read = held.0.take().map(|b| b.read.freeze()).unwrap_or_default();
+    Ended::Handoff(Rewind::new(read, io))
+}
+
 /// Ends the connection (the socket's lingering close).
 async fn close<I: AsyncWrite + Unpin>(mut io: I) -> Ended<I> {
     let _ = io.shutdown().await;
     Ended::Closed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// Answers every request with `ok`.
+    #[derive(Clone)]
+    struct Fixed;
+
+    impl Lane for Fixed {
+        fn open(&self, _: bool) -> bool {
+            true
+        }
+
+        fn serve<'a>(
+            &'a self,
+            _: RawRequest<'a>,
+            _: Client,
+            scratch: &'a mut Scratch,
+        ) -> impl Future<Output = Answer> + Send + 'a {
+            scratch.head.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+            std::future::ready(Answer {
+                date: false,
+                framing: AnswerFraming::Length(2),
+                body: AnswerBody::Whole(bytes::Bytes::from_static(b"ok")),
+            })
+        }
+    }
+
+    async fn exchange(client: &mut TcpStream) {
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        while !got.ends_with(b"\r\n\r\nok") {
+            assert_ne!(client.read_buf(&mut got).await.unwrap(), 0, "closed");
+        }
+    }
+
+    // One thread: the server task and this one share the thread's stash,
+    // and the server runs until it waits again before the client goes on.
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_idle_keep_alive_connection_holds_no_buffers() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (stream, peer) = listener.accept().await.unwrap();
+            let client = Client {
+                peer,
+                secure: false,
+            };
+            let (tracker, drain) = (Tracker::default(), Drain::default());
+            matches!(
+                serve(stream, &Fixed, client, &tracker, &drain).await,
+                Ended::Closed
+            )
+        });
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        assert_eq!(stash::kept(), 0);
+        exchange(&mut client).await;
+        assert_eq!(
+            stash::kept(),
+            1,
+            "given back while waiting for the next request"
+        );
+        exchange(&mut client).await;
+        assert_eq!(stash::kept(), 1, "the same set lent again");
+        drop(client);
+        assert!(server.await.unwrap(), "closed by the client");
+        assert_eq!(stash::kept(), 1);
+    }
 }
