@@ -191,20 +191,13 @@ impl UpstreamClient {
                     Err(Failure::Failed(d)) => return Err(fail(ProxyErrorKind::Reset, d)),
                 }
             }
-            // A new connection: boxed, so the connect's future does not
-            // make the pooled path's (moved on every await) larger.
-            Box::pin(async {
-                let stream = self.connect(upstream).await?;
-                let buf = BytesMut::with_capacity(READ_BUF);
-                match exchange(stream, buf, &out, false).await {
-                    Ok(resp) => Ok(resp),
-                    Err(Failure::Stale) => {
-                        Err(fail(ProxyErrorKind::Reset, "connection closed".into()))
-                    }
-                    Err(Failure::Failed(d)) => Err(fail(ProxyErrorKind::Reset, d)),
-                }
-            })
-            .await
+            let stream = self.connect(upstream).await?;
+            let buf = BytesMut::with_capacity(READ_BUF);
+            match exchange(stream, buf, &out, false).await {
+                Ok(resp) => Ok(resp),
+                Err(Failure::Stale) => Err(fail(ProxyErrorKind::Reset, "connection closed".into())),
+                Err(Failure::Failed(d)) => Err(fail(ProxyErrorKind::Reset, d)),
+            }
         });
         let result = {
             let mut expired = std::pin::pin!(until(&mut timer, deadline));
