@@ -5,7 +5,7 @@
 //! keep-alive connection's header buffer), the lane gives an idle
 //! connection's buffers back -- the read buffer, the field list and the
 //! [`Scratch`] -- and takes a set again when the socket has something to
-//! read ([`ReadReady`]). An idle plain connection holds no buffer, and under
+//! read ([`ReadReady`]). An idle connection holds no buffer, and under
 //! load the few sets in use are the ones last used on this thread, still in
 //! cache, instead of one cold set per connection.
 //!
@@ -123,11 +123,17 @@ impl ReadReady for tokio::net::TcpStream {
     }
 }
 
-/// rustls may hold decrypted bytes the socket no longer shows: a TLS
-/// connection keeps its buffers while it waits (rustls keeps its own).
-impl<T> ReadReady for tokio_rustls::server::TlsStream<T> {
-    fn poll_read_ready(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+/// Over TLS: ready while rustls has something to give without reading
+/// (decrypted bytes the socket no longer shows, the peer's close), else
+/// when the socket is. rustls keeps its own buffers.
+impl<T: ReadReady> ReadReady for tokio_rustls::server::TlsStream<T> {
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let (io, tls) = self.get_mut();
+        if tls.wants_read() {
+            io.poll_read_ready(cx)
+        } else {
+            Poll::Ready(Ok(()))
+        }
     }
 }
 
