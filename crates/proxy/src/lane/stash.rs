@@ -41,7 +41,10 @@ thread_local! {
 
 /// A set of buffers, empty: one this thread kept, or a new one.
 pub(super) fn take() -> Buffers {
-    KEPT.with(|kept| kept.borrow_mut().pop())
+    // `try_with`: a thread tearing down its locals lends and keeps nothing.
+    KEPT.try_with(|kept| kept.borrow_mut().pop())
+        .ok()
+        .flatten()
         .unwrap_or_else(|| Buffers {
             read: BytesMut::with_capacity(READ_SIZE),
             fields: Vec::new(),
@@ -70,7 +73,7 @@ pub(super) fn give(mut buffers: Buffers) {
     fields.clear();
     scratch.head.clear();
     scratch.request.clear();
-    KEPT.with(|kept| {
+    let _ = KEPT.try_with(|kept| {
         let mut kept = kept.borrow_mut();
         if kept.len() < MAX_KEPT {
             kept.push(buffers);
