@@ -4,7 +4,7 @@ request and reading its response, then left open and idle; the proxy's
 resident memory (VmRSS) grows by so much per connection. Kernel socket
 buffers are not in it (they are the same for every proxy)."""
 import os, resource, signal, socket, subprocess, sys, time
-from peers import Peers
+from peers import Peers, stop
 
 CONNS = int(sys.argv[1])
 WARM = 200
@@ -61,12 +61,7 @@ def per_connection(cmd, port):
     finally:
         for s in held:
             s.close()
-        os.killpg(p.pid, signal.SIGTERM)
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
+        stop(p, 30)
 
 for sig in (signal.SIGTERM, signal.SIGINT):
     signal.signal(sig, lambda *_: sys.exit(1))

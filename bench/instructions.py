@@ -3,7 +3,7 @@ runs under callgrind on one CPU and serves a fixed number of keep-alive
 requests from h2load (HTTP/1.1, 50 connections); it runs twice, with a few
 requests and with REQUESTS more, so start-up and shut-down cancel out."""
 import os, signal, socket, subprocess, sys, time
-from peers import FLOOR, Peers
+from peers import FLOOR, Peers, stop
 
 EXTRA = int(sys.argv[1])
 BASE = 1000
@@ -45,12 +45,7 @@ def instructions(cmd, port, path, requests):
         if f"status codes: {requests} 2xx" not in load:
             raise SystemExit(f"not every request got a 2xx:\n{load}")
     finally:
-        os.killpg(p.pid, signal.SIGTERM)
-        try:
-            p.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
+        stop(p, 60)
     for line in open(out):
         if line.startswith("summary:") or line.startswith("totals:"):
             return int(line.split()[1])

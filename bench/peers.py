@@ -9,7 +9,7 @@ backend we could make, so the load side (wrk and the backends, sharing one
 core) leaves the proxies as much room as it can. BENCH_BACKEND=nginx serves
 the same files from one nginx worker instead (with `open_file_cache`, as a
 tuned nginx would), the benchmark's backends before 2026-12-02."""
-import os, tempfile
+import os, signal, subprocess, tempfile
 
 BACKENDS = [9001, 9002]
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
@@ -17,6 +17,18 @@ WEBINFRA = f"{ROOT}/target/release/webinfra"
 FLOOR = [f"{ROOT}/bench/floor/target/release/floor", "127.0.0.1:8090", "127.0.0.1:9001", "127.0.0.1:9002"]
 BACKEND = [f"{ROOT}/bench/backend/target/release/backend", "127.0.0.1:9001", "127.0.0.1:9002"]
 NGINX_BACKENDS = os.environ.get("BENCH_BACKEND", "") == "nginx"
+
+
+
+def stop(p, timeout):
+    """Stops `p`, started in its own session, and what it started: SIGTERM
+    to its process group, SIGKILL if it is not gone within `timeout` s."""
+    os.killpg(p.pid, signal.SIGTERM)
+    try:
+        p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
 
 
 class Peers:
