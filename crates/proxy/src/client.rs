@@ -16,13 +16,13 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, Response, Uri};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Poll;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::{Instant, Sleep};
+use crate::timer::Timer;
+use tokio::time::Instant;
 
 /// How long an idle pooled upstream connection is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -179,7 +179,7 @@ impl UpstreamClient {
             None => (None, None),
         };
         // A pooled connection's timer is reused (no lock); a new one is armed.
-        let mut timer = timer.unwrap_or_else(|| Box::pin(tokio::time::sleep_until(deadline)));
+        let mut timer = timer.unwrap_or_else(|| Timer::at(deadline));
         // Both futures are polled where they are made: `select!` would move
         // the exchange (hundreds of bytes) into a tuple first. The exchange
         // goes first, as it nearly always ends the wait.
@@ -242,16 +242,16 @@ impl UpstreamClient {
 /// now; earlier, it is left there -- moving a timer per request costs more
 /// than the one early wake-up in a timeout's length -- and moved on when it
 /// fires.
-async fn until(timer: &mut Pin<Box<Sleep>>, deadline: Instant) {
+async fn until(timer: &mut Timer, deadline: Instant) {
     if timer.deadline() > deadline {
-        timer.as_mut().reset(deadline);
+        timer.reset(deadline);
     }
     loop {
-        timer.as_mut().await;
+        (&mut *timer).await;
         if timer.deadline() >= deadline {
             return;
         }
-        timer.as_mut().reset(deadline);
+        timer.reset(deadline);
     }
 }
 

@@ -23,6 +23,7 @@
 //! an earlier instant is left there and moved on only if it fires first.
 
 use crate::lane::ReadReady;
+use crate::timer::Timer;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -88,7 +89,7 @@ pub struct TimedIo<T> {
     /// block (most heads arrive whole: no clock read for them).
     timeout: Option<Duration>,
     deadline: Option<Instant>,
-    sleep: Pin<Box<Sleep>>,
+    timer: Timer,
     armed_for: Option<Instant>,
     send_timeout: Option<Duration>,
     /// Runs while a write is blocked (made only then).
@@ -117,7 +118,7 @@ impl<T> TimedIo<T> {
             seen_finished: 0,
             timeout: None,
             deadline: Some(deadline),
-            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+            timer: Timer::at(deadline),
             armed_for: Some(deadline),
             send_timeout: None,
             send_stall: None,
@@ -187,15 +188,15 @@ impl<T> TimedIo<T> {
         // costs more than the one early wake-up it may cause), and moved on
         // when it fires before the deadline.
         if self.armed_for.is_none_or(|armed| armed > deadline) {
-            self.sleep.as_mut().reset(deadline);
+            self.timer.reset(deadline);
             self.armed_for = Some(deadline);
         }
         loop {
-            std::task::ready!(self.sleep.as_mut().poll(cx));
+            std::task::ready!(self.timer.poll(cx));
             if self.armed_for == Some(deadline) {
                 return Poll::Ready(());
             }
-            self.sleep.as_mut().reset(deadline);
+            self.timer.reset(deadline);
             self.armed_for = Some(deadline);
         }
     }

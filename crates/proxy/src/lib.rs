@@ -21,6 +21,7 @@ mod read_buf;
 mod scan;
 pub mod serve;
 pub mod tls;
+mod timer;
 pub mod upload;
 pub mod upstream_body;
 pub mod wire;

@@ -7,7 +7,6 @@
 //! read buffer, so a request on a pooled connection allocates none.
 
 use bytes::BytesMut;
-use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -22,7 +21,7 @@ const MAX_KEPT_BUF: usize = 64 * 1024;
 /// A connection's response timer, kept with it from one request to the
 /// next: arming a new one takes the timer wheel's lock twice (in and out),
 /// and a kept one is moved only when it fires early (`client::until`).
-pub(crate) type Timer = Option<Pin<Box<tokio::time::Sleep>>>;
+pub(crate) type Timer = Option<crate::timer::Timer>;
 
 /// An idle connection: the socket, when its last request started, its read
 /// buffer (empty) and its timer.
