@@ -10,6 +10,7 @@
 
 pub use crate::error::{ProxyError, ProxyErrorKind};
 use crate::pool::Pool;
+use crate::timer::Timer;
 use crate::upstream_body::{Conn, UpstreamBody};
 use crate::wire::{self, RawHead, RequestFraming};
 use bytes::{Bytes, BytesMut};
@@ -21,7 +22,6 @@ use std::task::Poll;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use crate::timer::Timer;
 use tokio::time::Instant;
 
 /// How long an idle pooled upstream connection is kept.

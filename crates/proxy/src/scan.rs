@@ -105,9 +105,10 @@ mod simd {
     /// Portable: the same answers a byte at a time.
     #[cfg(not(target_arch = "x86_64"))]
     pub fn value_stops(bytes: &[u8]) -> u32 {
-        bytes.iter().enumerate().fold(0, |m, (n, b)| {
-            m | (u32::from(!super::value_byte(*b)) << n)
-        })
+        bytes
+            .iter()
+            .enumerate()
+            .fold(0, |m, (n, b)| m | (u32::from(!super::value_byte(*b)) << n))
     }
 
     #[cfg(not(target_arch = "x86_64"))]

@@ -112,16 +112,28 @@ mod tests {
         let (second, second_waker) = waker();
         let mut timer = Timer::at(Instant::now() + Duration::from_millis(60));
         // Polled by one task, then by another: the second must be the one woken.
-        assert!(timer.poll(&mut Context::from_waker(&first_waker)).is_pending());
-        assert!(timer.poll(&mut Context::from_waker(&first_waker)).is_pending());
-        assert!(timer.poll(&mut Context::from_waker(&second_waker)).is_pending());
+        assert!(timer
+            .poll(&mut Context::from_waker(&first_waker))
+            .is_pending());
+        assert!(timer
+            .poll(&mut Context::from_waker(&first_waker))
+            .is_pending());
+        assert!(timer
+            .poll(&mut Context::from_waker(&second_waker))
+            .is_pending());
         let end = std::time::Instant::now() + Duration::from_secs(5);
         while second.0.load(Ordering::SeqCst) == 0 && std::time::Instant::now() < end {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        assert_eq!(second.0.load(Ordering::SeqCst), 1, "the last poller is woken");
+        assert_eq!(
+            second.0.load(Ordering::SeqCst),
+            1,
+            "the last poller is woken"
+        );
         assert_eq!(first.0.load(Ordering::SeqCst), 0);
-        assert!(timer.poll(&mut Context::from_waker(&second_waker)).is_ready());
+        assert!(timer
+            .poll(&mut Context::from_waker(&second_waker))
+            .is_ready());
     }
 
     #[tokio::test]

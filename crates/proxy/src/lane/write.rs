@@ -1,8 +1,10 @@
 //! Writing an [`Answer`] on a client connection: the head with its framing
 //! (and a `Date` when the head has none, as hyper adds), then the body --
 //! as it is for a known length, chunked otherwise -- gathered into few
-//! writes: a small response goes out in one, and a body that has nothing
-//! ready is never held back. Trailers are not sent: a plain request never
+//! writes: a small response goes out in one, a whole body of 1 KiB or more
+//! with its head in one vectored write (not copied behind it: on a 4 KiB
+//! response that copy was an eighth of the load balancer's user time), and
+//! a body that has nothing ready is never held back. Trailers are not sent: a plain request never
 //! says `TE: trailers`.
 
 use crate::body::ResBody;
@@ -22,6 +24,10 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 const WRITE_AT: usize = 64 * 1024;
 /// Larger body frames are written from where they are instead of copied.
 const COPY_AT: usize = 16 * 1024;
+/// A whole body this large goes out with its head in one vectored write
+/// instead of being copied after it (a copy costs more than the second
+/// piece of a `writev`).
+const GATHER_AT: usize = 1024;
 
 /// A response to a plain request (its head is in the connection's
 /// [`Scratch`](super::Scratch)).
@@ -130,6 +136,10 @@ pub(super) async fn answer<I: AsyncWrite + Unpin>(
     let mut body = match body {
         AnswerBody::Stream(body) => body,
         AnswerBody::Whole(data) => {
+            let plain = framing == AnswerFraming::Length(data.len() as u64);
+            if !head_request && plain && data.len() >= GATHER_AT && io.is_write_vectored() {
+                return write_both(io, out, &data).await;
+            }
             if !head_request && framing != AnswerFraming::None {
                 let chunked = framing == AnswerFraming::Chunked;
                 put_data(io, out, data, chunked).await?;
@@ -212,6 +222,25 @@ async fn put_data<I: AsyncWrite + Unpin>(
         out.clear();
     }
     Ok(())
+}
+
+/// Writes `head` then `body`, gathered: one `writev` when the socket takes both.
+async fn write_both<I: AsyncWrite + Unpin>(io: &mut I, head: &[u8], body: &[u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < head.len() {
+        let pieces = [io::IoSlice::new(&head[done..]), io::IoSlice::new(body)];
+        let n = std::future::poll_fn(|cx| {
+            std::pin::Pin::new(&mut *io).poll_write_vectored(cx, &pieces)
+        })
+        .await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        done += n;
+    }
+    // What of the body the gathered writes took.
+    let taken = done - head.len();
+    io.write_all(&body[taken..]).await
 }
 
 /// `n` in decimal, in `buf`.
@@ -387,6 +416,87 @@ mod tests {
             written(whole(AnswerFraming::Length(5)), true, false).await,
             "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"
         );
+    }
+
+    /// Takes at most `limit` bytes per write, vectored or not.
+    struct Trickle {
+        got: Vec<u8>,
+        limit: usize,
+        vectored: usize,
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let n = buf.len().min(self.limit);
+            self.got.extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+
+        fn poll_write_vectored(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            self.vectored += 1;
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(self.limit - n);
+                self.got.extend_from_slice(&b[..take]);
+                n += take;
+            }
+            Poll::Ready(Ok(n))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_large_whole_body_is_gathered_with_its_head_however_the_socket_takes_it() {
+        let body: Vec<u8> = (0..5000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let expected = [
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5000\r\n\r\n".as_slice(),
+            &body,
+        ]
+        .concat();
+        // All at once; the head in pieces; the head and part of the body, then the rest.
+        for limit in [1 << 20, 7, 1000] {
+            let mut io = Trickle {
+                got: Vec::new(),
+                limit,
+                vectored: 0,
+            };
+            let answer = Answer {
+                date: false,
+                framing: AnswerFraming::Length(5000),
+                body: AnswerBody::Whole(Bytes::from(body.clone())),
+            };
+            let mut head = b"HTTP/1.1 200 OK\r\n".to_vec();
+            super::answer(&mut io, answer, false, false, &mut head)
+                .await
+                .unwrap();
+            assert_eq!(io.got, expected, "limit {limit}");
+            assert!(io.vectored >= 1, "gathered, not copied");
+        }
     }
 
     #[test]
