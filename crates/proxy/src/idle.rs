@@ -251,6 +251,18 @@ impl<T: ReadReady> ReadReady for TimedIo<T> {
             ready => ready,
         }
     }
+
+    fn serving(&mut self) {
+        self.phase = Phase::Busy;
+        self.timeout = None;
+        self.deadline = None;
+    }
+
+    fn served(&mut self) {
+        self.phase = Phase::Waiting;
+        self.timeout = Some(self.keep_alive_timeout);
+        self.deadline = None;
+    }
 }
 
 impl<T> TimedIo<T> {

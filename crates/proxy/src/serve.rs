@@ -228,7 +228,6 @@ async fn serve_inner<H, F, L>(
         let secure = tls.is_some();
         let lane = lane.clone();
         let draining = drain.clone();
-        let lane_tracker = tracker.clone();
         let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             tracker.start();
             if secure {
@@ -257,7 +256,7 @@ async fn serve_inner<H, F, L>(
                         peer,
                         secure: false,
                     };
-                    match first_in_lane(io, &lane, client, &lane_tracker, &draining).await {
+                    match first_in_lane(io, &lane, client, &draining).await {
                         Some(io) => {
                             let conn =
                                 builder.serve_connection_with_upgrades(TokioIo::new(io), service);
@@ -271,9 +270,7 @@ async fn serve_inner<H, F, L>(
                         match TlsAcceptor::from(config).accept(io).await {
                             Ok(stream) => {
                                 let client = lane::Client { peer, secure: true };
-                                match first_in_lane(stream, &lane, client, &lane_tracker, &draining)
-                                    .await
-                                {
+                                match first_in_lane(stream, &lane, client, &draining).await {
                                     Some(io) => {
                                         let conn = builder.serve_connection_with_upgrades(
                                             TokioIo::new(io),
@@ -318,7 +315,6 @@ async fn first_in_lane<I, L>(
     io: I,
     lane: &L,
     client: lane::Client,
-    tracker: &Tracker,
     drain: &Drain,
 ) -> Option<Rewind<I>>
 where
@@ -328,7 +324,7 @@ where
     if !lane.open(client.secure) {
         return Some(Rewind::new(Bytes::new(), io));
     }
-    match lane::serve(io, lane, client, tracker, drain).await {
+    match lane::serve(io, lane, client, drain).await {
         Ended::Handoff(io) => Some(io),
         Ended::Closed => None,
     }

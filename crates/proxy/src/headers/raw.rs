@@ -67,29 +67,59 @@ pub enum Kind {
     Other,
 }
 
-/// The [`Kind`] of a field named `name` (one comparison, chosen by length).
-pub fn kind(name: &[u8]) -> Kind {
-    let is = |s: &str| name.eq_ignore_ascii_case(s.as_bytes());
+/// The [`Kind`] of a field named `name`, a valid field name (tchars, as
+/// [`crate::scan`] reads them): one comparison, chosen by length, eight
+/// bytes at a time.
+pub(crate) fn kind(name: &[u8]) -> Kind {
+    let is = |s: &[u8]| same_name(name, s);
     match name.len() {
-        2 if is("te") => Kind::HopByHop,
-        4 if is("host") => Kind::Host,
-        4 if is("date") => Kind::Date,
-        6 if is("expect") => Kind::Expect,
-        6 if is("cookie") => Kind::Cookie,
-        7 if is("upgrade") => Kind::HopByHop,
-        7 if is("trailer") => Kind::Trailer,
-        10 if is("connection") => Kind::Connection,
-        10 if is("keep-alive") => Kind::HopByHop,
-        12 if is("x-request-id") => Kind::RequestId,
-        14 if is("content-length") => Kind::ContentLength,
-        14 if is("http2-settings") => Kind::Http2Settings,
-        15 if is("x-forwarded-for") => Kind::ForwardedFor,
-        16 if is("proxy-connection") => Kind::HopByHop,
-        17 if is("transfer-encoding") => Kind::TransferEncoding,
-        17 if is("x-forwarded-proto") => Kind::ForwardedProto,
-        18 if is("proxy-authenticate") => Kind::HopByHop,
+        2 if is(b"te") => Kind::HopByHop,
+        4 if is(b"host") => Kind::Host,
+        4 if is(b"date") => Kind::Date,
+        6 if is(b"expect") => Kind::Expect,
+        6 if is(b"cookie") => Kind::Cookie,
+        7 if is(b"upgrade") => Kind::HopByHop,
+        7 if is(b"trailer") => Kind::Trailer,
+        10 if is(b"connection") => Kind::Connection,
+        10 if is(b"keep-alive") => Kind::HopByHop,
+        12 if is(b"x-request-id") => Kind::RequestId,
+        14 if is(b"content-length") => Kind::ContentLength,
+        14 if is(b"http2-settings") => Kind::Http2Settings,
+        15 if is(b"x-forwarded-for") => Kind::ForwardedFor,
+        16 if is(b"proxy-connection") => Kind::HopByHop,
+        17 if is(b"transfer-encoding") => Kind::TransferEncoding,
+        17 if is(b"x-forwarded-proto") => Kind::ForwardedProto,
+        18 if is(b"proxy-authenticate") => Kind::HopByHop,
         _ => Kind::Other,
     }
+}
+
+/// Whether `name` (tchars) is `lower` (lowercase letters, digits and
+/// dashes, as long as `name`) in any case. Setting bit 0x20 of every byte
+/// makes a letter lowercase and leaves digits and `-` as they are; no other
+/// tchar becomes one of them. Compared eight bytes at a time, the last
+/// word overlapping the one before.
+#[inline(always)]
+fn same_name(name: &[u8], lower: &[u8]) -> bool {
+    fn word(b: &[u8]) -> u64 {
+        let mut w = [0u8; 8];
+        w[..b.len()].copy_from_slice(b);
+        u64::from_le_bytes(w)
+    }
+    const CASE: u64 = 0x2020_2020_2020_2020;
+    let n = lower.len();
+    if n <= 8 {
+        let mask = u64::MAX >> (64 - 8 * n);
+        return word(name) | (CASE & mask) == word(lower);
+    }
+    let mut i = 0;
+    while i + 8 < n {
+        if word(&name[i..i + 8]) | CASE != word(&lower[i..i + 8]) {
+            return false;
+        }
+        i += 8;
+    }
+    word(&name[n - 8..]) | CASE == word(&lower[n - 8..])
 }
 
 impl Kind {
@@ -322,6 +352,66 @@ mod tests {
         let mut out = Vec::new();
         let id = request_head(&req, client.parse().unwrap(), "http", None, &mut out);
         (String::from_utf8(out).unwrap(), id.as_bytes().to_vec())
+    }
+
+    /// Every known name in any case is its kind; a name one tchar away
+    /// from one (every tchar at every place) is not.
+    #[test]
+    fn names_are_known_in_any_case_and_only_exactly() {
+        const KNOWN: [(&str, Kind); 17] = [
+            ("te", Kind::HopByHop),
+            ("host", Kind::Host),
+            ("date", Kind::Date),
+            ("expect", Kind::Expect),
+            ("cookie", Kind::Cookie),
+            ("upgrade", Kind::HopByHop),
+            ("trailer", Kind::Trailer),
+            ("connection", Kind::Connection),
+            ("keep-alive", Kind::HopByHop),
+            ("x-request-id", Kind::RequestId),
+            ("content-length", Kind::ContentLength),
+            ("http2-settings", Kind::Http2Settings),
+            ("x-forwarded-for", Kind::ForwardedFor),
+            ("proxy-connection", Kind::HopByHop),
+            ("transfer-encoding", Kind::TransferEncoding),
+            ("x-forwarded-proto", Kind::ForwardedProto),
+            ("proxy-authenticate", Kind::HopByHop),
+        ];
+        let tchars: Vec<u8> = (0..=255u8)
+            .filter(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b))
+            .collect();
+        for (name, expected) in KNOWN {
+            let upper = name.to_ascii_uppercase();
+            let mixed: String = name
+                .chars()
+                .enumerate()
+                .map(|(i, c)| {
+                    if i % 2 == 0 {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            for n in [name, upper.as_str(), mixed.as_str()] {
+                assert_eq!(kind(n.as_bytes()), expected, "{n}");
+            }
+            for at in 0..name.len() {
+                for &t in &tchars {
+                    let mut other = name.as_bytes().to_vec();
+                    other[at] = t;
+                    if !other.eq_ignore_ascii_case(name.as_bytes()) {
+                        assert_eq!(
+                            kind(&other),
+                            Kind::Other,
+                            "{:?}",
+                            String::from_utf8_lossy(&other)
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(kind(b"x"), Kind::Other);
     }
 
     #[test]

@@ -33,7 +33,6 @@ mod rewind;
 mod stash;
 mod write;
 
-use crate::idle::Tracker;
 use bytes::Buf;
 use request::Parsed;
 pub use request::RawRequest;
@@ -136,13 +135,7 @@ impl Drain {
 
 /// Serves `io` until it closes or a request needs hyper, or `drain` starts.
 /// Between requests it holds no buffer ([`stash`]).
-pub async fn serve<I, L>(
-    mut io: I,
-    lane: &L,
-    client: Client,
-    tracker: &Tracker,
-    drain: &Drain,
-) -> Ended<I>
+pub async fn serve<I, L>(mut io: I, lane: &L, client: Client, drain: &Drain) -> Ended<I>
 where
     I: AsyncRead + AsyncWrite + ReadReady + Unpin,
     L: Lane,
@@ -213,7 +206,7 @@ where
                 }
             }
         };
-        tracker.start();
+        io.serving();
         let head_request = method == http::Method::HEAD;
         let b = held.0.as_mut().expect("a request was read into them");
         let scratch = &mut b.scratch;
@@ -224,7 +217,7 @@ where
         b.read.advance(len);
         let last = drain.on();
         let written = write::answer(&mut io, answer, head_request, last, &mut scratch.head).await;
-        tracker.finish();
+        io.served();
         match written {
             Ok(()) if !last => {}
             Ok(()) => return close(io).await,
@@ -298,16 +291,16 @@ mod tests {
     ) -> tokio::task::JoinHandle<bool> {
         tokio::spawn(async move {
             let (stream, peer) = listener.accept().await.unwrap();
-            let (tracker, drain) = (Tracker::default(), Drain::default());
+            let drain = Drain::default();
             let client = Client {
                 peer,
                 secure: tls.is_some(),
             };
             let ended = match tls {
-                None => serve(stream, &Fixed, client, &tracker, &drain).await,
+                None => serve(stream, &Fixed, client, &drain).await,
                 Some(tls) => {
                     let stream = tls.accept(stream).await.unwrap();
-                    match serve(stream, &Fixed, client, &tracker, &drain).await {
+                    match serve(stream, &Fixed, client, &drain).await {
                         Ended::Closed => Ended::Closed,
                         Ended::Handoff(_) => return false,
                     }

@@ -118,6 +118,15 @@ pub trait ReadReady {
     /// that cannot tell is always ready: the lane then waits in the read,
     /// holding its buffers, as it would without this.
     fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+
+    /// A request was read and is being served: no client timeout runs
+    /// until [`served`](Self::served). (hyper's requests say the same
+    /// through the connection's [`Tracker`](crate::idle::Tracker); the lane
+    /// tells the socket itself, with no shared counter to touch.)
+    fn serving(&mut self) {}
+
+    /// Its response went out: the keep-alive timeout runs from the next wait.
+    fn served(&mut self) {}
 }
 
 impl ReadReady for tokio::net::TcpStream {
@@ -137,6 +146,14 @@ impl<T: ReadReady> ReadReady for tokio_rustls::server::TlsStream<T> {
         } else {
             Poll::Ready(Ok(()))
         }
+    }
+
+    fn serving(&mut self) {
+        self.get_mut().0.serving();
+    }
+
+    fn served(&mut self) {
+        self.get_mut().0.served();
     }
 }
 
