@@ -44,6 +44,8 @@ fn main() {
     // the same work without the work-stealing machinery.
     let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
     let runtime = if one_cpu {
+        // All work on this thread: counters need no locked instructions.
+        webinfra_proxy::counter::one_thread();
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

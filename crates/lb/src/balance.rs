@@ -2,8 +2,9 @@
 
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Mutex;
+use webinfra_proxy::counter::Count;
 use webinfra_topology::Algorithm;
 
 /// What an algorithm may look at besides the candidates.
@@ -43,7 +44,7 @@ impl Balancer for RoundRobin {
         if candidates.is_empty() {
             return None;
         }
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = self.next.bump();
         Some(candidates[n % candidates.len()])
     }
 }
@@ -99,7 +100,7 @@ impl Balancer for LeastConnections {
         if candidates.is_empty() {
             return None;
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % candidates.len();
+        let start = self.next.bump() % candidates.len();
         (0..candidates.len())
             .map(|k| candidates[(start + k) % candidates.len()])
             .reduce(|best, i| if lighter(load, i, best) { i } else { best })

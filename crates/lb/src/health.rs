@@ -12,6 +12,7 @@ use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use serde_json::json;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use webinfra_proxy::counter::Count;
 
 const READY: u8 = 0;
 const DRAIN: u8 = 1;
@@ -255,7 +256,7 @@ impl ServerSet {
     pub fn start_request(self: &Arc<Self>, i: usize) -> Option<InFlight> {
         match self.limits[i].max_connections {
             None => {
-                self.in_flight[i].fetch_add(1, Ordering::SeqCst);
+                self.in_flight[i].add(1);
             }
             Some(max) => {
                 let max = max as usize;
@@ -508,7 +509,7 @@ pub struct InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.set.in_flight[self.i].fetch_sub(1, Ordering::SeqCst);
+        self.set.in_flight[self.i].sub(1);
         if self.set.limited {
             self.set.queue.slot_freed();
         }

@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use webinfra_proxy::counter::Count;
 use webinfra_proxy::ListenerStats;
 
 /// Histogram bucket upper bounds, in milliseconds.
@@ -49,22 +50,21 @@ impl ServerStats {
     /// Records a response with `status` after `latency`.
     pub fn response(&self, status: u16, latency: Duration) {
         let class = (status / 100).clamp(1, 5) as usize - 1;
-        self.responses[class].fetch_add(1, Ordering::Relaxed);
+        self.responses[class].add(1);
         let ms = latency.as_secs_f64() * 1000.0;
         let bucket = BUCKETS_MS
             .iter()
             .position(|b| ms <= *b)
             .unwrap_or(BUCKETS_MS.len());
-        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_us
-            .fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
+        self.buckets[bucket].add(1);
+        self.latency_sum_us.add(latency.as_micros() as u64);
     }
 
     /// Records a failed attempt; `retried` when the request went on to another server.
     pub fn error(&self, retried: bool) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.errors.add(1);
         if retried {
-            self.retries.fetch_add(1, Ordering::Relaxed);
+            self.retries.add(1);
         }
     }
 

@@ -11,6 +11,7 @@
 pub mod body;
 pub mod checks;
 pub mod client;
+pub mod counter;
 mod error;
 pub mod headers;
 pub mod idle;
