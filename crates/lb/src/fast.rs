@@ -16,6 +16,8 @@ use crate::access_log::{AccessLog, Tracked};
 use crate::attempts::Attempts;
 use crate::handler::State;
 use crate::pool::Pool;
+use arc_swap::cache::Cache;
+use arc_swap::ArcSwap;
 use http::Response;
 use std::future::Future;
 use std::io::Write;
@@ -27,35 +29,52 @@ use webinfra_proxy::headers::{self, RequestId};
 use webinfra_proxy::lane::{Answer, AnswerBody, Client, Lane, RawRequest, Scratch};
 use webinfra_proxy::ResBody;
 
-/// The lane, sharing the general path's state.
+/// The lane, sharing the general path's state. Each connection's clone
+/// keeps the pool it last used and checks it is still the current one (a
+/// plain load of the pointer) instead of taking a reference to it per
+/// request: taking one is four locked instructions, each a few percent of
+/// the lane's user time.
 #[derive(Clone)]
-pub struct Fast(pub Arc<State>);
+pub struct Fast {
+    state: Arc<State>,
+    pool: Cache<Arc<ArcSwap<Pool>>, Arc<Pool>>,
+}
+
+impl Fast {
+    /// The lane over `state`.
+    pub fn new(state: Arc<State>) -> Self {
+        Fast {
+            pool: Cache::new(state.pool.clone()),
+            state,
+        }
+    }
+}
 
 impl Lane for Fast {
-    fn open(&self, secure: bool) -> bool {
-        let pool = self.0.pool.load();
-        let config = &pool.config;
+    fn open(&mut self, secure: bool) -> bool {
+        let config = &self.pool.load().config;
         config.fast_lane && (secure || !config.tls.as_ref().is_some_and(|t| t.redirect_http))
     }
 
     fn serve<'a>(
-        &'a self,
+        &'a mut self,
         req: RawRequest<'a>,
         client: Client,
         scratch: &'a mut Scratch,
     ) -> impl Future<Output = Answer> + Send + 'a {
-        forward(&self.0, req, client, scratch)
+        let pool = self.pool.load();
+        forward(&self.state, pool, req, client, scratch)
     }
 }
 
 async fn forward(
     state: &State,
+    pool: &Pool,
     req: RawRequest<'_>,
     client: Client,
     scratch: &mut Scratch,
 ) -> Answer {
     let start = Instant::now();
-    let pool = state.pool.load_full();
     let peer = client.peer;
     let proto = if client.secure { "https" } else { "http" };
     // A sticky cookie naming a server pins the request to it; the server never sees it.
@@ -82,7 +101,7 @@ async fn forward(
     } else {
         tracing::Span::none()
     };
-    attempt(state, &pool, (&req, pinned), &id, client, scratch, start)
+    attempt(state, pool, (&req, pinned), &id, client, scratch, start)
         .instrument(span)
         .await
 }

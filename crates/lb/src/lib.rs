@@ -156,7 +156,7 @@ pub async fn run(
                 tls_options,
                 t.config(),
                 handle.clone(),
-                fast::Fast(state_for_lane.clone()),
+                fast::Fast::new(state_for_lane.clone()),
                 webinfra_proxy::serve::until_true(tls_stopped),
             )))
         }
@@ -166,7 +166,7 @@ pub async fn run(
         shutdown.await;
         let _ = tls_stop.send(true);
     };
-    let lane = fast::Fast(state_for_lane);
+    let lane = fast::Fast::new(state_for_lane);
     webinfra_proxy::serve::serve_with_lane(site, options, handle, lane, shutdown).await;
     if let Some(t) = tls_task {
         let _ = t.await;

@@ -226,7 +226,7 @@ async fn serve_inner<H, F, L>(
         )
         .with_send_timeout(options.send_timeout);
         let secure = tls.is_some();
-        let lane = lane.clone();
+        let mut lane = lane.clone();
         let draining = drain.clone();
         let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             tracker.start();
@@ -256,7 +256,7 @@ async fn serve_inner<H, F, L>(
                         peer,
                         secure: false,
                     };
-                    match first_in_lane(io, &lane, client, &draining).await {
+                    match first_in_lane(io, &mut lane, client, &draining).await {
                         Some(io) => {
                             let conn =
                                 builder.serve_connection_with_upgrades(TokioIo::new(io), service);
@@ -270,7 +270,7 @@ async fn serve_inner<H, F, L>(
                         match TlsAcceptor::from(config).accept(io).await {
                             Ok(stream) => {
                                 let client = lane::Client { peer, secure: true };
-                                match first_in_lane(stream, &lane, client, &draining).await {
+                                match first_in_lane(stream, &mut lane, client, &draining).await {
                                     Some(io) => {
                                         let conn = builder.serve_connection_with_upgrades(
                                             TokioIo::new(io),
@@ -313,7 +313,7 @@ async fn serve_inner<H, F, L>(
 /// after that, or None when it ended there.
 async fn first_in_lane<I, L>(
     io: I,
-    lane: &L,
+    lane: &mut L,
     client: lane::Client,
     drain: &Drain,
 ) -> Option<Rewind<I>>

@@ -22,13 +22,26 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::time::{Instant, Sleep};
 
+/// Which waker a poll came with: its data and vtable addresses, what
+/// `Waker::will_wake` compares. Equal ids wake the same task while the
+/// waker with the first one is alive (held by whoever it was given to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WakerId(usize, usize);
+
+impl WakerId {
+    /// The id of `cx`'s waker.
+    pub fn of(cx: &Context<'_>) -> WakerId {
+        let waker = cx.waker();
+        WakerId(waker.data() as usize, waker.vtable() as *const _ as usize)
+    }
+}
+
 /// A `Sleep` and the waker it holds.
 #[derive(Debug)]
 pub(crate) struct Timer {
     sleep: Pin<Box<Sleep>>,
-    /// The data and vtable addresses of the waker `sleep` holds, when it
-    /// holds one that was not taken by its firing.
-    holds: Option<(usize, usize)>,
+    /// The waker `sleep` holds, when it holds one that was not taken by its firing.
+    holds: Option<WakerId>,
 }
 
 impl Timer {
@@ -53,8 +66,7 @@ impl Timer {
 
     /// Ready once the deadline passed.
     pub fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let waker = cx.waker();
-        let me = (waker.data() as usize, waker.vtable() as *const _ as usize);
+        let me = WakerId::of(cx);
         if self.holds == Some(me) && !self.sleep.is_elapsed() {
             return Poll::Pending;
         }

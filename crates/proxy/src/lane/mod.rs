@@ -33,6 +33,7 @@ mod rewind;
 mod stash;
 mod write;
 
+use crate::timer::WakerId;
 use bytes::Buf;
 use request::Parsed;
 pub use request::RawRequest;
@@ -41,6 +42,7 @@ pub use stash::ReadReady;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 pub use write::{Answer, AnswerBody, AnswerFraming};
@@ -48,17 +50,19 @@ pub use write::{Answer, AnswerBody, AnswerFraming};
 /// Bytes asked for per read.
 const READ_SIZE: usize = 8 * 1024;
 
-/// A service that serves plain requests as bytes.
+/// A service that serves plain requests as bytes. Each connection has its
+/// own clone, so a lane may keep per-connection state (e.g. the current
+/// configuration, looked up without a shared reference count).
 pub trait Lane: Clone + Send + Sync + 'static {
     /// Whether the lane takes requests now on a connection that is over
     /// TLS or not (`secure`): its configuration may need the general path,
     /// and a reload may change that.
-    fn open(&self, secure: bool) -> bool;
+    fn open(&mut self, secure: bool) -> bool;
 
     /// Serves one plain request from `peer` (over TLS: `secure`), writing
     /// the answer's head into `scratch.head`.
     fn serve<'a>(
-        &'a self,
+        &'a mut self,
         req: RawRequest<'a>,
         client: Client,
         scratch: &'a mut Scratch,
@@ -91,12 +95,12 @@ pub struct Scratch {
 pub struct NoLane;
 
 impl Lane for NoLane {
-    fn open(&self, _: bool) -> bool {
+    fn open(&mut self, _: bool) -> bool {
         false
     }
 
     fn serve<'a>(
-        &'a self,
+        &'a mut self,
         _: RawRequest<'a>,
         _: Client,
         _: &'a mut Scratch,
@@ -135,7 +139,7 @@ impl Drain {
 
 /// Serves `io` until it closes or a request needs hyper, or `drain` starts.
 /// Between requests it holds no buffer ([`stash`]).
-pub async fn serve<I, L>(mut io: I, lane: &L, client: Client, drain: &Drain) -> Ended<I>
+pub async fn serve<I, L>(mut io: I, lane: &mut L, client: Client, drain: &Drain) -> Ended<I>
 where
     I: AsyncRead + AsyncWrite + ReadReady + Unpin,
     L: Lane,
@@ -144,6 +148,7 @@ where
     let drained = drain.notify.notified();
     tokio::pin!(drained);
     drained.as_mut().enable();
+    let mut drained_by = None;
     let mut held = stash::Lent::default();
     loop {
         let (len, method, target) = loop {
@@ -164,11 +169,23 @@ where
                 if drain.on() {
                     return close(io).await;
                 }
-                let ready = tokio::select! {
-                    biased;
-                    ready = std::future::poll_fn(|cx| io.poll_read_ready(cx)) => Some(ready),
-                    _ = &mut drained => None,
-                };
+                // The shutdown notice holds this task's waker from its
+                // first poll on (the task's waker does not change), so it is
+                // polled only then: each poll locks the notice's list.
+                let ready = std::future::poll_fn(|cx| {
+                    if let Poll::Ready(ready) = io.poll_read_ready(cx) {
+                        return Poll::Ready(Some(ready));
+                    }
+                    let me = WakerId::of(cx);
+                    if drain.on()
+                        || (drained_by != Some(me) && drained.as_mut().poll(cx).is_ready())
+                    {
+                        return Poll::Ready(None);
+                    }
+                    drained_by = Some(me);
+                    Poll::Pending
+                })
+                .await;
                 match ready {
                     Some(Ok(())) => {}
                     Some(Err(e)) => {
@@ -253,12 +270,12 @@ mod tests {
     struct Fixed;
 
     impl Lane for Fixed {
-        fn open(&self, _: bool) -> bool {
+        fn open(&mut self, _: bool) -> bool {
             true
         }
 
         fn serve<'a>(
-            &'a self,
+            &'a mut self,
             _: RawRequest<'a>,
             _: Client,
             scratch: &'a mut Scratch,
@@ -297,10 +314,10 @@ mod tests {
                 secure: tls.is_some(),
             };
             let ended = match tls {
-                None => serve(stream, &Fixed, client, &drain).await,
+                None => serve(stream, &mut Fixed, client, &drain).await,
                 Some(tls) => {
                     let stream = tls.accept(stream).await.unwrap();
-                    match serve(stream, &Fixed, client, &drain).await {
+                    match serve(stream, &mut Fixed, client, &drain).await {
                         Ended::Closed => Ended::Closed,
                         Ended::Handoff(_) => return false,
                     }
