@@ -15,6 +15,7 @@ use crate::upstream_body::{Conn, UpstreamBody};
 use crate::wire::{self, RawHead, RequestFraming};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, Response, Uri};
+use std::borrow::Cow;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -77,19 +78,21 @@ impl UpstreamClient {
         }
     }
 
-    pub(crate) fn pool(&self, addr: SocketAddr) -> Arc<Pool> {
+    /// The pool for `addr`: borrowed for the first address this client
+    /// met (a load balancer's client has only that one), shared for others.
+    pub(crate) fn pool(&self, addr: SocketAddr) -> Cow<'_, Arc<Pool>> {
         let new = || Arc::new(Pool::new(POOL_IDLE_TIMEOUT));
         let (first, pool) = self.pools.first.get_or_init(|| (addr, new()));
         if *first == addr {
-            return pool.clone();
+            return Cow::Borrowed(pool);
         }
         let mut rest = self.pools.rest.lock().expect("pools lock");
         if let Some((_, p)) = rest.iter().find(|(a, _)| *a == addr) {
-            return p.clone();
+            return Cow::Owned(p.clone());
         }
         let pool = new();
         rest.push((addr, pool.clone()));
-        pool
+        Cow::Owned(pool)
     }
 
     /// Sends `req` (origin-form URI, complete body) to `upstream` and returns

@@ -4,7 +4,7 @@
 //! rules), and its framing decided the RFC 9112 way (section 6.3).
 
 use crate::headers::raw::{Field, Kind};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use std::cell::Cell;
 
@@ -103,8 +103,10 @@ pub struct ResponseHead {
 pub struct RawHead {
     /// Status code.
     pub status: StatusCode,
-    /// The head's bytes, status line to blank line.
-    pub bytes: Bytes,
+    /// The head's bytes, status line to blank line: a copy, so the
+    /// connection's buffer is not shared (sharing it is two locked
+    /// instructions per response, copying a head a few hundred bytes).
+    pub bytes: Vec<u8>,
     /// Where each field's name and value sit in `bytes`.
     fields: Vec<Field>,
     /// Body framing.
@@ -120,9 +122,10 @@ pub struct RawHead {
 }
 
 thread_local! {
-    /// A field list to reuse: a response head gives its own back when it is
-    /// dropped, so reading a head costs no allocation for it.
+    /// A field list and a head buffer to reuse: a response head gives its
+    /// own back when it is dropped, so reading a head costs no allocation.
     static SPARE_FIELDS: Cell<Vec<Field>> = const { Cell::new(Vec::new()) };
+    static SPARE_BYTES: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
 impl Drop for RawHead {
@@ -130,6 +133,10 @@ impl Drop for RawHead {
         let fields = std::mem::take(&mut self.fields);
         if fields.capacity() <= MAX_RESPONSE_HEADERS {
             SPARE_FIELDS.set(fields);
+        }
+        let bytes = std::mem::take(&mut self.bytes);
+        if bytes.capacity() <= MAX_RESPONSE_HEAD {
+            SPARE_BYTES.set(bytes);
         }
     }
 }
@@ -153,8 +160,9 @@ impl RawHead {
         (&self.bytes, &self.fields)
     }
 
-    /// The fields as a [`HeaderMap`] (values share the head's bytes).
+    /// The fields as a [`HeaderMap`] (values share one copy of the head).
     pub fn headers(&self) -> Result<HeaderMap, String> {
+        let bytes = Bytes::copy_from_slice(&self.bytes);
         let mut headers = HeaderMap::with_capacity(self.fields.len());
         for f in &self.fields {
             if self.drop_length && f.kind == Kind::ContentLength {
@@ -168,9 +176,8 @@ impl RawHead {
                 )
             })?;
             let (from, to) = f.value;
-            let value =
-                HeaderValue::from_maybe_shared(self.bytes.slice(from as usize..to as usize))
-                    .map_err(|_| format!("invalid value in header {name}"))?;
+            let value = HeaderValue::from_maybe_shared(bytes.slice(from as usize..to as usize))
+                .map_err(|_| format!("invalid value in header {name}"))?;
             headers.append(name, value);
         }
         Ok(headers)
@@ -260,7 +267,10 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<RawHead>
     if drop_length {
         keep_alive = false;
     }
-    let bytes = buf.split_to(len).freeze();
+    let mut bytes = SPARE_BYTES.take();
+    bytes.clear();
+    bytes.extend_from_slice(&buf[..len]);
+    buf.advance(len);
     Ok(Some(RawHead {
         status,
         bytes,
