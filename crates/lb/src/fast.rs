@@ -24,6 +24,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
+use webinfra_proxy::client::ResponseTimer;
 use webinfra_proxy::headers::raw::{Kind, RawId};
 use webinfra_proxy::headers::{self, RequestId};
 use webinfra_proxy::lane::{Answer, AnswerBody, Client, Lane, RawRequest, Scratch};
@@ -34,10 +35,23 @@ use webinfra_proxy::ResBody;
 /// plain load of the pointer) instead of taking a reference to it per
 /// request: taking one is four locked instructions, each a few percent of
 /// the lane's user time.
-#[derive(Clone)]
 pub struct Fast {
     state: Arc<State>,
     pool: Cache<Arc<ArcSwap<Pool>>, Arc<Pool>>,
+    /// The connection's response timer: armed once and moved on only when
+    /// it fires early, its waker handed to tokio once for the connection.
+    timer: ResponseTimer,
+}
+
+impl Clone for Fast {
+    /// A connection's lane: the same pool, a timer of its own.
+    fn clone(&self) -> Self {
+        Fast {
+            state: self.state.clone(),
+            pool: self.pool.clone(),
+            timer: ResponseTimer::default(),
+        }
+    }
 }
 
 impl Fast {
@@ -46,6 +60,7 @@ impl Fast {
         Fast {
             pool: Cache::new(state.pool.clone()),
             state,
+            timer: ResponseTimer::default(),
         }
     }
 }
@@ -62,14 +77,15 @@ impl Lane for Fast {
         client: Client,
         scratch: &'a mut Scratch,
     ) -> impl Future<Output = Answer> + Send + 'a {
-        let pool = self.pool.load();
-        forward(&self.state, pool, req, client, scratch)
+        let Fast { state, pool, timer } = self;
+        forward(state, pool.load(), timer, req, client, scratch)
     }
 }
 
 async fn forward(
     state: &State,
     pool: &Pool,
+    timer: &mut ResponseTimer,
     req: RawRequest<'_>,
     client: Client,
     scratch: &mut Scratch,
@@ -101,16 +117,24 @@ async fn forward(
     } else {
         tracing::Span::none()
     };
-    attempt(state, pool, (&req, pinned), &id, client, scratch, start)
-        .instrument(span)
-        .await
+    attempt(
+        state,
+        (pool, timer),
+        (&req, pinned),
+        &id,
+        client,
+        scratch,
+        start,
+    )
+    .instrument(span)
+    .await
 }
 
 /// Sends the request in `scratch` to a server, again to another as
 /// [`Attempts`] allows, and makes the answer.
 async fn attempt(
     state: &State,
-    pool: &Pool,
+    (pool, timer): (&Pool, &mut ResponseTimer),
     (req, pinned): (&RawRequest<'_>, Option<usize>),
     id: &RawId<'_>,
     client: Client,
@@ -136,7 +160,7 @@ async fn attempt(
         // Awaited where it is made: a future kept in a variable across the
         // await would take its room in this one twice.
         match pool.clients[i]
-            .send_raw(upstream, head, &req.method, attempts.attempt)
+            .send_raw(upstream, head, &req.method, attempts.attempt, timer)
             .await
         {
             Ok((resp, mut body)) => {

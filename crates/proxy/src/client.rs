@@ -60,6 +60,13 @@ pub struct UpstreamClient {
     pub(crate) response_timeout: Duration,
 }
 
+/// A caller's own response timer, kept from one request to the next (the
+/// load balancer's fast lane keeps one per client connection): its task
+/// hands tokio its waker once, not once per request as it must with a
+/// pooled connection's timer, which a different task uses each time.
+#[derive(Debug, Default)]
+pub struct ResponseTimer(Option<Timer>);
+
 /// How one exchange on one connection failed.
 pub(crate) enum Failure {
     /// A reused connection the server had closed: nothing was processed.
@@ -133,7 +140,7 @@ impl UpstreamClient {
         let upgrade = headers.contains_key(http::header::UPGRADE);
         let out = (separate_body.as_ref(), method, upgrade);
         let now = std::time::Instant::now();
-        let (raw, body) = self.send_head(upstream, &bytes, out, now).await?;
+        let (raw, body) = self.send_head(upstream, &bytes, out, now, None).await?;
         into_response(raw, body).map_err(|d| fail(upstream, ProxyErrorKind::Reset, d))
     }
 
@@ -141,29 +148,33 @@ impl UpstreamClient {
     /// no body), to `upstream` and returns the response head as read, for a
     /// caller that passes it on as bytes; the body streams from the connection.
     /// `started`: when the caller began this attempt (the response timeout
-    /// runs from it), read once by the caller for its own use too.
+    /// runs from it), read once by the caller for its own use too; `timer`:
+    /// the caller's, kept from one request to the next.
     pub fn send_raw<'a>(
         &'a self,
         upstream: &'a Upstream,
         head: &'a [u8],
         method: &'a Method,
         started: std::time::Instant,
+        timer: &'a mut ResponseTimer,
     ) -> impl Future<Output = Result<(RawHead, UpstreamBody), ProxyError>> + Send + 'a {
         // `send_head`'s own future: no wrapper to move it into.
-        self.send_head(upstream, head, (None, method, false), started)
+        self.send_head(upstream, head, (None, method, false), started, Some(timer))
     }
 
     /// Writes a serialised request (`body`: when not in `head`) on a pooled
     /// or new connection and reads the response head, within the response timeout.
     /// `(body, method, upgrade)`: see [`Outgoing`]; `now`: when the attempt
     /// started, the one clock reading for the pool, the timeout and the
-    /// connection's idle time.
+    /// connection's idle time; `kept`: the caller's own response timer,
+    /// else the pooled connection's (or a new one) is used and kept with it.
     async fn send_head(
         &self,
         upstream: &Upstream,
         head: &[u8],
         (body, method, upgrade): (Option<&Bytes>, &Method, bool),
         now: std::time::Instant,
+        kept: Option<&mut ResponseTimer>,
     ) -> Result<(RawHead, UpstreamBody), ProxyError> {
         let fail = |kind, detail| fail(upstream, kind, detail);
         let pool = self.pool(upstream.addr);
@@ -177,12 +188,17 @@ impl UpstreamClient {
             started: now,
         };
         let deadline = tokio::time::Instant::from_std(now + self.response_timeout);
-        let (pooled, timer) = match pool.take(now) {
+        let (pooled, conn_timer) = match pool.take(now) {
             Some((stream, buf, timer)) => (Some((stream, buf)), timer),
             None => (None, None),
         };
-        // A pooled connection's timer is reused (no lock); a new one is armed.
-        let mut timer = timer.unwrap_or_else(|| Timer::at(deadline));
+        // The caller's timer, or the pooled connection's (reused: no lock),
+        // or a new one.
+        let mut own = None;
+        let timer = match kept {
+            Some(kept) => kept.0.get_or_insert_with(|| Timer::at(deadline)),
+            None => own.insert(conn_timer.unwrap_or_else(|| Timer::at(deadline))),
+        };
         // Both futures are polled where they are made: `select!` would move
         // the exchange (hundreds of bytes) into a tuple first. The exchange
         // goes first, as it nearly always ends the wait.
@@ -203,7 +219,7 @@ impl UpstreamClient {
             }
         });
         let result = {
-            let mut expired = std::pin::pin!(until(&mut timer, deadline));
+            let mut expired = std::pin::pin!(until(timer, deadline));
             std::future::poll_fn(|cx| match exchange.as_mut().poll(cx) {
                 Poll::Ready(result) => Poll::Ready(Some(result)),
                 Poll::Pending => expired.as_mut().poll(cx).map(|()| None),
@@ -216,7 +232,7 @@ impl UpstreamClient {
                 format!("waited {:?}", self.response_timeout),
             )),
             Some(Ok((head, mut body))) => {
-                body.keep_timer(Some(timer));
+                body.keep_timer(own);
                 Ok((head, body))
             }
             Some(Err(e)) => Err(e),

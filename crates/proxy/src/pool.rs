@@ -8,8 +8,8 @@
 
 use bytes::BytesMut;
 use std::sync::Mutex;
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 /// Most idle connections kept per upstream.
@@ -66,14 +66,16 @@ impl Pool {
     }
 }
 
-/// True when an idle connection has nothing to read: no close, no stray bytes.
+/// True when an idle connection has nothing to read: no close, no stray
+/// bytes. The reactor's readiness is read without registering a waker
+/// (`try_io` calls its closure only when the socket is marked readable):
+/// registering one takes the socket's waiter lock and replaces the task's
+/// waker, which the exchange then puts back.
 fn still_open(stream: &TcpStream) -> bool {
-    let mut cx = Context::from_waker(Waker::noop());
-    match stream.poll_read_ready(&mut cx) {
-        Poll::Pending => true,
-        Poll::Ready(Err(_)) => false,
-        // Readiness may be stale: look.
-        Poll::Ready(Ok(())) => {
+    match stream.try_io(Interest::READABLE, || Ok(())) {
+        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+        // Marked readable, which may be stale: look.
+        Ok(()) => {
             let mut byte = [0u8; 1];
             matches!(stream.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
         }
