@@ -14,9 +14,10 @@
 //! would make the kernel reset the connection, and a client that is still
 //! writing would lose the response it has not read yet.
 //!
-//! The server marks requests started and finished on a [`Tracker`] shared with
-//! the connection's [`TimedIo`]; while a request is in progress neither
-//! timeout runs. When a deadline passes during a read, the read fails with
+//! hyper's requests are marked started and finished on a [`Tracker`] shared
+//! with the connection's [`TimedIo`] (the fast lane, which owns the socket,
+//! tells it directly: [`ReadReady::serving`]); while a request is in
+//! progress neither timeout runs. When a deadline passes during a read, the read fails with
 //! `TimedOut` and hyper closes the connection. Deadlines are only computed
 //! and timers only armed when a read would block, so a busy keep-alive
 //! connection costs one clock read per request; a timer already armed for
