@@ -33,8 +33,9 @@ use webinfra_proxy::ResBody;
 /// The lane, sharing the general path's state. Each connection's clone
 /// keeps the pool it last used and checks it is still the current one (a
 /// plain load of the pointer) instead of taking a reference to it per
-/// request: taking one is four locked instructions, each a few percent of
-/// the lane's user time.
+/// request: taking one is four locked instructions, about 10 ns each under
+/// load here. After a reload a connection takes the new pool at its next
+/// request; until then (or its close) it keeps the old one alive.
 pub struct Fast {
     state: Arc<State>,
     pool: Cache<Arc<ArcSwap<Pool>>, Arc<Pool>>,
