@@ -5,11 +5,10 @@
 //! from four clients at once, and nothing left in flight. On its own
 //! 127.78.3.0/24 block.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
-use std::time::Duration;
-use webinfra_test_support::{http, poll, KillOnDrop};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::process::Command;
+use webinfra_test_support::{http, run_load_balancer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_webinfra");
 const LB: &str = "127.78.3.1";
@@ -48,28 +47,10 @@ fn server() -> SocketAddr {
 
 /// `count` keep-alive GETs on one connection to `site`, each answered `ok`.
 fn client(site: SocketAddr, count: usize) {
-    let mut stream = TcpStream::connect(site).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let expected = b"HTTP/1.1 200 OK\r\n";
-    for _ in 0..count {
-        stream
-            .write_all(b"GET / HTTP/1.1\r\nHost: www.foobar.com\r\n\r\n")
-            .unwrap();
-        // Read up to the body `ok` (the head has a content-length of 2).
-        let mut got = Vec::new();
-        let mut byte = [0u8; 512];
-        while !(got.ends_with(b"\r\n\r\nok")) {
-            let n = stream.read(&mut byte).unwrap();
-            assert_ne!(n, 0, "closed after {:?}", String::from_utf8_lossy(&got));
-            got.extend_from_slice(&byte[..n]);
-        }
-        assert!(
-            got.starts_with(expected),
-            "{}",
-            String::from_utf8_lossy(&got)
-        );
+    let answers = http::keep_alive(site, &vec![("GET", "/", &b""[..]); count]).unwrap();
+    assert_eq!(answers.len(), count);
+    for a in answers {
+        assert_eq!((a.status, a.text()), (200, "ok".to_string()));
     }
 }
 
@@ -94,21 +75,11 @@ fn pinned_to_one_cpu_every_request_is_counted_once() {
         ),
     )
     .unwrap();
-    let child = Command::new("taskset")
-        .args(["-c", "0", BIN, "run", "load-balancer", "-t"])
-        .arg(&file)
-        .arg("-s")
-        .arg(dir.path().join("state"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("taskset (util-linux) runs the load balancer on one CPU");
-    let _lb = KillOnDrop(child);
+    let mut pinned = Command::new("taskset");
+    pinned.args(["-c", "0", BIN]);
     let site: SocketAddr = format!("{LB}:18080").parse().unwrap();
     let admin: SocketAddr = format!("{LB}:18404").parse().unwrap();
-    poll("the load balancer", Duration::from_secs(20), || {
-        http::get(site, "/").ok().filter(|r| r.status == 200)
-    });
+    let _lb = run_load_balancer(pinned, &file, &dir.path().join("state"), site);
     let clients: Vec<_> = (0..CLIENTS)
         .map(|_| std::thread::spawn(move || client(site, REQUESTS)))
         .collect();

@@ -60,20 +60,7 @@ fn run_load_balancer(
     state: &std::path::Path,
     site: SocketAddr,
 ) -> KillOnDrop {
-    let child = Command::new(BIN)
-        .args(["run", "load-balancer", "-t"])
-        .arg(file)
-        .arg("-s")
-        .arg(state)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let lb = KillOnDrop(child);
-    poll("the load balancer", Duration::from_secs(20), || {
-        http::get(site, "/").ok().filter(|r| r.status == 200)
-    });
-    lb
+    webinfra_test_support::run_load_balancer(Command::new(BIN), file, state, site)
 }
 
 fn served(site: SocketAddr) -> std::collections::BTreeSet<String> {
@@ -223,21 +210,10 @@ fn a_low_limit_on_open_files_is_raised_so_clients_up_to_max_connections_are_serv
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("lb.toml");
     std::fs::write(&file, topology(&[("a", a, "")]).replace(LB, HOST)).unwrap();
-    let child = Command::new("bash")
-        .args(["-c", "ulimit -Sn 256 && exec \"$0\" \"$@\"", BIN])
-        .args(["run", "load-balancer", "-t"])
-        .arg(&file)
-        .arg("-s")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let lb = KillOnDrop(child);
+    let mut soft_limited = Command::new("bash");
+    soft_limited.args(["-c", "ulimit -Sn 256 && exec \"$0\" \"$@\"", BIN]);
     let site: SocketAddr = format!("{HOST}:18080").parse().unwrap();
-    poll("the load balancer", Duration::from_secs(20), || {
-        http::get(site, "/").ok().filter(|r| r.status == 200)
-    });
+    let lb = webinfra_test_support::run_load_balancer(soft_limited, &file, dir.path(), site);
     let pid = lb.0.id().to_string();
     assert_eq!(open_files_limits(&pid).0, hard.min(1 << 20));
     let mut clients: Vec<std::net::TcpStream> = (0..600)

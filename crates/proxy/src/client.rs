@@ -23,7 +23,6 @@ use std::task::Poll;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
 
 /// How long an idle pooled upstream connection is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -218,14 +217,13 @@ impl UpstreamClient {
                 Err(Failure::Failed(d)) => Err(fail(ProxyErrorKind::Reset, d)),
             }
         });
-        let result = {
-            let mut expired = std::pin::pin!(until(timer, deadline));
-            std::future::poll_fn(|cx| match exchange.as_mut().poll(cx) {
-                Poll::Ready(result) => Poll::Ready(Some(result)),
-                Poll::Pending => expired.as_mut().poll(cx).map(|()| None),
-            })
-            .await
-        };
+        // The timer (a pooled connection's may be armed for its last
+        // request's instant) is moved only if it fires early.
+        let result = std::future::poll_fn(|cx| match exchange.as_mut().poll(cx) {
+            Poll::Ready(result) => Poll::Ready(Some(result)),
+            Poll::Pending => timer.poll_until(cx, deadline).map(|()| None),
+        })
+        .await;
         match result {
             None => Err(fail(
                 ProxyErrorKind::Timeout,
@@ -253,24 +251,6 @@ impl UpstreamClient {
                 Ok(stream)
             }
         }
-    }
-}
-
-/// Ready at `deadline`. `timer` may be armed for another instant (a
-/// pooled connection's, from its last request): later, it is moved back
-/// now; earlier, it is left there -- moving a timer per request costs more
-/// than the one early wake-up in a timeout's length -- and moved on when it
-/// fires.
-async fn until(timer: &mut Timer, deadline: Instant) {
-    if timer.deadline() > deadline {
-        timer.reset(deadline);
-    }
-    loop {
-        (&mut *timer).await;
-        if timer.deadline() >= deadline {
-            return;
-        }
-        timer.reset(deadline);
     }
 }
 

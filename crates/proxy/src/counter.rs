@@ -32,6 +32,8 @@ fn single() -> bool {
 pub trait Count {
     /// The integer.
     type Int;
+    /// Adds `n` (wrapping); the value before. Every other update is this one.
+    fn fetch_count(&self, n: Self::Int) -> Self::Int;
     /// Adds `n`.
     fn add(&self, n: Self::Int);
     /// Takes `n` away.
@@ -46,38 +48,30 @@ macro_rules! count {
             type Int = $int;
 
             #[inline]
-            fn add(&self, n: $int) {
+            fn fetch_count(&self, n: $int) -> $int {
                 if single() {
-                    self.store(
-                        self.load(Ordering::Relaxed).wrapping_add(n),
-                        Ordering::Relaxed,
-                    );
+                    let v = self.load(Ordering::Relaxed);
+                    self.store(v.wrapping_add(n), Ordering::Relaxed);
+                    v
                 } else {
-                    self.fetch_add(n, Ordering::SeqCst);
+                    self.fetch_add(n, Ordering::SeqCst)
                 }
             }
 
             #[inline]
-            fn bump(&self) -> $int {
-                if single() {
-                    let v = self.load(Ordering::Relaxed);
-                    self.store(v.wrapping_add(1), Ordering::Relaxed);
-                    v
-                } else {
-                    self.fetch_add(1, Ordering::SeqCst)
-                }
+            fn add(&self, n: $int) {
+                self.fetch_count(n);
             }
 
             #[inline]
             fn sub(&self, n: $int) {
-                if single() {
-                    self.store(
-                        self.load(Ordering::Relaxed).wrapping_sub(n),
-                        Ordering::Relaxed,
-                    );
-                } else {
-                    self.fetch_sub(n, Ordering::SeqCst);
-                }
+                // Wrapping: adding the two's complement takes `n` away.
+                self.fetch_count(n.wrapping_neg());
+            }
+
+            #[inline]
+            fn bump(&self) -> $int {
+                self.fetch_count(1)
             }
         }
     };

@@ -91,7 +91,6 @@ pub struct TimedIo<T> {
     timeout: Option<Duration>,
     deadline: Option<Instant>,
     timer: Timer,
-    armed_for: Option<Instant>,
     send_timeout: Option<Duration>,
     /// Runs while a write is blocked (made only then).
     send_stall: Option<Pin<Box<Sleep>>>,
@@ -120,7 +119,6 @@ impl<T> TimedIo<T> {
             timeout: None,
             deadline: Some(deadline),
             timer: Timer::at(deadline),
-            armed_for: Some(deadline),
             send_timeout: None,
             send_stall: None,
             closing: None,
@@ -185,21 +183,9 @@ impl<T> TimedIo<T> {
         let Some(deadline) = self.deadline else {
             return Poll::Pending;
         };
-        // A timer armed for an earlier instant is left there (moving a timer
-        // costs more than the one early wake-up it may cause), and moved on
+        // A timer armed for an earlier instant is left there and moved on
         // when it fires before the deadline.
-        if self.armed_for.is_none_or(|armed| armed > deadline) {
-            self.timer.reset(deadline);
-            self.armed_for = Some(deadline);
-        }
-        loop {
-            std::task::ready!(self.timer.poll(cx));
-            if self.armed_for == Some(deadline) {
-                return Poll::Ready(());
-            }
-            self.timer.reset(deadline);
-            self.armed_for = Some(deadline);
-        }
+        self.timer.poll_until(cx, deadline)
     }
 
     fn update_phase(&mut self) {

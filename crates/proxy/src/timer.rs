@@ -74,13 +74,22 @@ impl Timer {
         self.holds = polled.is_pending().then_some(me);
         polled
     }
-}
 
-impl Future for Timer {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        Timer::poll(self.get_mut(), cx)
+    /// Ready once `deadline` passed. The timer may be armed for another
+    /// instant (from an earlier request): later, it is moved back now;
+    /// earlier, it is left there -- moving a timer costs more than the one
+    /// early wake-up in a timeout's length -- and moved on when it fires.
+    pub fn poll_until(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<()> {
+        if self.deadline() > deadline {
+            self.reset(deadline);
+        }
+        loop {
+            std::task::ready!(self.poll(cx));
+            if self.deadline() >= deadline {
+                return Poll::Ready(());
+            }
+            self.reset(deadline);
+        }
     }
 }
 

@@ -49,3 +49,28 @@ pub fn poll<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>)
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `webinfra run load-balancer -t FILE -s STATE` started by `command` (the
+/// `webinfra` binary, or a wrapper such as `taskset` with its arguments),
+/// returned once `site` answers a `GET /` with 200.
+pub fn run_load_balancer(
+    mut command: std::process::Command,
+    file: &std::path::Path,
+    state: &std::path::Path,
+    site: std::net::SocketAddr,
+) -> KillOnDrop {
+    let child = command
+        .args(["run", "load-balancer", "-t"])
+        .arg(file)
+        .arg("-s")
+        .arg(state)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting the load balancer: {e}"));
+    let lb = KillOnDrop(child);
+    poll("the load balancer", Duration::from_secs(20), || {
+        http::get(site, "/").ok().filter(|r| r.status == 200)
+    });
+    lb
+}
