@@ -77,6 +77,8 @@ fn a_reload_under_load_swaps_the_servers_and_drops_nothing() {
     let lb = Lb::start(&["a", "b", "c"], |cfg| {
         // Only a and b serve at first; c is the server the reload adds.
         cfg.servers.truncate(2);
+        // The slow request below is pinned to b by this cookie.
+        cfg.sticky_cookie = Some("SERVERID".into());
     });
     let all = common::config(
         &lb.backends
@@ -89,26 +91,14 @@ fn a_reload_under_load_swaps_the_servers_and_drops_nothing() {
     wait_until(Duration::from_secs(5), "load running", || {
         ok.load(Ordering::Relaxed) > 100
     });
-    // Slow requests in flight on b when b is removed: round robin puts about
-    // every other one there; send them until one is.
-    let mut slow = Vec::new();
-    for _ in 0..20 {
-        let site = lb.site;
-        slow.push(std::thread::spawn(move || get(site, "/slow/800").unwrap()));
-        let deadline = Instant::now() + Duration::from_millis(100);
-        while Instant::now() < deadline
-            && lb.backend("b").record.in_flight.load(Ordering::SeqCst) == 0
-        {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        if lb.backend("b").record.in_flight.load(Ordering::SeqCst) > 0 {
-            break;
-        }
-    }
-    assert!(
-        lb.backend("b").record.in_flight.load(Ordering::SeqCst) > 0,
-        "no slow request on b"
-    );
+    // A slow request in flight on b when b is removed.
+    let site = lb.site;
+    let slow = std::thread::spawn(move || {
+        request(site, "GET", "/slow/1500", &[("Cookie", "SERVERID=b")], b"").unwrap()
+    });
+    wait_until(Duration::from_secs(5), "the slow request on b", || {
+        lb.backend("b").record.in_flight.load(Ordering::SeqCst) > 0
+    });
     // Reload: b removed, c added.
     {
         let mut next = lb.config();
@@ -127,9 +117,9 @@ fn a_reload_under_load_swaps_the_servers_and_drops_nothing() {
         lb.backend("c").record.count() > 50 && ok.load(Ordering::Relaxed) > before_c + 100
     });
     let b_after = lb.backend("b").record.count();
-    for h in slow {
-        assert_eq!(h.join().unwrap().status, 200, "in-flight requests finish");
-    }
+    let slow = slow.join().unwrap();
+    assert_eq!(slow.status, 200, "the in-flight request finishes");
+    assert_eq!(slow.text(), "b", "where it started");
     // Nothing new reaches b once the reload answered.
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(lb.backend("b").record.count(), b_after);
