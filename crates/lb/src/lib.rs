@@ -216,6 +216,7 @@ fn reload(pools: &ArcSwap<Pool>, mut new: LoadBalancer) -> Vec<String> {
     }
     let pool = Pool::new(new, Some(&old));
     pools.store(Arc::new(pool));
+    old.retire();
     if changes.is_empty() {
         tracing::info!("reload: configuration unchanged");
     } else {

@@ -90,6 +90,17 @@ impl Pool {
     }
 }
 
+impl Pool {
+    /// A newer pool took over: its health checks stop now. Requests still
+    /// on this one finish on it, and a keep-alive connection may hold it
+    /// until its next request, but its servers are no longer this pool's
+    /// to watch (a removed server is not probed any more, a kept one not
+    /// twice).
+    pub fn retire(&self) {
+        self.checks.abort();
+    }
+}
+
 impl Drop for Pool {
     fn drop(&mut self) {
         self.checks.abort();

@@ -136,6 +136,52 @@ fn a_reload_under_load_swaps_the_servers_and_drops_nothing() {
 }
 
 #[test]
+fn a_reload_stops_the_old_health_checks_while_idle_connections_still_hold_it() {
+    let lb = Lb::start(&["a", "b"], |cfg| {
+        cfg.health_check.interval = Duration::from_millis(20);
+    });
+    // A keep-alive connection that served a request, then went idle: it
+    // keeps the configuration it last used until its next request.
+    let mut idle = TcpStream::connect(lb.site).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let exchange = |s: &mut TcpStream| {
+        s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !got.ends_with(b"\r\n\r\na") && !got.ends_with(b"\r\n\r\nb") {
+            let n = s.read(&mut buf).unwrap();
+            assert_ne!(n, 0, "closed: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    };
+    exchange(&mut idle);
+    let b = &lb.backend("b").record;
+    wait_until(Duration::from_secs(5), "b checked", || {
+        b.checks.load(Ordering::SeqCst) >= 2
+    });
+    let mut next = lb.config();
+    next.servers.truncate(1);
+    *lb.next_config.lock().unwrap() = Ok(next);
+    let reload = request(lb.admin, "POST", "/reload", &[], b"").unwrap();
+    assert_eq!(reload.status, 200, "{}", reload.text());
+    // At most the check already on its way when the reload answered.
+    let b_at_reload = b.checks.load(Ordering::SeqCst) + 1;
+    let a = &lb.backend("a").record;
+    let a_at_reload = a.checks.load(Ordering::SeqCst);
+    wait_until(Duration::from_secs(5), "a checked ten times more", || {
+        a.checks.load(Ordering::SeqCst) >= a_at_reload + 10
+    });
+    assert!(
+        b.checks.load(Ordering::SeqCst) <= b_at_reload,
+        "the removed server is still checked: {} checks, {b_at_reload} at the reload",
+        b.checks.load(Ordering::SeqCst)
+    );
+    // The idle connection goes on, on the new configuration.
+    assert!(exchange(&mut idle).ends_with(b"\r\n\r\na"));
+}
+
+#[test]
 fn a_broken_file_is_refused_and_the_running_configuration_stays() {
     let lb = Lb::start(&["a", "b"], |_| {});
     *lb.next_config.lock().unwrap() = Err(

@@ -4,8 +4,8 @@
 //! Backends answer by path: `/slow/MS` after MS milliseconds, `/status/N`
 //! with status N, `/big/N` with N bytes, `/hop` with hop-by-hop headers a proxy must strip, anything
 //! else with the backend's name. Each records what it received (health
-//! checks aside) and how many
-//! requests it had in flight at most.
+//! checks aside: those are only counted) and how many requests it had in
+//! flight at most.
 
 #![allow(dead_code)]
 
@@ -47,6 +47,8 @@ impl Seen {
 #[derive(Debug, Default)]
 pub struct Record {
     pub seen: Mutex<Vec<Seen>>,
+    /// Health checks answered.
+    pub checks: AtomicUsize,
     pub in_flight: AtomicUsize,
     pub max_in_flight: AtomicUsize,
 }
@@ -74,7 +76,8 @@ async fn answer(
         .get("user-agent")
         .is_some_and(|v| v == "webinfra-health-check");
     if check {
-        // Checks are answered by path too, but not recorded or counted.
+        // Checks are answered by path too, and counted, not recorded.
+        record.checks.fetch_add(1, Ordering::SeqCst);
         let mut resp = Response::new(Full::new(Bytes::from(name)));
         if let Some(code) = path.strip_prefix("/status/") {
             *resp.status_mut() = code.parse::<u16>().unwrap().try_into().unwrap();
