@@ -5,9 +5,16 @@
 //! or chatty idle socket is readable, a healthy one is not), so a request is
 //! rarely written into a connection the server just gave up. Each keeps its
 //! read buffer, so a request on a pooled connection allocates none.
+//!
+//! While any connection is idle, a sweeper task closes those past the idle
+//! timeout and those the server closed, twice per idle timeout (so an idle
+//! connection lives at most one and a half times that long): when traffic stops, the
+//! servers are not left holding connections nobody will use, and closed
+//! ones do not linger here half-closed. It ends when the pool is empty and
+//! starts again with the next connection kept.
 
 use bytes::BytesMut;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
@@ -29,24 +36,37 @@ type Idle = (TcpStream, Instant, BytesMut, Timer);
 
 /// The idle connections to one upstream.
 pub(crate) struct Pool {
-    idle: Mutex<Vec<Idle>>,
+    idle: Mutex<Kept>,
     idle_timeout: Duration,
+}
+
+/// The idle connections, most recently used last, and whether a sweeper runs.
+#[derive(Default)]
+struct Kept {
+    conns: Vec<Idle>,
+    swept: bool,
 }
 
 impl Pool {
     pub fn new(idle_timeout: Duration) -> Self {
         Pool {
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(Kept::default()),
             idle_timeout,
         }
+    }
+
+    /// Idle connections kept now.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.idle.lock().expect("pool lock").conns.len()
     }
 
     /// The most recently used live idle connection, if any, as of `now`,
     /// with its (empty) read buffer and its timer.
     pub fn take(&self, now: Instant) -> Option<(TcpStream, BytesMut, Timer)> {
         loop {
-            let (stream, since, buf, timer) = self.idle.lock().expect("pool lock").pop()?;
-            if now.saturating_duration_since(since) < self.idle_timeout && still_open(&stream) {
+            let (stream, since, buf, timer) = self.idle.lock().expect("pool lock").conns.pop()?;
+            if self.usable(since, &stream, now) {
                 return Some((stream, buf, timer));
             }
         }
@@ -55,13 +75,51 @@ impl Pool {
     /// Keeps `stream` for the next request; `since` is when its last request
     /// started (a little before it went idle, so idle time is never
     /// underestimated); `buf` is its read buffer, empty.
-    pub fn put(&self, stream: TcpStream, since: Instant, mut buf: BytesMut, timer: Timer) {
+    pub fn put(
+        self: &Arc<Self>,
+        stream: TcpStream,
+        since: Instant,
+        mut buf: BytesMut,
+        timer: Timer,
+    ) {
         if buf.capacity() > MAX_KEPT_BUF {
             buf = BytesMut::new();
         }
         let mut idle = self.idle.lock().expect("pool lock");
-        if idle.len() < MAX_IDLE {
-            idle.push((stream, since, buf, timer));
+        if idle.conns.len() < MAX_IDLE {
+            idle.conns.push((stream, since, buf, timer));
+            if !idle.swept {
+                // Outside a runtime (nothing to run it) connections are
+                // still checked when taken.
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    idle.swept = true;
+                    runtime.spawn(sweep(Arc::downgrade(self), self.idle_timeout / 2));
+                }
+            }
+        }
+    }
+
+    /// Young enough and not closed by the server.
+    fn usable(&self, since: Instant, stream: &TcpStream, now: Instant) -> bool {
+        now.saturating_duration_since(since) < self.idle_timeout && still_open(stream)
+    }
+}
+
+/// Closes `pool`'s stale idle connections every `every` while it has any
+/// (and while it exists).
+async fn sweep(pool: Weak<Pool>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(pool) = pool.upgrade() else {
+            return;
+        };
+        let now = Instant::now();
+        let mut idle = pool.idle.lock().expect("pool lock");
+        idle.conns
+            .retain(|(stream, since, _, _)| pool.usable(*since, stream, now));
+        if idle.conns.is_empty() {
+            idle.swept = false;
+            return;
         }
     }
 }
@@ -90,7 +148,7 @@ mod tests {
     async fn an_idle_connection_keeps_its_buffer_unless_it_grew_huge() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let pool = Pool::new(Duration::from_secs(60));
+        let pool = Arc::new(Pool::new(Duration::from_secs(60)));
         let mut held = Vec::new();
         for size in [8 * 1024, 1024 * 1024] {
             let stream = TcpStream::connect(addr).await.unwrap();
@@ -103,5 +161,65 @@ mod tests {
                 assert_eq!(buf.capacity(), 0, "dropped");
             }
         }
+    }
+
+    /// Reads from `server` until the connection ends, at most 5 s.
+    async fn closed(server: &mut TcpStream) -> bool {
+        use tokio::io::AsyncReadExt;
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(5), server.read(&mut byte));
+        matches!(read.await, Ok(Ok(0)))
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_closed_once_past_the_timeout_with_no_traffic() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pool = Arc::new(Pool::new(Duration::from_millis(100)));
+        let mut servers = Vec::new();
+        for _ in 0..3 {
+            let stream = TcpStream::connect(addr).await.unwrap();
+            servers.push(listener.accept().await.unwrap().0);
+            pool.put(stream, Instant::now(), BytesMut::new(), None);
+        }
+        assert_eq!(pool.len(), 3);
+        for server in &mut servers {
+            assert!(
+                closed(server).await,
+                "the server sees the connection closed"
+            );
+        }
+        assert_eq!(pool.len(), 0);
+        // The sweeper ended with the pool empty; the next connection kept
+        // starts it again.
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let mut server = listener.accept().await.unwrap().0;
+        pool.put(stream, Instant::now(), BytesMut::new(), None);
+        assert!(closed(&mut server).await, "swept again");
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_closed_is_swept_before_its_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Swept every 2.5 s: the first sweep finds `live` young, `doomed` closed.
+        let pool = Arc::new(Pool::new(Duration::from_secs(5)));
+        let started = Instant::now();
+        let live = TcpStream::connect(addr).await.unwrap();
+        let live_addr = live.local_addr().unwrap();
+        let _live_server = listener.accept().await.unwrap().0;
+        pool.put(live, Instant::now(), BytesMut::new(), None);
+        let doomed = TcpStream::connect(addr).await.unwrap();
+        drop(listener.accept().await.unwrap().0);
+        pool.put(doomed, Instant::now(), BytesMut::new(), None);
+        while pool.len() == 2 {
+            assert!(
+                started.elapsed() < Duration::from_secs(4),
+                "the closed one is still kept"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (kept, _, _) = pool.take(Instant::now()).expect("the live one is kept");
+        assert_eq!(kept.local_addr().unwrap(), live_addr);
     }
 }
