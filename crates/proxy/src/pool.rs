@@ -115,10 +115,16 @@ async fn sweep(pool: Weak<Pool>, every: Duration) {
         };
         let now = Instant::now();
         let mut idle = pool.idle.lock().expect("pool lock");
-        idle.conns
-            .retain(|(stream, since, _, _)| pool.usable(*since, stream, now));
-        if idle.conns.is_empty() {
-            idle.swept = false;
+        let (kept, stale): (Vec<Idle>, Vec<Idle>) = std::mem::take(&mut idle.conns)
+            .into_iter()
+            .partition(|(stream, since, _, _)| pool.usable(*since, stream, now));
+        idle.conns = kept;
+        let done = idle.conns.is_empty();
+        idle.swept = !done;
+        drop(idle);
+        // Closed outside the lock: requests take and put meanwhile.
+        drop(stale);
+        if done {
             return;
         }
     }
