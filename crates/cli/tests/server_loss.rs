@@ -1,6 +1,8 @@
 //! Losing a server: kill -9 both of server-01's processes under sequential
 //! load through the load balancer. No client request may fail; once it is
-//! started again, traffic returns to both servers. Own block: 127.77.2.0/24.
+//! started again, traffic returns to both servers. Losing only its
+//! application fails no request either. Own blocks: 127.77.2.0/24 and
+//! 127.77.4.0/24.
 
 use std::time::{Duration, Instant};
 use webinfra_test_support::{http, kill9, poll, Stack};
@@ -79,16 +81,35 @@ fn killing_server_01_fails_no_request_and_restarting_it_brings_traffic_back() {
 }
 
 #[test]
-fn losing_only_the_application_takes_the_server_out_of_rotation() {
+fn losing_only_the_application_fails_no_request_and_takes_the_server_out_of_rotation() {
     let stack = Stack::start(BIN.as_ref(), 77, 4);
-    let app_pid = stack.status()["components"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "server-01/app")
-        .and_then(|c| c["pid"].as_u64())
-        .unwrap() as u32;
+    let status = stack.status();
+    let component = |name: &str| {
+        status["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let app_pid = component("server-01/app")["pid"].as_u64().unwrap() as u32;
+    let web = component("server-01/web");
+    let web_01: std::net::SocketAddr =
+        format!("{}:{}", web["address"].as_str().unwrap(), web["port"])
+            .parse()
+            .unwrap();
     assert!(kill9(app_pid));
+    // At once, before any check could notice: server-01's web server hands
+    // what its application cannot take to server-02's, reads and writes.
+    let r = http::get(web_01, "/api/messages").unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let json = [("content-type", "application/json")];
+    let message = br#"{"author":"test","text":"written after the crash"}"#;
+    let r = http::request(web_01, "POST", "/api/messages", &json, message).unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    // The application that answered names its host.
+    assert_eq!(r.header("x-served-by"), Some("server-02"));
     let lb_says_down = || {
         stack.status()["components"]
             .as_array()

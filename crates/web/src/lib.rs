@@ -2,8 +2,16 @@
 //!
 //! It serves the application's static files itself ([`statics`]) and
 //! reverse-proxies everything else to the application server on the same
-//! host through the shared proxy engine. Every response carries
-//! `X-Served-By: <host>` so a client can see which server answered.
+//! host through the shared proxy engine. When that one cannot take a
+//! request (it cannot be reached; for an idempotent method, its connection
+//! also broke before an answer), the request goes to the other hosts'
+//! application servers in turn, like nginx's `backup` servers with
+//! `proxy_next_upstream error`: a request that may have reached an
+//! application is never sent to a second one unless its method is
+//! idempotent. So a crashed application costs no client request while the
+//! load balancer's checks (this server's `/healthz` reports its own
+//! application) take the server out. Every response carries `X-Served-By:
+//! <host>` so a client can see which server answered.
 
 pub mod file_body;
 pub mod range;
@@ -35,6 +43,9 @@ pub struct WebConfig {
     pub server_name: String,
     /// The application server on this host.
     pub app: Upstream,
+    /// The other hosts' application servers, tried in this order when
+    /// `app` cannot take a request.
+    pub fallbacks: Vec<Upstream>,
     /// Root of the static files, served under `/static/`.
     pub static_root: PathBuf,
 }
@@ -146,12 +157,24 @@ async fn proxy(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Respo
         headers::reframe_body(&mut parts.headers);
     }
     let (method, uri, head) = (&parts.method, &parts.uri, &parts.headers);
-    let app = &state.config.app;
-    let sent = state
-        .client
-        .send_body(app, method, uri, head, &mut body)
-        .await;
     let path = uri.path();
+    let mut sent = state
+        .client
+        .send_body(&state.config.app, method, uri, head, &mut body)
+        .await;
+    for next in &state.config.fallbacks {
+        let Err(UploadError::Upstream(e)) = &sent else {
+            break;
+        };
+        if !(body.resendable() && e.retryable(method)) {
+            break;
+        }
+        tracing::warn!(id = %request_id, %method, %path, error = %e, next = %next.name, "application failed, sending to another");
+        sent = state
+            .client
+            .send_body(next, method, uri, head, &mut body)
+            .await;
+    }
     match sent {
         Ok(resp) => {
             let (mut rparts, rbody) = resp.into_parts();

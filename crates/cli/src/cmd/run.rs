@@ -117,12 +117,20 @@ async fn web(t: &Topology, host: Option<&str>, stack: &StackArgs) -> anyhow::Res
             std::path::absolute(dir)?
         }
     };
+    let app_on = |h: &String| webinfra_proxy::Upstream {
+        name: format!("{h}/app"),
+        addr: t.addr(h, app.port),
+    };
+    // The others from the next host on, so each web server leans on a different one.
+    let mine = app.hosts.iter().position(|h| *h == host).unwrap_or(0);
+    let fallbacks = (1..app.hosts.len())
+        .map(|k| app_on(&app.hosts[(mine + k) % app.hosts.len()]))
+        .filter(|u| u.addr != t.addr(&host, app.port))
+        .collect();
     let config = webinfra_web::WebConfig {
         server_name: host.clone(),
-        app: webinfra_proxy::Upstream {
-            name: format!("{host}/app"),
-            addr: t.addr(&host, app.port),
-        },
+        app: app_on(&host),
+        fallbacks,
         static_root,
     };
     let listener = bind(t.addr(&host, web.port), "web server").await?;
