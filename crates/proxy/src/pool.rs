@@ -8,10 +8,10 @@
 //!
 //! While any connection is idle, a sweeper task closes those past the idle
 //! timeout and those the server closed, twice per idle timeout (so an idle
-//! connection lives at most one and a half times that long): when traffic stops, the
-//! servers are not left holding connections nobody will use, and closed
-//! ones do not linger here half-closed. It ends when the pool is empty and
-//! starts again with the next connection kept.
+//! connection lives at most one and a half times that long): when traffic
+//! stops, the servers are not left holding connections nobody will use,
+//! and closed ones do not linger here half-closed. It ends when the pool is
+//! empty and starts again with the next connection kept.
 
 use bytes::BytesMut;
 use std::sync::{Arc, Mutex, Weak};
@@ -27,7 +27,7 @@ const MAX_KEPT_BUF: usize = 64 * 1024;
 
 /// A connection's response timer, kept with it from one request to the
 /// next: arming a new one takes the timer wheel's lock twice (in and out),
-/// and a kept one is moved only when it fires early (`client::until`).
+/// and a kept one is moved only when it fires early (`Timer::poll_until`).
 pub(crate) type Timer = Option<crate::timer::Timer>;
 
 /// An idle connection: the socket, when its last request started, its read
