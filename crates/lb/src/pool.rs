@@ -88,9 +88,7 @@ impl Pool {
             checks,
         }
     }
-}
 
-impl Pool {
     /// A newer pool took over: its health checks stop now. Requests still
     /// on this one finish on it, and a keep-alive connection may hold it
     /// until its next request, but its servers are no longer this pool's

@@ -121,12 +121,7 @@ async fn web(t: &Topology, host: Option<&str>, stack: &StackArgs) -> anyhow::Res
         name: format!("{h}/app"),
         addr: t.addr(h, app.port),
     };
-    // The others from the next host on, so each web server leans on a different one.
-    let mine = app.hosts.iter().position(|h| *h == host).unwrap_or(0);
-    let fallbacks = (1..app.hosts.len())
-        .map(|k| app_on(&app.hosts[(mine + k) % app.hosts.len()]))
-        .filter(|u| u.addr != t.addr(&host, app.port))
-        .collect();
+    let fallbacks = others_after(&app.hosts, &host).map(app_on).collect();
     let config = webinfra_web::WebConfig {
         server_name: host.clone(),
         app: app_on(&host),
@@ -136,6 +131,16 @@ async fn web(t: &Topology, host: Option<&str>, stack: &StackArgs) -> anyhow::Res
     let listener = bind(t.addr(&host, web.port), "web server").await?;
     webinfra_web::run(listener, config, shutdown()).await;
     Ok(())
+}
+
+/// The hosts other than `host`, from the one after it on (each web server
+/// leans on a different application when its own fails).
+fn others_after<'h>(hosts: &'h [String], host: &'h str) -> impl Iterator<Item = &'h String> {
+    let n = hosts.len();
+    let start = hosts.iter().position(|h| h == host).map_or(0, |i| i + 1);
+    (0..n)
+        .map(move |k| &hosts[(start + k) % n])
+        .filter(move |h| *h != host)
 }
 
 async fn app(t: &Topology, host: Option<&str>, stack: &StackArgs) -> anyhow::Result<()> {
@@ -193,4 +198,21 @@ async fn db_monitor(t: &Topology, host: Option<&str>, stack: &StackArgs) -> anyh
     let listener = bind(db.monitor, "database monitor").await?;
     webinfra_monitor::run(listener, &db, &credentials, &stack.state_dir, shutdown()).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::others_after;
+
+    #[test]
+    fn each_host_falls_back_on_the_others_from_the_next_on() {
+        let hosts: Vec<String> = ["s1", "s2", "s3"].map(String::from).to_vec();
+        let after = |h| others_after(&hosts, h).cloned().collect::<Vec<_>>();
+        assert_eq!(after("s1"), ["s2", "s3"]);
+        assert_eq!(after("s2"), ["s3", "s1"]);
+        assert_eq!(after("s3"), ["s1", "s2"]);
+        assert_eq!(after("elsewhere"), ["s1", "s2", "s3"]);
+        assert_eq!(others_after(&hosts[..1], "s1").count(), 0);
+        assert_eq!(others_after(&[], "s1").count(), 0);
+    }
 }
