@@ -75,6 +75,7 @@ impl Pool {
     /// Keeps `stream` for the next request; `since` is when its last request
     /// started (a little before it went idle, so idle time is never
     /// underestimated); `buf` is its read buffer, empty.
+    #[inline]
     pub fn put(
         self: &Arc<Self>,
         stream: TcpStream,
@@ -89,17 +90,26 @@ impl Pool {
         if idle.conns.len() < MAX_IDLE {
             idle.conns.push((stream, since, buf, timer));
             if !idle.swept {
-                // Outside a runtime (nothing to run it) connections are
-                // still checked when taken.
-                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                    idle.swept = true;
-                    runtime.spawn(sweep(Arc::downgrade(self), self.idle_timeout / 2));
-                }
+                idle.swept = self.start_sweeping();
             }
         }
     }
 
+    /// Starts the sweeper; false outside a runtime (nothing to run it:
+    /// connections are still checked when taken). Out of line, so `put`
+    /// stays small enough to inline into the request path.
+    #[cold]
+    #[inline(never)]
+    fn start_sweeping(self: &Arc<Self>) -> bool {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return false;
+        };
+        runtime.spawn(sweep(Arc::downgrade(self), self.idle_timeout / 2));
+        true
+    }
+
     /// Young enough and not closed by the server.
+    #[inline]
     fn usable(&self, since: Instant, stream: &TcpStream, now: Instant) -> bool {
         now.saturating_duration_since(since) < self.idle_timeout && still_open(stream)
     }

@@ -212,6 +212,7 @@ pub fn has_field(head: &[u8], name: &[u8]) -> bool {
     })
 }
 
+#[inline(always)]
 fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
