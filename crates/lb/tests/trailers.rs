@@ -5,48 +5,29 @@
 mod common;
 
 use common::Lb;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use webinfra_test_support::raw_server;
 
 /// A raw server answering every request with a chunked body and a trailer
 /// (`X-Checksum`, announced) plus one it may not send (`Content-Length`);
 /// records each request's `TE` header.
 fn trailer_server() -> (SocketAddr, Arc<Mutex<Vec<Option<String>>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                let mut out = stream.try_clone().unwrap();
-                let mut r = BufReader::new(stream);
-                loop {
-                    let mut head = Vec::new();
-                    loop {
-                        let mut line = String::new();
-                        if r.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        head.push(line.trim_end().to_ascii_lowercase());
-                    }
-                    if !head.iter().any(|h| h.contains("webinfra-health-check")) {
-                        let te = head.iter().find_map(|h| h.strip_prefix("te: "));
-                        log.lock().unwrap().push(te.map(String::from));
-                    }
-                    let answer = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n5\r\nhello\r\n0\r\nX-Checksum: 5d41402a\r\nContent-Length: 99\r\n\r\n";
-                    if out.write_all(answer.as_bytes()).is_err() {
-                        return;
-                    }
-                }
-            });
+    let addr = raw_server::start(move |r, out| {
+        let Some(head) = raw_server::read_head(r) else {
+            return false;
+        };
+        let head: Vec<String> = head.iter().map(|h| h.to_ascii_lowercase()).collect();
+        if !head.iter().any(|h| h.contains("webinfra-health-check")) {
+            let te = head.iter().find_map(|h| h.strip_prefix("te: "));
+            log.lock().unwrap().push(te.map(String::from));
         }
+        let answer = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n5\r\nhello\r\n0\r\nX-Checksum: 5d41402a\r\nContent-Length: 99\r\n\r\n";
+        out.write_all(answer.as_bytes()).is_ok()
     });
     (addr, seen)
 }

@@ -1,5 +1,6 @@
 //! Test support: whole webinfra stacks as real processes on loopback, and
-//! small real clients (HTTP over a TCP socket, the `mariadb` CLI).
+//! small real clients (HTTP over a TCP socket, the `mariadb` CLI), and a raw
+//! HTTP server for exact bytes ([`raw_server`]).
 //!
 //! A [`Stack`] takes its own 127.X.Y.0/24 block so stacks never collide,
 //! runs `webinfra up` in its own process group, and kills that group when
@@ -10,6 +11,7 @@
 pub mod http;
 pub mod load;
 pub mod mariadb;
+pub mod raw_server;
 mod stack;
 
 pub use stack::{topology_toml, Stack};

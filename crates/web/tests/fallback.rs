@@ -4,11 +4,12 @@
 //! before an answer; a request that may have reached an application is
 //! never sent to a second one otherwise.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use webinfra_proxy::Upstream;
 use webinfra_test_support::http::{get, request};
+use webinfra_test_support::raw_server;
 
 /// What a test application received: "METHOD PATH BODY" per request.
 type Seen = Arc<Mutex<Vec<String>>>;
@@ -17,51 +18,30 @@ type Seen = Arc<Mutex<Vec<String>>>;
 /// answers with `name`, or, when `answer` is false, reads the whole request
 /// and closes the connection without a word.
 fn application(name: &'static str, answer: bool) -> (Upstream, Seen) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
     let seen: Seen = Arc::default();
     let log = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                let mut out = stream.try_clone().unwrap();
-                let mut r = BufReader::new(stream);
-                loop {
-                    let mut line = String::new();
-                    if r.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let (mut length, mut header) = (0usize, String::new());
-                    while r.read_line(&mut header).unwrap_or(0) > 2 {
-                        if let Some((n, v)) = header.trim_end().split_once(':') {
-                            if n.eq_ignore_ascii_case("content-length") {
-                                length = v.trim().parse().unwrap();
-                            }
-                        }
-                        header.clear();
-                    }
-                    let mut body = vec![0u8; length];
-                    r.read_exact(&mut body).unwrap();
-                    let mut words = line.split(' ');
-                    let (method, path) = (words.next().unwrap(), words.next().unwrap());
-                    log.lock().unwrap().push(format!(
-                        "{method} {path} {}",
-                        String::from_utf8_lossy(&body)
-                    ));
-                    if !answer {
-                        return;
-                    }
-                    let reply = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{name}",
-                        name.len()
-                    );
-                    if out.write_all(reply.as_bytes()).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
+    let addr = raw_server::start(move |r, out| {
+        let Some(head) = raw_server::read_head(r) else {
+            return false;
+        };
+        let length = head
+            .iter()
+            .filter_map(|h| h.split_once(':'))
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .map_or(0, |(_, v)| v.trim().parse().unwrap());
+        let mut body = vec![0u8; length];
+        r.read_exact(&mut body).unwrap();
+        let mut words = head[0].split(' ');
+        let (method, path) = (words.next().unwrap(), words.next().unwrap());
+        log.lock().unwrap().push(format!(
+            "{method} {path} {}",
+            String::from_utf8_lossy(&body)
+        ));
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{name}",
+            name.len()
+        );
+        answer && out.write_all(reply.as_bytes()).is_ok()
     });
     (
         Upstream {
