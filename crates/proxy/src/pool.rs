@@ -163,12 +163,11 @@ mod tests {
     #[tokio::test]
     async fn an_idle_connection_keeps_its_buffer_unless_it_grew_huge() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let pool = Arc::new(Pool::new(Duration::from_secs(60)));
         let mut held = Vec::new();
         for size in [8 * 1024, 1024 * 1024] {
-            let stream = TcpStream::connect(addr).await.unwrap();
-            held.push(listener.accept().await.unwrap().0);
+            let (stream, server) = pair(&listener).await;
+            held.push(server);
             pool.put(stream, Instant::now(), BytesMut::with_capacity(size), None);
             let (_, buf, _) = pool.take(Instant::now()).expect("the connection is live");
             if size <= MAX_KEPT_BUF {
@@ -177,6 +176,13 @@ mod tests {
                 assert_eq!(buf.capacity(), 0, "dropped");
             }
         }
+    }
+
+    /// A connection to `listener`: the client's end and the server's.
+    async fn pair(listener: &tokio::net::TcpListener) -> (TcpStream, TcpStream) {
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, server) = tokio::join!(client, listener.accept());
+        (client.unwrap(), server.unwrap().0)
     }
 
     /// Reads from `server` until the connection ends, at most 5 s.
@@ -190,12 +196,11 @@ mod tests {
     #[tokio::test]
     async fn idle_connections_are_closed_once_past_the_timeout_with_no_traffic() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let pool = Arc::new(Pool::new(Duration::from_millis(100)));
         let mut servers = Vec::new();
         for _ in 0..3 {
-            let stream = TcpStream::connect(addr).await.unwrap();
-            servers.push(listener.accept().await.unwrap().0);
+            let (stream, server) = pair(&listener).await;
+            servers.push(server);
             pool.put(stream, Instant::now(), BytesMut::new(), None);
         }
         assert_eq!(pool.len(), 3);
@@ -208,8 +213,7 @@ mod tests {
         assert_eq!(pool.len(), 0);
         // The sweeper ended with the pool empty; the next connection kept
         // starts it again.
-        let stream = TcpStream::connect(addr).await.unwrap();
-        let mut server = listener.accept().await.unwrap().0;
+        let (stream, mut server) = pair(&listener).await;
         pool.put(stream, Instant::now(), BytesMut::new(), None);
         assert!(closed(&mut server).await, "swept again");
     }
@@ -217,16 +221,14 @@ mod tests {
     #[tokio::test]
     async fn a_connection_the_server_closed_is_swept_before_its_timeout() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         // Swept every 2.5 s: the first sweep finds `live` young, `doomed` closed.
         let pool = Arc::new(Pool::new(Duration::from_secs(5)));
         let started = Instant::now();
-        let live = TcpStream::connect(addr).await.unwrap();
+        let (live, _live_server) = pair(&listener).await;
         let live_addr = live.local_addr().unwrap();
-        let _live_server = listener.accept().await.unwrap().0;
         pool.put(live, Instant::now(), BytesMut::new(), None);
-        let doomed = TcpStream::connect(addr).await.unwrap();
-        drop(listener.accept().await.unwrap().0);
+        let (doomed, doomed_server) = pair(&listener).await;
+        drop(doomed_server);
         pool.put(doomed, Instant::now(), BytesMut::new(), None);
         while pool.len() == 2 {
             assert!(
