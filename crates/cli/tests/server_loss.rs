@@ -1,11 +1,11 @@
 //! Losing a server: kill -9 both of server-01's processes under sequential
 //! load through the load balancer. No client request may fail; once it is
 //! started again, traffic returns to both servers. Losing only its
-//! application fails no request either. Own blocks: 127.77.2.0/24 and
-//! 127.77.4.0/24.
+//! application fails no request either, nor does freezing its web server
+//! (SIGSTOP). Own blocks: 127.77.2.0/24, 127.77.4.0/24 and 127.77.9.0/24.
 
 use std::time::{Duration, Instant};
-use webinfra_test_support::{http, kill9, poll, Stack};
+use webinfra_test_support::{freeze, http, kill9, poll, Stack};
 
 const BIN: &str = env!("CARGO_BIN_EXE_webinfra");
 
@@ -130,4 +130,45 @@ fn losing_only_the_application_fails_no_request_and_takes_the_server_out_of_rota
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(r.header("x-served-by"), Some("server-02"));
     }
+}
+
+#[test]
+fn freezing_a_web_server_fails_no_request_and_it_serves_again_once_thawed() {
+    let stack = Stack::start(BIN.as_ref(), 77, 9);
+    let web_pid = stack.status()["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "server-01/web")
+        .unwrap()["pid"]
+        .as_u64()
+        .unwrap() as u32;
+    let get = || http::get(stack.site(), "/api/messages").expect("the load balancer answers");
+    let server_01 = || {
+        stack.status()["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["role"] == "load-balancer")
+            .map(|c| c["info"]["servers"][0]["up"].clone())
+            .unwrap_or_default()
+    };
+    let frozen = freeze(web_pid);
+    // Round robin sends one of the first two to the frozen server: it holds
+    // it (its kernel still takes connections) until the checks take it
+    // down, far sooner than the 60 s response timeout or the client's 30 s.
+    for i in 0..20 {
+        let r = get();
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+        assert_eq!(r.header("x-served-by"), Some("server-02"), "request {i}");
+    }
+    assert_eq!(server_01(), false);
+    drop(frozen);
+    poll("server-01 back up", Duration::from_secs(10), || {
+        (server_01() == true).then_some(())
+    });
+    let served: Vec<_> = (0..10)
+        .map(|_| get().header("x-served-by").unwrap_or("").to_string())
+        .collect();
+    assert!(served.iter().any(|s| s == "server-01"), "{served:?}");
 }

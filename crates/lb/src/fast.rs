@@ -159,10 +159,18 @@ async fn attempt(
             Err(resp) => return general(resp, id, &mut scratch.head),
         };
         let upstream = &pool.servers.upstreams[i];
+        let (servers, tried) = (&pool.servers, &attempts.tried);
+        let gone = || servers.gone(i, tried);
         // Awaited where it is made: a future kept in a variable across the
         // await would take its room in this one twice.
         match pool.clients[i]
-            .send_raw(upstream, head, &req.method, attempts.attempt, timer)
+            .send_raw(
+                upstream,
+                head,
+                &req.method,
+                (attempts.attempt, Some(&gone)),
+                timer,
+            )
             .await
         {
             Ok((resp, mut body)) => {

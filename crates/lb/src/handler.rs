@@ -138,6 +138,7 @@ async fn forward(
             Err(resp) => return finish(resp, request_id),
         };
         let upstream = &servers.upstreams[i];
+        let tried = &attempts.tried;
         let sent = pool.clients[i]
             .send_body(
                 upstream,
@@ -145,6 +146,7 @@ async fn forward(
                 &parts.uri,
                 &parts.headers,
                 &mut body,
+                Some(&|| servers.gone(i, tried)),
             )
             .await;
         match sent {

@@ -190,6 +190,13 @@ impl ServerSet {
         }
     }
 
+    /// True when server `i` has been marked down (by its checks or by
+    /// traffic) and another server can take a request that already tried
+    /// those in `tried`: a request waiting on `i` is better sent there.
+    pub fn gone(&self, i: usize, tried: &[usize]) -> bool {
+        !self.up.load().contains(&i) && !self.candidates(tried).is_empty()
+    }
+
     /// True when server `i` still takes requests pinned to it: up, and
     /// ready or draining (not in maintenance).
     pub fn keeps_sessions(&self, i: usize) -> bool {
@@ -568,6 +575,20 @@ mod tests {
         );
         s.report_connect_failure(0, "refused");
         assert_eq!(s.candidates(&[]).as_slice(), [1]);
+    }
+
+    #[test]
+    fn a_server_is_gone_for_its_waiting_requests_only_while_another_can_take_them() {
+        let s = set();
+        assert!(!s.gone(0, &[]), "up");
+        s.report_connect_failure(0, "refused");
+        assert!(s.gone(0, &[]), "down, and s1 is up");
+        assert!(!s.gone(0, &[1]), "s1 already failed this request");
+        s.report_connect_failure(1, "refused");
+        assert!(
+            !s.gone(0, &[]),
+            "no server left: better to wait for this one"
+        );
     }
 
     #[test]

@@ -70,7 +70,7 @@ pub fn wait_gone(pid: u32, deadline: Duration) -> bool {
     !alive(pid)
 }
 
-pub use libc::{SIGHUP, SIGINT, SIGKILL, SIGTERM};
+pub use libc::{SIGCONT, SIGHUP, SIGINT, SIGKILL, SIGSTOP, SIGTERM};
 
 /// Raises this process's soft limit on open files to its hard limit (capped
 /// at 1,048,576), as HAProxy does for its `maxconn`: a proxy holds two

@@ -33,6 +33,20 @@ const READ_BUF: usize = 8 * 1024;
 /// Bodies up to this size are written together with the head, in one write.
 const COALESCE_BODY: usize = 16 * 1024;
 
+/// How often a request waiting for its response asks its [`Watch`].
+pub const WATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// Asked every [`WATCH_EVERY`] while a request that may be sent again
+/// ([`idempotent`](crate::error::idempotent)) waits for its response: true
+/// when its server has been marked down (and another can take the request).
+/// The request is then given up on there ([`ProxyErrorKind::Abandoned`])
+/// and its connection closed -- HAProxy's `on-marked-down
+/// shutdown-sessions`, for the requests that can be answered elsewhere. A
+/// server that hangs (a frozen process) would otherwise hold them for the
+/// whole response timeout. A write that may have reached the server is
+/// never given up on: its answer may still come.
+pub type Watch<'a> = Option<&'a (dyn Fn() -> bool + Sync)>;
+
 /// An upstream server: a name for messages and logs, and its address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
@@ -109,12 +123,19 @@ impl UpstreamClient {
         req: http::Request<Bytes>,
     ) -> Result<Response<UpstreamBody>, ProxyError> {
         let (parts, body) = req.into_parts();
-        self.send_parts(upstream, &parts.method, &parts.uri, &parts.headers, &body)
-            .await
+        self.send_parts(
+            upstream,
+            &parts.method,
+            &parts.uri,
+            &parts.headers,
+            &body,
+            None,
+        )
+        .await
     }
 
     /// [`send`](Self::send) from borrowed parts, so a caller that may retry
-    /// elsewhere keeps its request without copying it.
+    /// elsewhere keeps its request without copying it; `watch`: see [`Watch`].
     pub async fn send_parts(
         &self,
         upstream: &Upstream,
@@ -122,6 +143,7 @@ impl UpstreamClient {
         uri: &Uri,
         headers: &HeaderMap,
         body: &Bytes,
+        watch: Watch<'_>,
     ) -> Result<Response<UpstreamBody>, ProxyError> {
         let mut bytes = head_for(
             upstream,
@@ -139,7 +161,9 @@ impl UpstreamClient {
         let upgrade = headers.contains_key(http::header::UPGRADE);
         let out = (separate_body.as_ref(), method, upgrade);
         let now = std::time::Instant::now();
-        let (raw, body) = self.send_head(upstream, &bytes, out, now, None).await?;
+        let (raw, body) = self
+            .send_head(upstream, &bytes, out, (now, watch), None)
+            .await?;
         into_response(raw, body).map_err(|d| fail(upstream, ProxyErrorKind::Reset, d))
     }
 
@@ -148,31 +172,38 @@ impl UpstreamClient {
     /// caller that passes it on as bytes; the body streams from the connection.
     /// `started`: when the caller began this attempt (the response timeout
     /// runs from it), read once by the caller for its own use too; `timer`:
-    /// the caller's, kept from one request to the next.
+    /// the caller's, kept from one request to the next; `watch`: see [`Watch`].
     pub fn send_raw<'a>(
         &'a self,
         upstream: &'a Upstream,
         head: &'a [u8],
         method: &'a Method,
-        started: std::time::Instant,
+        (started, watch): (std::time::Instant, Watch<'a>),
         timer: &'a mut ResponseTimer,
     ) -> impl Future<Output = Result<(RawHead, UpstreamBody), ProxyError>> + Send + 'a {
         // `send_head`'s own future: no wrapper to move it into.
-        self.send_head(upstream, head, (None, method, false), started, Some(timer))
+        self.send_head(
+            upstream,
+            head,
+            (None, method, false),
+            (started, watch),
+            Some(timer),
+        )
     }
 
     /// Writes a serialised request (`body`: when not in `head`) on a pooled
     /// or new connection and reads the response head, within the response timeout.
     /// `(body, method, upgrade)`: see [`Outgoing`]; `now`: when the attempt
     /// started, the one clock reading for the pool, the timeout and the
-    /// connection's idle time; `kept`: the caller's own response timer,
-    /// else the pooled connection's (or a new one) is used and kept with it.
+    /// connection's idle time; `watch`: see [`Watch`]; `kept`: the caller's
+    /// own response timer, else the pooled connection's (or a new one) is
+    /// used and kept with it.
     async fn send_head(
         &self,
         upstream: &Upstream,
         head: &[u8],
         (body, method, upgrade): (Option<&Bytes>, &Method, bool),
-        now: std::time::Instant,
+        (now, watch): (std::time::Instant, Watch<'_>),
         kept: Option<&mut ResponseTimer>,
     ) -> Result<(RawHead, UpstreamBody), ProxyError> {
         let fail = |kind, detail| fail(upstream, kind, detail);
@@ -187,6 +218,13 @@ impl UpstreamClient {
             started: now,
         };
         let deadline = tokio::time::Instant::from_std(now + self.response_timeout);
+        let watch = watch.filter(|_| crate::error::idempotent(method));
+        // The timer's next stop: the deadline, or before it the next look at
+        // the watch.
+        let mut stop = match watch {
+            Some(_) => deadline.min(tokio::time::Instant::from_std(now + WATCH_EVERY)),
+            None => deadline,
+        };
         let (pooled, conn_timer) = match pool.take(now) {
             Some((stream, buf, timer)) => (Some((stream, buf)), timer),
             None => (None, None),
@@ -195,8 +233,8 @@ impl UpstreamClient {
         // or a new one.
         let mut own = None;
         let timer = match kept {
-            Some(kept) => kept.0.get_or_insert_with(|| Timer::at(deadline)),
-            None => own.insert(conn_timer.unwrap_or_else(|| Timer::at(deadline))),
+            Some(kept) => kept.0.get_or_insert_with(|| Timer::at(stop)),
+            None => own.insert(conn_timer.unwrap_or_else(|| Timer::at(stop))),
         };
         // Both futures are polled where they are made: `select!` would move
         // the exchange (hundreds of bytes) into a tuple first. The exchange
@@ -218,23 +256,29 @@ impl UpstreamClient {
             }
         });
         // The timer (a pooled connection's may be armed for its last
-        // request's instant) is moved only if it fires early.
-        let result = std::future::poll_fn(|cx| match exchange.as_mut().poll(cx) {
-            Poll::Ready(result) => Poll::Ready(Some(result)),
-            Poll::Pending => timer.poll_until(cx, deadline).map(|()| None),
+        // request's instant) is moved only if it fires early: with a watch,
+        // about once a second per connection under steady traffic.
+        let result = std::future::poll_fn(|cx| {
+            if let Poll::Ready(result) = exchange.as_mut().poll(cx) {
+                return Poll::Ready(result);
+            }
+            loop {
+                std::task::ready!(timer.poll_until(cx, stop));
+                if stop >= deadline {
+                    let waited = format!("waited {:?}", self.response_timeout);
+                    return Poll::Ready(Err(fail(ProxyErrorKind::Timeout, waited)));
+                }
+                if watch.is_some_and(|gone| gone()) {
+                    let waited = format!("after {:?}", now.elapsed());
+                    return Poll::Ready(Err(fail(ProxyErrorKind::Abandoned, waited)));
+                }
+                stop = deadline.min(stop + WATCH_EVERY);
+            }
         })
         .await;
-        match result {
-            None => Err(fail(
-                ProxyErrorKind::Timeout,
-                format!("waited {:?}", self.response_timeout),
-            )),
-            Some(Ok((head, mut body))) => {
-                body.keep_timer(own);
-                Ok((head, body))
-            }
-            Some(Err(e)) => Err(e),
-        }
+        let (head, mut body) = result?;
+        body.keep_timer(own);
+        Ok((head, body))
     }
 
     /// A new connection to `upstream`, within the connect timeout.

@@ -16,6 +16,10 @@ pub enum ProxyErrorKind {
     Reset,
     /// No response headers within the response timeout.
     Timeout,
+    /// Given up while waiting for the response: the server was marked down
+    /// meanwhile (see [`Watch`](crate::client::Watch)). Asked only for
+    /// requests that may be sent again after reaching a server.
+    Abandoned,
 }
 
 /// An upstream failure, naming the upstream.
@@ -36,6 +40,7 @@ impl fmt::Display for ProxyError {
             ProxyErrorKind::ConnectTimeout => "connect timed out",
             ProxyErrorKind::Reset => "connection failed mid-request",
             ProxyErrorKind::Timeout => "no response in time",
+            ProxyErrorKind::Abandoned => "given up on (marked down while the request waited)",
         };
         write!(
             f,
@@ -51,10 +56,7 @@ impl ProxyError {
     pub fn retryable(&self, method: &Method) -> bool {
         match self.kind {
             ProxyErrorKind::Connect | ProxyErrorKind::ConnectTimeout => true,
-            ProxyErrorKind::Reset => matches!(
-                *method,
-                Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
-            ),
+            ProxyErrorKind::Reset | ProxyErrorKind::Abandoned => idempotent(method),
             ProxyErrorKind::Timeout => false,
         }
     }
@@ -76,4 +78,13 @@ impl ProxyError {
             _ => http::StatusCode::BAD_GATEWAY,
         }
     }
+}
+
+/// A method whose request may be sent again after it reached a server (RFC
+/// 9110 9.2.2; TRACE aside, which a proxy does not repeat).
+pub fn idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+    )
 }

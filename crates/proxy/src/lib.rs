@@ -28,7 +28,7 @@ pub mod upstream_body;
 pub mod wire;
 
 pub use body::{full, json_response, text_response, ResBody};
-pub use client::{ProxyError, ProxyErrorKind, Upstream, UpstreamClient};
+pub use client::{ProxyError, ProxyErrorKind, Upstream, UpstreamClient, Watch};
 pub use serve::{serve, serve_tls, serve_with, ListenerStats, Secure, ServeOptions};
 pub use upload::{read_body, BodyError, RequestBody, Upload, UploadError};
 pub use upstream_body::UpstreamBody;

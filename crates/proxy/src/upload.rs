@@ -12,7 +12,7 @@
 //! The client side is held to the body timeout (silence mid-body: 408) and
 //! the body limit (413), checked as the bytes arrive.
 
-use crate::client::{fail, head_for, read_head, Failure, Head, UpstreamClient};
+use crate::client::{fail, head_for, read_head, Failure, Head, UpstreamClient, Watch};
 use crate::error::{ProxyError, ProxyErrorKind};
 use crate::upstream_body::UpstreamBody;
 use crate::wire::{self, RequestFraming};
@@ -196,8 +196,9 @@ enum Sent {
 
 impl UpstreamClient {
     /// Sends a request with its body as [`read_body`] left it: a whole body
-    /// over a pooled connection ([`UpstreamClient::send_parts`]), a
-    /// streaming one with [`UpstreamClient::send_upload`].
+    /// over a pooled connection ([`UpstreamClient::send_parts`], `watch`d),
+    /// a streaming one with [`UpstreamClient::send_upload`] (it cannot be
+    /// sent again, so it is never given up on).
     pub async fn send_body<B>(
         &self,
         upstream: &Upstream,
@@ -205,6 +206,7 @@ impl UpstreamClient {
         uri: &Uri,
         headers: &HeaderMap,
         body: &mut RequestBody<B>,
+        watch: Watch<'_>,
     ) -> Result<Response<UpstreamBody>, UploadError>
     where
         B: Body<Data = Bytes> + Unpin,
@@ -212,7 +214,7 @@ impl UpstreamClient {
     {
         match body {
             RequestBody::Whole(payload) => self
-                .send_parts(upstream, method, uri, headers, payload)
+                .send_parts(upstream, method, uri, headers, payload, watch)
                 .await
                 .map_err(UploadError::Upstream),
             RequestBody::Streaming(upload) => {

@@ -116,12 +116,24 @@ pub fn keep_alive(
     addr: SocketAddr,
     requests: &[(&str, &str, &[u8])],
 ) -> std::io::Result<Vec<Response>> {
+    keep_alive_with(addr, &[], requests)
+}
+
+/// [`keep_alive`], each request with `headers` too.
+pub fn keep_alive_with(
+    addr: SocketAddr,
+    headers: &[(&str, &str)],
+    requests: &[(&str, &str, &[u8])],
+) -> std::io::Result<Vec<Response>> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut buf = Vec::new();
     let mut answers = Vec::new();
     for (method, path, body) in requests {
         let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: www.foobar.com\r\n");
+        for (n, v) in headers {
+            raw.push_str(&format!("{n}: {v}\r\n"));
+        }
         if !body.is_empty() {
             raw.push_str(&format!(
                 "Content-Type: application/json\r\nContent-Length: {}\r\n",

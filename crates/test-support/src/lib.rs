@@ -28,6 +28,25 @@ pub fn hangup(pid: u32) -> bool {
     webinfra_process::signal(pid, webinfra_process::SIGHUP)
 }
 
+/// `kill -STOP PID`, by pid: the process hangs without dying (a gray
+/// failure) until the guard is dropped (`kill -CONT`), even on panic.
+pub fn freeze(pid: u32) -> Frozen {
+    assert!(
+        webinfra_process::signal(pid, webinfra_process::SIGSTOP),
+        "kill -STOP {pid}"
+    );
+    Frozen(pid)
+}
+
+/// A process stopped by [`freeze`], continued when dropped.
+pub struct Frozen(u32);
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        webinfra_process::signal(self.0, webinfra_process::SIGCONT);
+    }
+}
+
 /// A child process killed (SIGKILL, by pid) and reaped when dropped, even on panic.
 pub struct KillOnDrop(pub std::process::Child);
 

@@ -160,7 +160,7 @@ async fn proxy(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Respo
     let path = uri.path();
     let mut sent = state
         .client
-        .send_body(&state.config.app, method, uri, head, &mut body)
+        .send_body(&state.config.app, method, uri, head, &mut body, None)
         .await;
     for next in &state.config.fallbacks {
         let Err(UploadError::Upstream(e)) = &sent else {
@@ -172,7 +172,7 @@ async fn proxy(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Respo
         tracing::warn!(id = %request_id, %method, %path, error = %e, next = %next.name, "application failed, sending to another");
         sent = state
             .client
-            .send_body(next, method, uri, head, &mut body)
+            .send_body(next, method, uri, head, &mut body, None)
             .await;
     }
     match sent {

@@ -5,7 +5,7 @@
 //! with status N, `/big/N` with N bytes, `/hop` with hop-by-hop headers a proxy must strip, anything
 //! else with the backend's name. Each records what it received (health
 //! checks aside: those are only counted) and how many requests it had in
-//! flight at most.
+//! flight at most, and can be frozen (requests, checks or both hang).
 
 #![allow(dead_code)]
 
@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -51,11 +51,36 @@ pub struct Record {
     pub checks: AtomicUsize,
     pub in_flight: AtomicUsize,
     pub max_in_flight: AtomicUsize,
+    /// While set, requests hang once recorded: a frozen server (see [`Record::thaw`]).
+    pub frozen: AtomicBool,
+    /// While set, health checks hang once counted.
+    pub frozen_checks: AtomicBool,
+    thawed: tokio::sync::Notify,
 }
 
 impl Record {
     pub fn count(&self) -> usize {
         self.seen.lock().unwrap().len()
+    }
+
+    /// Unfreezes requests and checks: those hanging go on.
+    pub fn thaw(&self) {
+        self.frozen.store(false, Ordering::SeqCst);
+        self.frozen_checks.store(false, Ordering::SeqCst);
+        self.thawed.notify_waiters();
+    }
+
+    /// Waits while `switch` is set.
+    async fn hold(&self, switch: &AtomicBool) {
+        loop {
+            let thawed = self.thawed.notified();
+            tokio::pin!(thawed);
+            thawed.as_mut().enable();
+            if !switch.load(Ordering::SeqCst) {
+                return;
+            }
+            thawed.await;
+        }
     }
 }
 
@@ -78,6 +103,7 @@ async fn answer(
     if check {
         // Checks are answered by path too, and counted, not recorded.
         record.checks.fetch_add(1, Ordering::SeqCst);
+        record.hold(&record.frozen_checks).await;
         let mut resp = Response::new(Full::new(Bytes::from(name)));
         if let Some(code) = path.strip_prefix("/status/") {
             *resp.status_mut() = code.parse::<u16>().unwrap().try_into().unwrap();
@@ -106,6 +132,7 @@ async fn answer(
             .collect(),
         body,
     });
+    record.hold(&record.frozen).await;
     let mut resp = Response::new(Full::new(Bytes::from(name)));
     if let Some(ms) = path.strip_prefix("/slow/") {
         tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
