@@ -1,4 +1,5 @@
-//! HTTPS on the load balancer: the certificate in use, read at start and
+//! HTTPS on the load balancer: the certificates in use (the default one and
+//! any more, picked by the name a client asks for), read at start and
 //! again at every reload (a renewed certificate is picked up by `webinfra
 //! reload` or SIGHUP; connections already open keep theirs).
 
@@ -14,32 +15,34 @@ pub struct Tls {
 
 #[derive(PartialEq, Eq)]
 struct Loaded {
-    certificate: PathBuf,
-    key: PathBuf,
-    /// Both files' contents, to tell whether a reload changed anything.
+    /// The files, the default certificate's first.
+    files: Vec<(PathBuf, PathBuf)>,
+    /// Their contents, to tell whether a reload changed anything.
     contents: Vec<u8>,
 }
 
-fn files(t: &webinfra_topology::Tls) -> Result<(PathBuf, PathBuf), String> {
+fn files(t: &webinfra_topology::Tls) -> Result<Vec<(PathBuf, PathBuf)>, String> {
     match (&t.certificate, &t.key) {
-        (Some(c), Some(k)) => Ok((c.clone(), k.clone())),
+        (Some(c), Some(k)) => Ok([(c.clone(), k.clone())]
+            .into_iter()
+            .chain(t.more.iter().cloned())
+            .collect()),
         _ => Err("load_balancer.tls: no certificate and key files".into()),
     }
 }
 
 fn read(t: &webinfra_topology::Tls) -> Result<(rustls::ServerConfig, Loaded), String> {
-    let (certificate, key) = files(t)?;
-    let config = tls::server_config(&certificate, &key)?;
-    let mut contents = std::fs::read(&certificate).map_err(|e| e.to_string())?;
-    contents.extend(std::fs::read(&key).map_err(|e| e.to_string())?);
-    Ok((
-        config,
-        Loaded {
-            certificate,
-            key,
-            contents,
-        },
-    ))
+    let files = files(t)?;
+    let paths: Vec<_> = files
+        .iter()
+        .map(|(c, k)| (c.as_path(), k.as_path()))
+        .collect();
+    let config = tls::server_config(&paths)?;
+    let mut contents = Vec::new();
+    for path in files.iter().flat_map(|(c, k)| [c, k]) {
+        contents.extend(std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?);
+    }
+    Ok((config, Loaded { files, contents }))
 }
 
 impl Tls {
@@ -65,7 +68,13 @@ impl Tls {
         if *loaded == fresh {
             return Ok(None);
         }
-        let change = format!("new TLS certificate from {}", fresh.certificate.display());
+        let names: Vec<_> = fresh
+            .files
+            .iter()
+            .map(|(c, _)| c.display().to_string())
+            .collect();
+        let s = if names.len() == 1 { "" } else { "s" };
+        let change = format!("new TLS certificate{s} from {}", names.join(", "));
         self.config.store(std::sync::Arc::new(config));
         *loaded = fresh;
         Ok(Some(change))

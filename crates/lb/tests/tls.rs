@@ -1,8 +1,8 @@
 //! HTTPS on the load balancer: requests over TLS reach the servers marked
 //! `X-Forwarded-Proto: https`, ALPN offers HTTP/2, plain HTTP can be
 //! redirected, a renewed certificate is picked up by a reload (and an
-//! unusable one refused), and a client that does not speak TLS is dropped
-//! without harm.
+//! unusable one refused), each client gets the certificate for the name it
+//! asks for, and a client that does not speak TLS is dropped without harm.
 
 mod common;
 
@@ -44,9 +44,19 @@ async fn connect(
     addr: SocketAddr,
     config: Arc<ClientConfig>,
 ) -> std::io::Result<TlsStream<TcpStream>> {
+    connect_to(addr, config, "localhost").await
+}
+
+/// A TLS connection to `addr` for the server `name` (a DNS name, sent as
+/// SNI, or an IP address: no SNI).
+async fn connect_to(
+    addr: SocketAddr,
+    config: Arc<ClientConfig>,
+    name: &str,
+) -> std::io::Result<TlsStream<TcpStream>> {
     let tcp = TcpStream::connect(addr).await?;
     tokio_rustls::TlsConnector::from(config)
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .connect(ServerName::try_from(name.to_string()).unwrap(), tcp)
         .await
 }
 
@@ -195,6 +205,79 @@ fn a_renewed_certificate_is_served_after_a_reload_and_an_unusable_one_is_refused
     assert_eq!(r.status, 422, "{}", r.text());
     assert!(r.text().contains("key.pem"), "{}", r.text());
     assert_eq!(served(&rt), new);
+}
+
+/// A self-signed certificate for `names` in `dir` as `{stem}.pem` and
+/// `{stem}.key`: the files and the certificate (DER).
+fn certificate_for(
+    dir: &std::path::Path,
+    stem: &str,
+    names: &[&str],
+) -> ((std::path::PathBuf, std::path::PathBuf), Vec<u8>) {
+    let made =
+        rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    let files = (
+        dir.join(format!("{stem}.pem")),
+        dir.join(format!("{stem}.key")),
+    );
+    std::fs::write(&files.0, made.cert.pem()).unwrap();
+    std::fs::write(&files.1, made.key_pair.serialize_pem()).unwrap();
+    (files, made.cert.der().to_vec())
+}
+
+#[test]
+fn each_client_gets_the_certificate_for_the_name_it_asks_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api_files, api) = certificate_for(dir.path(), "api", &["api.example.com"]);
+    let (wild_files, wild) = certificate_for(dir.path(), "wild", &["*.example.org"]);
+    let more = vec![api_files, wild_files];
+    let lb = Lb::start_tls(&["a"], move |cfg| cfg.tls.as_mut().unwrap().more = more);
+    let default = certificate_of(&lb);
+    let trusts_all = client(
+        &[default.clone(), api.clone(), wild.clone()],
+        &[b"http/1.1"],
+    );
+    let addr = lb.tls.unwrap();
+    let rt = runtime();
+    let served = |name: &str| {
+        rt.block_on(async {
+            let s = connect_to(addr, trusts_all.clone(), name).await?;
+            Ok::<_, std::io::Error>(s.get_ref().1.peer_certificates().unwrap()[0].to_vec())
+        })
+    };
+    assert_eq!(served("api.example.com").unwrap(), api);
+    assert_eq!(served("www.example.org").unwrap(), wild, "a wildcard fits");
+    assert_eq!(served("localhost").unwrap(), default);
+    assert_eq!(served("127.0.0.1").unwrap(), default, "no SNI: the default");
+    // A name no certificate fits gets the default, which the client refuses.
+    let e = served("example.org").unwrap_err().to_string();
+    assert!(e.contains("certificate not valid for name"), "{e}");
+    // And the connection serves: over the api certificate.
+    let answer = rt.block_on(async {
+        let mut s = connect_to(addr, trusts_all.clone(), "api.example.com")
+            .await
+            .unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await.unwrap();
+        String::from_utf8_lossy(&raw).into_owned()
+    });
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("\r\n\r\na"),
+        "{answer}"
+    );
+
+    // A reload without them: every name gets the default.
+    let mut only_default = lb.config();
+    only_default.tls.as_mut().unwrap().more.clear();
+    *lb.next_config.lock().unwrap() = Ok(only_default);
+    let r = webinfra_test_support::http::request(lb.admin, "POST", "/reload", &[], b"").unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let e = served("api.example.com").unwrap_err().to_string();
+    assert!(e.contains("certificate not valid for name"), "{e}");
 }
 
 #[test]

@@ -110,7 +110,11 @@ fn table_at(src: &str, offset: usize) -> String {
         .rev()
         .map(str::trim)
         .find(|l| l.starts_with('['))
-        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string())
+        // Cut at `offset` in a header (an unknown table's name), up to its last dot.
+        .map(|l| {
+            let name = l.trim_matches(|c| c == '[' || c == ']').trim();
+            name.trim_end_matches('.').to_string()
+        })
         .unwrap_or_default()
 }
 

@@ -51,6 +51,7 @@ impl Topology {
             tls.certificate
                 .iter_mut()
                 .chain(tls.key.iter_mut())
+                .chain(tls.more.iter_mut().flat_map(|(c, k)| [c, k]))
                 .for_each(relative);
         }
         Ok(topology)

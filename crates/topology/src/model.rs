@@ -187,6 +187,10 @@ pub struct Tls {
     /// `Strict-Transport-Security: max-age=N` on HTTPS responses (browsers
     /// then use HTTPS only, for N seconds); None: not sent.
     pub hsts_max_age_s: Option<u64>,
+    /// More certificates (chain, key), each served to clients that ask
+    /// (SNI) for a name it is valid for; the one above is served to the
+    /// others.
+    pub more: Vec<(PathBuf, PathBuf)>,
 }
 
 /// Limits on the client side (HAProxy's global `maxconn`, `timeout http-request`,

@@ -97,6 +97,16 @@ pub struct RawTls {
     pub key: Option<S<String>>,
     pub redirect_http: Option<S<bool>>,
     pub hsts_max_age_s: Option<S<u64>>,
+    #[serde(default)]
+    pub certificates: Vec<RawCertificate>,
+}
+
+/// One more certificate, served to clients that ask for a name it is valid for.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificate {
+    pub certificate: S<String>,
+    pub key: S<String>,
 }
 
 #[derive(Debug, Deserialize)]

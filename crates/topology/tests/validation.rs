@@ -511,3 +511,55 @@ fn a_health_check_path_must_be_sendable_and_may_name_its_host() {
         "not a host name",
     );
 }
+
+#[test]
+fn https_can_serve_more_certificates_each_with_both_files() {
+    let src = format!(
+        "{LB_ONLY}\n[load_balancer.tls]\nport = 8443\ncertificate = \"site.pem\"\nkey = \"site.key\"\n\n[[load_balancer.tls.certificates]]\ncertificate = \"api.pem\"\nkey = \"api.key\"\n\n[[load_balancer.tls.certificates]]\ncertificate = \"shop.pem\"\nkey = \"shop.key\"\n"
+    );
+    let tls = Topology::parse_str(&src, "lb.toml")
+        .unwrap()
+        .load_balancer
+        .unwrap()
+        .tls
+        .unwrap();
+    assert_eq!(
+        tls.more,
+        [
+            ("api.pem".into(), "api.key".into()),
+            ("shop.pem".into(), "shop.key".into())
+        ]
+    );
+    // Relative to the topology file, like the first pair.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lb.toml");
+    std::fs::write(&path, &src).unwrap();
+    let tls = Topology::load(&path)
+        .unwrap()
+        .load_balancer
+        .unwrap()
+        .tls
+        .unwrap();
+    assert_eq!(tls.more[1].1, dir.path().join("shop.key"));
+
+    let unknown = format!("{src}\n[[load_balancer.tls.certs]]\ncertificate = \"x\"\n");
+    let line = unknown.lines().count() - 1;
+    assert_one(
+        &unknown,
+        line,
+        21,
+        "load_balancer.tls.certs",
+        "unknown field `certs`",
+    );
+
+    let half = src.replace("key = \"shop.key\"\n", "");
+    let err = errors(&half);
+    assert_eq!(err.diagnostics.len(), 1, "{err}");
+    let d = &err.diagnostics[0];
+    assert_eq!(
+        d.line,
+        line_of(&half, "certificate = \"shop.pem\"") - 1,
+        "{err}"
+    );
+    assert!(d.message.contains("key"), "{err}");
+}

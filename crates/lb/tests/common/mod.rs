@@ -309,6 +309,7 @@ impl Lb {
                             key: Some(dir.join("key.pem")),
                             redirect_http: false,
                             hsts_max_age_s: None,
+                            more: Vec::new(),
                         });
                         Some(l)
                     }

@@ -285,6 +285,11 @@ fn tls(c: &mut Checker, ip: std::net::IpAddr, t: &RawTls, host: &str) -> Tls {
         key: path(&t.key),
         redirect_http: t.redirect_http.as_ref().is_some_and(|r| *r.get_ref()),
         hsts_max_age_s: t.hsts_max_age_s.as_ref().map(|v| *v.get_ref()),
+        more: t
+            .certificates
+            .iter()
+            .map(|m| (m.certificate.get_ref().into(), m.key.get_ref().into()))
+            .collect(),
     }
 }
 
