@@ -7,7 +7,11 @@ const BIN: &str = env!("CARGO_BIN_EXE_webinfra");
 const FOOBAR: &str = include_str!("../../../topologies/foobar.toml");
 
 fn check(src: &str) -> (i32, String, String) {
-    let dir = tempfile::tempdir().unwrap();
+    check_in(&tempfile::tempdir().unwrap(), src)
+}
+
+/// [`check`] with the file in `dir` (next to files it names).
+fn check_in(dir: &tempfile::TempDir, src: &str) -> (i32, String, String) {
     let path = dir.path().join("site.toml");
     std::fs::write(&path, src).unwrap();
     let out = Command::new(BIN).arg("check").arg(&path).output().unwrap();
@@ -123,5 +127,51 @@ fn up_without_mariadb_says_what_to_install() {
     assert!(
         !dir.path().join("state").exists(),
         "nothing is started or created"
+    );
+}
+
+#[test]
+fn the_certificates_named_are_read_and_a_missing_or_mismatched_one_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let make = |stem: &str| {
+        let made = rcgen::generate_simple_self_signed(vec![format!("{stem}.example.com")]).unwrap();
+        std::fs::write(dir.path().join(format!("{stem}.pem")), made.cert.pem()).unwrap();
+        std::fs::write(
+            dir.path().join(format!("{stem}.key")),
+            made.key_pair.serialize_pem(),
+        )
+        .unwrap();
+    };
+    make("www");
+    make("api");
+    let with = |extra: &str| {
+        FOOBAR.replace(
+            "[load_balancer.tls]\n",
+            &format!("[load_balancer.tls]\ncertificate = \"www.pem\"\nkey = \"www.key\"\n{extra}"),
+        )
+    };
+    let more = |cert: &str, key: &str| {
+        format!("\n[[load_balancer.tls.certificates]]\ncertificate = \"{cert}\"\nkey = \"{key}\"\n")
+    };
+    let (code, stdout, stderr) = check_in(&dir, &with(""));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    // The tables must come after the [load_balancer.tls] keys: appended at the end.
+    let (code, _, stderr) = check_in(&dir, &format!("{}{}", with(""), more("api.pem", "api.key")));
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = check_in(
+        &dir,
+        &format!("{}{}", with(""), more("gone.pem", "api.key")),
+    );
+    assert_eq!(code, 2);
+    assert!(
+        stderr.starts_with("site.toml: key `load_balancer.tls`: ") && stderr.contains("gone.pem"),
+        "{stderr}"
+    );
+    // A key that is not the certificate's.
+    let (code, _, stderr) = check_in(&dir, &format!("{}{}", with(""), more("api.pem", "www.key")));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("api.pem with") && stderr.contains("www.key"),
+        "{stderr}"
     );
 }

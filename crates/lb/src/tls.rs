@@ -45,6 +45,17 @@ fn read(t: &webinfra_topology::Tls) -> Result<(rustls::ServerConfig, Loaded), St
     Ok((config, Loaded { files, contents }))
 }
 
+/// Reads every certificate and key `t` names (not the self-signed one
+/// made at start when it names none) as the load balancer would, for
+/// `webinfra check`: the first problem, naming its file.
+pub fn check(t: &webinfra_topology::Tls) -> Result<(), String> {
+    let named = t.certificate.clone().zip(t.key.clone());
+    for (certificate, key) in named.iter().chain(&t.more) {
+        tls::server_config(&[(certificate, key)])?;
+    }
+    Ok(())
+}
+
 impl Tls {
     /// Reads the certificate and key `t` names; errors name the file.
     pub fn load(t: &webinfra_topology::Tls) -> Result<Tls, String> {
