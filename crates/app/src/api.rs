@@ -4,7 +4,7 @@
 //! type 415, malformed JSON 400, missing or invalid fields 422, oversize body
 //! 413, unknown id 404 -- each with a JSON `{"error": ...}` body.
 
-use crate::db::DbError;
+use crate::db::{DbError, QueryFuture};
 use crate::error::ApiError;
 use crate::{AppState, DB_NODE};
 use axum::body::Body;
@@ -133,6 +133,7 @@ pub struct Stored {
 
 /// Stores a validated message on the primary and reads it back.
 pub async fn insert(state: &AppState, m: NewMessage) -> Result<Stored, ApiError> {
+    let started = std::time::Instant::now();
     let ((row, gtid), node) = state
         .db
         .write(|conn| {
@@ -165,10 +166,36 @@ pub async fn insert(state: &AppState, m: NewMessage) -> Result<Stored, ApiError>
         })?;
     let row =
         row.ok_or_else(|| ApiError::unavailable("the stored message could not be read back"))?;
+    let took = started.elapsed();
+    let key = (row.0, m.author.clone(), m.text.clone());
+    if !state
+        .db
+        .durable(node, took, |conn| stored_there(conn, key.clone()))
+        .await
+    {
+        tracing::warn!(%node, ?took, %gtid, "a slow write is on no other node: not acknowledged");
+        return Err(ApiError::unavailable(format!(
+            "{node} took {took:?} to commit and the message is on no other node: \
+             it may not have been stored (a failover may have replaced {node})"
+        )));
+    }
     Ok(Stored {
         message: to_message(row),
         node: node.to_string(),
         gtid,
+    })
+}
+
+/// Whether the message `(id, author, text)` is stored on `conn`'s node.
+fn stored_there(conn: &mut mysql_async::Conn, key: (u64, String, String)) -> QueryFuture<'_, bool> {
+    Box::pin(async move {
+        let found: Option<u8> = conn
+            .exec_first(
+                "SELECT 1 FROM messages WHERE id = ? AND author = ? AND text = ?",
+                key,
+            )
+            .await?;
+        Ok(found.is_some())
     })
 }
 

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 use webinfra_topology::credentials::APP_USER;
+use webinfra_topology::replication::{REPLICA_NET_TIMEOUT, SEMI_SYNC_TIMEOUT};
 use webinfra_topology::{Credentials, Database};
 
 /// How long to wait for a connection from one node.
@@ -32,6 +33,8 @@ const ER_OPTION_PREVENTS_STATEMENT: u16 = 1290;
 const FRESH_HEARTBEAT_US: i64 = 1_000_000;
 /// How long a replica may take to apply a client's last write before the read goes elsewhere.
 const GTID_WAIT_SECONDS: f64 = 0.1;
+/// How long a slow write is looked for on the other nodes ([`Db::durable`]).
+const CONFIRM_WITHIN: Duration = Duration::from_secs(2);
 
 /// Why a database call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -303,6 +306,50 @@ impl Db {
                 errors.push(e.to_string());
                 Err(DbError::Unreachable(errors.join("; ")))
             }
+        }
+    }
+
+    /// Whether a write that took `took` on `node` may be acknowledged:
+    /// whether it is where a failover would not lose it.
+    ///
+    /// A commit is on a replica before it returns unless the primary's
+    /// semi-synchronous wait gave up ([`SEMI_SYNC_TIMEOUT`]); one that took
+    /// about that long may be on no other node. That costs nothing while its
+    /// node stays the primary, and no failover starts before the replica has
+    /// heard nothing from the primary for [`REPLICA_NET_TIMEOUT`]. But a
+    /// primary that hung longer (SIGSTOP, a stuck disk) and was replaced
+    /// meanwhile finishes the commits it held once it runs again, on a node
+    /// the monitor then keeps out of the cluster: acknowledged, they would be
+    /// lost. So a write taking under half the semi-synchronous wait is
+    /// acknowledged at once; one taking under the replica's timeout (less a
+    /// second) while its node is still the primary; any other only once
+    /// `seen` finds it on another node (looked for up to [`CONFIRM_WITHIN`]).
+    pub async fn durable<F>(&self, node: &str, took: Duration, seen: F) -> bool
+    where
+        F: for<'c> Fn(&'c mut Conn) -> QueryFuture<'c, bool>,
+    {
+        if took < SEMI_SYNC_TIMEOUT / 2 {
+            return true;
+        }
+        let no_failover_yet = REPLICA_NET_TIMEOUT.saturating_sub(Duration::from_secs(1));
+        if took < no_failover_yet && self.primary_name() == Some(node) {
+            return true;
+        }
+        let deadline = tokio::time::Instant::now() + CONFIRM_WITHIN;
+        loop {
+            for other in self.nodes.iter().filter(|n| n.name != node) {
+                let look = async {
+                    let mut conn = other.conn().await.ok()?;
+                    seen(&mut conn).await.ok()
+                };
+                if let Ok(Some(true)) = tokio::time::timeout(PROBE_TIMEOUT, look).await {
+                    return true;
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(DISCOVERY_INTERVAL).await;
         }
     }
 

@@ -1,11 +1,12 @@
 //! Database failover through the whole stack (client -> load balancer -> web
-//! -> app -> MariaDB), with real `mariadbd` kills. Each test has its own
-//! stack on its own block (127.77.6-8.0/24), so they run in parallel.
+//! -> app -> MariaDB), with real `mariadbd` kills and a primary that hangs.
+//! Each test has its own stack on its own block (127.77.6-8.0/24 and
+//! 127.77.10.0/24), so they run in parallel.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use webinfra_test_support::load::{Write, Writers};
-use webinfra_test_support::{http, kill9, mariadb, poll, Stack};
+use webinfra_test_support::{freeze, http, kill9, mariadb, poll, Stack};
 
 const BIN: &str = env!("CARGO_BIN_EXE_webinfra");
 
@@ -122,6 +123,36 @@ fn killing_the_primary_under_write_load_five_times_loses_no_acknowledged_write()
     assert!(writes.iter().filter(|w| w.status == 201).count() > 500);
     assert_no_acknowledged_write_lost(&stack, &writes);
     assert_converged(&stack);
+}
+
+/// A primary that hangs (SIGSTOP) under write load is replaced; when it
+/// runs again, the commits it held finish on it -- a node now out of the
+/// cluster -- and must not have been acknowledged.
+#[test]
+fn a_primary_that_hangs_through_a_failover_has_no_acknowledged_write_lost() {
+    let stack = Stack::start(BIN.as_ref(), 77, 10);
+    let writers = Writers::start(stack.site(), 4, "hang");
+    poll("writes to be flowing", Duration::from_secs(10), || {
+        (writers.acknowledged() >= 50).then_some(())
+    });
+    let old = stack.primary().expect("a primary");
+    let frozen = freeze(stack.mariadbd_pid(&old));
+    poll("a new primary", Duration::from_secs(30), || {
+        stack.primary().filter(|p| *p != old)
+    });
+    // It runs again: what it held completes there.
+    drop(frozen);
+    let before = writers.acknowledged();
+    poll("writes on the new primary", Duration::from_secs(20), || {
+        (writers.acknowledged() >= before + 50).then_some(())
+    });
+    poll(
+        &format!("{old} out of the primary's place"),
+        Duration::from_secs(10),
+        || (stack.role_of(&old).as_deref() != Some("primary")).then_some(()),
+    );
+    let writes = writers.stop();
+    assert_no_acknowledged_write_lost(&stack, &writes);
 }
 
 #[test]

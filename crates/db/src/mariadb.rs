@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
+use webinfra_topology::replication;
 
 /// What to install when MariaDB is missing.
 pub const INSTALL_HINT: &str =
@@ -175,14 +176,16 @@ impl Server {
              rpl-semi-sync-slave-enabled = ON\n\
              rpl-semi-sync-master-wait-point = AFTER_SYNC\n\
              rpl-semi-sync-master-wait-no-slave = OFF\n\
-             rpl-semi-sync-master-timeout = 2000\n\
-             slave-net-timeout = 4\n\
+             rpl-semi-sync-master-timeout = {semi_sync_ms}\n\
+             slave-net-timeout = {net_timeout_s}\n\
              innodb-buffer-pool-size = 64M\n\
              max-connections = 300\n\
              character-set-server = utf8mb4\n\
              collation-server = utf8mb4_unicode_ci\n",
             node = self.node,
             user = self.user.name,
+            semi_sync_ms = replication::SEMI_SYNC_TIMEOUT.as_millis(),
+            net_timeout_s = replication::REPLICA_NET_TIMEOUT.as_secs(),
             data = self.data_dir().display(),
             tmp = self.dir.join("tmp").display(),
             socket = self.socket().display(),

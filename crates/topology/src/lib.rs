@@ -9,6 +9,7 @@ pub mod credentials;
 mod diagnostic;
 mod model;
 mod raw;
+pub mod replication;
 mod validate;
 
 pub use credentials::Credentials;
