@@ -214,9 +214,9 @@ fn reload(pools: &ArcSwap<Pool>, mut new: LoadBalancer) -> Vec<String> {
         new.clients.keep_alive_timeout = running.2;
         new.clients.client_timeout = running.3;
     }
-    let pool = Pool::new(new, Some(&old));
-    pools.store(Arc::new(pool));
-    old.retire();
+    let pool = Arc::new(Pool::new(new, Some(&old)));
+    pools.store(pool.clone());
+    old.retire(&pool);
     if changes.is_empty() {
         tracing::info!("reload: configuration unchanged");
     } else {

@@ -89,13 +89,15 @@ impl Pool {
         }
     }
 
-    /// A newer pool took over: its health checks stop now. Requests still
+    /// `next` took over: this pool's health checks stop now. Requests still
     /// on this one finish on it, and a keep-alive connection may hold it
     /// until its next request, but its servers are no longer this pool's
     /// to watch (a removed server is not probed any more, a kept one not
-    /// twice).
-    pub fn retire(&self) {
+    /// twice); what `next` learns of them is what requests still here go by
+    /// ([`ServerSet::gone`]).
+    pub fn retire(&self, next: &Pool) {
         self.checks.abort();
+        self.servers.hand_over(next.servers.clone());
     }
 }
 

@@ -69,6 +69,19 @@ fn checks_can_name_the_host_a_virtual_host_server_expects() {
     assert_eq!((r.status, r.text()), (200, "a".to_string()));
 }
 
+/// The configuration `start` gives: checks every 100 ms that fail twice
+/// within 200 ms each, a sticky cookie to pin requests to b, and a response
+/// timeout far longer than the test's reads.
+fn frozen_b_config(cfg: &mut webinfra_topology::LoadBalancer) {
+    cfg.sticky_cookie = Some("SERVERID".into());
+    cfg.health_check.interval = Duration::from_millis(100);
+    cfg.health_check.timeout = Duration::from_millis(200);
+    cfg.health_check.fall = 2;
+    for s in &mut cfg.servers {
+        s.limits.response_timeout = Duration::from_secs(120);
+    }
+}
+
 /// A server that stops answering (a frozen process) holds the requests sent
 /// to it. Once its checks take it down, those that may be sent again go to
 /// another server -- a GET in the fast lane, a PUT on the general path --
@@ -76,17 +89,7 @@ fn checks_can_name_the_host_a_virtual_host_server_expects() {
 /// and gets the server's own answer when it comes back.
 #[test]
 fn a_server_marked_down_gives_up_the_requests_it_holds_that_can_go_elsewhere() {
-    let lb = Lb::start(&["a", "b"], |cfg| {
-        cfg.sticky_cookie = Some("SERVERID".into());
-        cfg.health_check.interval = Duration::from_millis(100);
-        cfg.health_check.timeout = Duration::from_millis(200);
-        cfg.health_check.fall = 2;
-        // Far longer than the test's reads: only the server being marked
-        // down can end the wait.
-        for s in &mut cfg.servers {
-            s.limits.response_timeout = Duration::from_secs(120);
-        }
-    });
+    let lb = Lb::start(&["a", "b"], frozen_b_config);
     let (a, b) = (&lb.backend("a").record, &lb.backend("b").record);
     b.frozen.store(true, Ordering::SeqCst);
     let site = lb.site;
@@ -122,4 +125,25 @@ fn a_server_marked_down_gives_up_the_requests_it_holds_that_can_go_elsewhere() {
     let post = post.join().unwrap().expect("the POST answered");
     assert_eq!((post.status, post.text()), (200, "b".to_string()));
     assert_eq!(a.count(), 2, "the POST was never sent to a");
+}
+
+/// The same across a reload: the request started on the configuration the
+/// reload replaced, whose checks stopped; the new one's take b down.
+#[test]
+fn a_request_held_across_a_reload_is_given_up_when_the_new_checks_take_its_server_down() {
+    let lb = Lb::start(&["a", "b"], frozen_b_config);
+    let b = &lb.backend("b").record;
+    b.frozen.store(true, Ordering::SeqCst);
+    let site = lb.site;
+    let get = std::thread::spawn(move || {
+        keep_alive_with(site, &[("Cookie", "SERVERID=b")], &[("GET", "/g", b"")])
+    });
+    wait_until(Duration::from_secs(10), "the GET held by b", || {
+        b.count() == 1
+    });
+    let r = request(lb.admin, "POST", "/reload", &[], b"").unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    b.frozen_checks.store(true, Ordering::SeqCst);
+    let get = get.join().unwrap().expect("the GET answered");
+    assert_eq!((get[0].status, get[0].text()), (200, "a".to_string()));
 }

@@ -5,23 +5,20 @@
 //! it down, `rise` consecutive good ones bring it back. A failed connect from
 //! the request path takes a server down at once, without waiting for a check.
 
+mod checks;
+
 use arc_swap::ArcSwap;
-use bytes::Bytes;
-use http::{header, Request};
-use http_body_util::Empty;
-use hyper_util::rt::TokioIo;
 use serde_json::json;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 use webinfra_proxy::counter::Count;
+use webinfra_proxy::Upstream;
+use webinfra_topology::{HealthCheck, ServerLimits};
 
 const READY: u8 = 0;
 const DRAIN: u8 = 1;
 const MAINT: u8 = 2;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
-use tokio::net::TcpStream;
-use webinfra_proxy::Upstream;
-use webinfra_topology::{HealthCheck, ServerLimits};
 
 /// What the admin API reports for one server.
 #[derive(Debug, Clone)]
@@ -76,6 +73,9 @@ pub struct ServerSet {
     counters: Mutex<Vec<Counters>>,
     /// Indices of servers that are up; read on every request.
     up: ArcSwap<Vec<usize>>,
+    /// The set a reload replaced this one with (its checks go on watching
+    /// the servers both have).
+    successor: OnceLock<Arc<ServerSet>>,
 }
 
 impl ServerSet {
@@ -118,6 +118,7 @@ impl ServerSet {
             check,
             counters: Mutex::new(counters),
             up: ArcSwap::from_pointee(up),
+            successor: OnceLock::new(),
         }
     }
 
@@ -193,8 +194,24 @@ impl ServerSet {
     /// True when server `i` has been marked down (by its checks or by
     /// traffic) and another server can take a request that already tried
     /// those in `tried`: a request waiting on `i` is better sent there.
+    /// After a reload the set that replaced this one answers (this one's
+    /// checks have stopped); a server the reload removed is never gone:
+    /// requests on it finish there.
     pub fn gone(&self, i: usize, tried: &[usize]) -> bool {
+        if let Some(next) = self.successor.get() {
+            let there = |k: usize| next.upstreams.iter().position(|u| *u == self.upstreams[k]);
+            let Some(j) = there(i) else {
+                return false;
+            };
+            let tried: Candidates = tried.iter().filter_map(|&k| there(k)).collect();
+            return next.gone(j, &tried);
+        }
         !self.up.load().contains(&i) && !self.candidates(tried).is_empty()
+    }
+
+    /// `next` replaced this set (a reload): see [`ServerSet::gone`].
+    pub(crate) fn hand_over(&self, next: Arc<ServerSet>) {
+        let _ = self.successor.set(next);
     }
 
     /// True when server `i` still takes requests pinned to it: up, and
@@ -330,35 +347,6 @@ impl ServerSet {
         }
     }
 
-    fn record(&self, i: usize, result: Result<String, String>) {
-        let mut counters = self.counters.lock().expect("health lock");
-        let c = &mut counters[i];
-        let server = &self.upstreams[i].name;
-        match result {
-            Ok(what) => {
-                c.ok_streak += 1;
-                c.fail_streak = 0;
-                c.last_check = what;
-                if !c.up && c.ok_streak >= self.check.rise {
-                    c.up = true;
-                    self.start_ramp(i);
-                    tracing::info!(%server, "server UP");
-                    self.publish(&counters);
-                }
-            }
-            Err(what) => {
-                c.fail_streak += 1;
-                c.ok_streak = 0;
-                c.last_check = what.clone();
-                if c.up && c.fail_streak >= self.check.fall {
-                    c.up = false;
-                    tracing::warn!(%server, reason = %what, "server DOWN (health check)");
-                    self.publish(&counters);
-                }
-            }
-        }
-    }
-
     fn publish(&self, counters: &[Counters]) {
         let up = counters
             .iter()
@@ -427,75 +415,6 @@ impl ServerSet {
             s["stats"] = serde_json::to_value(self.stats[i].snapshot()).expect("serialisable");
         }
         json!({ "servers": servers, "queued": self.queue.len() })
-    }
-
-    /// Starts one check loop per server; abort the handle to stop them.
-    pub fn spawn_checks(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut tasks = tokio::task::JoinSet::new();
-            for i in 0..self.upstreams.len() {
-                let set = self.clone();
-                tasks.spawn(async move { set.check_loop(i).await });
-            }
-            while tasks.join_next().await.is_some() {}
-        })
-    }
-
-    async fn check_loop(&self, i: usize) {
-        let mut next = Instant::now();
-        loop {
-            next += self.check.interval;
-            if self.admin[i].load(Ordering::Relaxed) == MAINT {
-                tokio::time::sleep_until(next.into()).await;
-                continue;
-            }
-            let result = match tokio::time::timeout(self.check.timeout, self.check_once(i)).await {
-                Ok(r) => r,
-                Err(_) => Err(format!("timed out after {:?}", self.check.timeout)),
-            };
-            self.record(i, result);
-            tokio::time::sleep_until(next.into()).await;
-            if Instant::now() > next + self.check.interval {
-                next = Instant::now();
-            }
-        }
-    }
-
-    /// One check: a fresh connection, `GET path`; healthy is the expected
-    /// status, or any 2xx or 3xx.
-    async fn check_once(&self, i: usize) -> Result<String, String> {
-        let upstream = &self.upstreams[i];
-        let stream = TcpStream::connect(upstream.addr)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-        tokio::spawn(conn);
-        let host = match &self.check.host {
-            Some(h) => h.clone(),
-            None => upstream.addr.to_string(),
-        };
-        let req = Request::get(&self.check.path)
-            .header(header::HOST, host)
-            .header(header::USER_AGENT, "webinfra-health-check")
-            .header(header::CONNECTION, "close")
-            .body(Empty::<Bytes>::new())
-            .expect("valid check request");
-        let resp = send
-            .send_request(req)
-            .await
-            .map_err(|e| format!("request: {e}"))?;
-        let status = resp.status();
-        let healthy = match self.check.expect_status {
-            Some(expected) => status.as_u16() == expected,
-            None => status.is_success() || status.is_redirection(),
-        };
-        if healthy {
-            Ok(status.to_string())
-        } else {
-            Err(format!("status {status}"))
-        }
     }
 }
 
@@ -589,6 +508,23 @@ mod tests {
             !s.gone(0, &[]),
             "no server left: better to wait for this one"
         );
+    }
+
+    #[test]
+    fn after_a_reload_the_new_set_says_whether_a_server_is_gone() {
+        let old = set();
+        let next = Arc::new(set());
+        old.hand_over(next.clone());
+        next.report_connect_failure(0, "refused");
+        assert!(old.gone(0, &[]), "down in the set in charge");
+        assert!(!old.gone(0, &[1]), "tried indices carried over");
+        // A reload that removed s0: requests on it finish there.
+        let old = set();
+        let check = old.check.clone();
+        let without = ServerSet::new(vec![old.upstreams[1].clone()], check);
+        old.hand_over(Arc::new(without));
+        old.report_connect_failure(0, "refused");
+        assert!(!old.gone(0, &[]));
     }
 
     #[test]
