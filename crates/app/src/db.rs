@@ -35,6 +35,10 @@ const FRESH_HEARTBEAT_US: i64 = 1_000_000;
 const GTID_WAIT_SECONDS: f64 = 0.1;
 /// How long a slow write is looked for on the other nodes ([`Db::durable`]).
 const CONFIRM_WITHIN: Duration = Duration::from_secs(2);
+/// How long a replica may take over a read before it goes to the primary
+/// instead: a replica that hangs (SIGSTOP, a stuck disk) would otherwise
+/// hold the reads it was given until it runs again.
+const REPLICA_READ_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Why a database call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -264,7 +268,8 @@ impl Db {
     }
 
     /// Runs read-only `f` on a replica that is within the lag bound and has
-    /// applied `after` (a GTID the client wrote), else on the primary.
+    /// applied `after` (a GTID the client wrote), else on the primary (also
+    /// when the replica does not answer within [`REPLICA_READ_TIMEOUT`]).
     pub async fn read<T, F>(&self, after: Option<&str>, f: F) -> Result<(T, &str), DbError>
     where
         F: for<'c> Fn(&'c mut Conn) -> QueryFuture<'c, T>,
@@ -295,9 +300,14 @@ impl Db {
                     .await
                     .map_err(|e| DbError::Failed(format!("{}: {e}", node.name)))
             };
-            match attempt.await {
-                Ok(v) => return Ok((v, node.name.as_str())),
-                Err(e) => errors.push(e.to_string()),
+            // Given up (and its connection dropped) when the replica is slow.
+            match tokio::time::timeout(REPLICA_READ_TIMEOUT, attempt).await {
+                Ok(Ok(v)) => return Ok((v, node.name.as_str())),
+                Ok(Err(e)) => errors.push(e.to_string()),
+                Err(_) => errors.push(format!(
+                    "{}: no answer within {REPLICA_READ_TIMEOUT:?}",
+                    node.name
+                )),
             }
         }
         match self.read_primary(f).await {

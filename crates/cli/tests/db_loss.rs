@@ -1,10 +1,13 @@
 //! Losing database nodes (kill -9 of `mariadbd`): reads fall back to the
 //! primary when the replica is gone; writes fail loudly (503 + Retry-After)
-//! when the primary is gone, never with a false success. Own block: 127.77.5.0/24.
+//! when the primary is gone, never with a false success. A replica that
+//! hangs (SIGSTOP) fails no read. Own blocks: 127.77.5.0/24, 127.77.11.0/24.
 
 use serde_json::json;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use webinfra_test_support::{http, kill9, poll, Stack};
+use webinfra_test_support::{freeze, http, kill9, poll, Stack};
 
 const BIN: &str = env!("CARGO_BIN_EXE_webinfra");
 
@@ -80,5 +83,75 @@ fn losing_the_replica_moves_reads_to_the_primary_and_losing_the_primary_fails_wr
             );
             (texts == ["replica down", "before"]).then_some(())
         },
+    );
+}
+
+#[test]
+fn a_replica_that_hangs_under_read_load_fails_no_read() {
+    let stack = Stack::start(BIN.as_ref(), 77, 11);
+    let site = stack.site();
+    let body = json!({"author": "dba", "text": "read me"});
+    assert_eq!(
+        http::post_json(site, "/api/messages", &body)
+            .unwrap()
+            .status,
+        201
+    );
+    poll(
+        "reads served by the replica",
+        Duration::from_secs(10),
+        || {
+            let r = http::get(site, "/api/messages").ok()?;
+            (r.header("x-db-node") == Some("db-02")).then_some(())
+        },
+    );
+    // Four readers, each at most 5,000 reads, until told to stop.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (done, failed) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(Mutex::new(Vec::new())),
+    );
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, done, failed) = (stop.clone(), done.clone(), failed.clone());
+            std::thread::spawn(move || {
+                for _ in 0..5_000 {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    match http::get(site, "/api/messages") {
+                        Ok(r) if r.status == 200 => {}
+                        Ok(r) => failed
+                            .lock()
+                            .unwrap()
+                            .push(format!("{}: {}", r.status, r.text())),
+                        Err(e) => failed.lock().unwrap().push(e.to_string()),
+                    }
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    poll("reads flowing", Duration::from_secs(10), || {
+        (done.load(Ordering::Relaxed) >= 50).then_some(())
+    });
+    let frozen = freeze(stack.mariadbd_pid("db-02"));
+    let before = done.load(Ordering::Relaxed);
+    poll(
+        "reads going on while the replica hangs",
+        Duration::from_secs(20),
+        || (done.load(Ordering::Relaxed) >= before + 200).then_some(()),
+    );
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.join().unwrap();
+    }
+    drop(frozen);
+    let failed = failed.lock().unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} reads failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
     );
 }
