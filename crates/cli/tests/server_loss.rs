@@ -9,6 +9,27 @@ use webinfra_test_support::{freeze, http, kill9, poll, Stack};
 
 const BIN: &str = env!("CARGO_BIN_EXE_webinfra");
 
+/// The component `which` picks in `webinfra status --json` (null if none).
+fn component(stack: &Stack, which: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let status = stack.status();
+    let found = status["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| which(c));
+    found.cloned().unwrap_or_default()
+}
+
+/// The component named `name`.
+fn named(stack: &Stack, name: &str) -> serde_json::Value {
+    component(stack, |c| c["name"] == name)
+}
+
+/// The load balancer's servers as it reports them (server-01 first).
+fn lb_servers(stack: &Stack) -> serde_json::Value {
+    component(stack, |c| c["role"] == "load-balancer")["info"]["servers"].clone()
+}
+
 #[test]
 fn killing_server_01_fails_no_request_and_restarting_it_brings_traffic_back() {
     let stack = Stack::start(BIN.as_ref(), 77, 2);
@@ -45,13 +66,7 @@ fn killing_server_01_fails_no_request_and_restarting_it_brings_traffic_back() {
     assert!(served.iter().all(|s| s == "server-02"), "{served:?}");
 
     // The load balancer reports server-01 down within 2 s of the kill (it already is).
-    let lb = stack.status()["components"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["role"] == "load-balancer")
-        .unwrap()["info"]["servers"]
-        .clone();
+    let lb = lb_servers(&stack);
     assert_eq!(lb[0]["name"], "server-01");
     assert_eq!(lb[0]["up"], false, "{lb}");
 
@@ -83,18 +98,8 @@ fn killing_server_01_fails_no_request_and_restarting_it_brings_traffic_back() {
 #[test]
 fn losing_only_the_application_fails_no_request_and_takes_the_server_out_of_rotation() {
     let stack = Stack::start(BIN.as_ref(), 77, 4);
-    let status = stack.status();
-    let component = |name: &str| {
-        status["components"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == name)
-            .unwrap()
-            .clone()
-    };
-    let app_pid = component("server-01/app")["pid"].as_u64().unwrap() as u32;
-    let web = component("server-01/web");
+    let app_pid = named(&stack, "server-01/app")["pid"].as_u64().unwrap() as u32;
+    let web = named(&stack, "server-01/web");
     let web_01: std::net::SocketAddr =
         format!("{}:{}", web["address"].as_str().unwrap(), web["port"])
             .parse()
@@ -110,15 +115,7 @@ fn losing_only_the_application_fails_no_request_and_takes_the_server_out_of_rota
     assert_eq!(r.status, 201, "{}", r.text());
     // The application that answered names its host.
     assert_eq!(r.header("x-served-by"), Some("server-02"));
-    let lb_says_down = || {
-        stack.status()["components"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["role"] == "load-balancer")
-            .map(|c| c["info"]["servers"][0]["up"] == false)
-            .unwrap_or(false)
-    };
+    let lb_says_down = || lb_servers(&stack)[0]["up"] == false;
     // Health checks every 200 ms, fall 2: well within 2 s.
     poll(
         "the load balancer to take server-01 down",
@@ -135,24 +132,9 @@ fn losing_only_the_application_fails_no_request_and_takes_the_server_out_of_rota
 #[test]
 fn freezing_a_web_server_fails_no_request_and_it_serves_again_once_thawed() {
     let stack = Stack::start(BIN.as_ref(), 77, 9);
-    let web_pid = stack.status()["components"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "server-01/web")
-        .unwrap()["pid"]
-        .as_u64()
-        .unwrap() as u32;
+    let web_pid = named(&stack, "server-01/web")["pid"].as_u64().unwrap() as u32;
     let get = || http::get(stack.site(), "/api/messages").expect("the load balancer answers");
-    let server_01 = || {
-        stack.status()["components"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["role"] == "load-balancer")
-            .map(|c| c["info"]["servers"][0]["up"].clone())
-            .unwrap_or_default()
-    };
+    let server_01 = || lb_servers(&stack)[0]["up"].clone();
     let frozen = freeze(web_pid);
     // Round robin sends one of the first two to the frozen server: it holds
     // it (its kernel still takes connections) until the checks take it
