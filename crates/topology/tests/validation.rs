@@ -26,6 +26,12 @@ fn assert_one(src: &str, line: usize, column: usize, key: &str, words: &str) {
     );
 }
 
+/// The `[load_balancer.tls]` of a topology that must parse.
+fn tls_of(src: &str) -> webinfra_topology::Tls {
+    let lb = Topology::parse_str(src, "lb.toml").unwrap().load_balancer;
+    lb.unwrap().tls.unwrap()
+}
+
 /// Line (1-based) of the first line of `src` containing `needle`.
 fn line_of(src: &str, needle: &str) -> usize {
     src.lines().position(|l| l.contains(needle)).expect(needle) + 1
@@ -362,12 +368,7 @@ fn https_takes_a_port_and_both_files_or_neither() {
     let src = format!(
         "{LB_ONLY}\n[load_balancer.tls]\nport = 8443\ncertificate = \"certs/site.pem\"\nkey = \"certs/site.key\"\nredirect_http = true\nhsts_max_age_s = 600\n"
     );
-    let tls = Topology::parse_str(&src, "lb.toml")
-        .unwrap()
-        .load_balancer
-        .unwrap()
-        .tls
-        .unwrap();
+    let tls = tls_of(&src);
     assert_eq!(tls.listen.to_string(), "127.0.0.1:8443");
     assert_eq!(
         (
@@ -379,12 +380,7 @@ fn https_takes_a_port_and_both_files_or_neither() {
     );
     // Neither file: a self-signed certificate, made by the load balancer.
     let bare = format!("{LB_ONLY}\n[load_balancer.tls]\nport = 8443\n");
-    let tls = Topology::parse_str(&bare, "lb.toml")
-        .unwrap()
-        .load_balancer
-        .unwrap()
-        .tls
-        .unwrap();
+    let tls = tls_of(&bare);
     assert_eq!(
         (tls.certificate, tls.key, tls.redirect_http),
         (None, None, false)
@@ -517,12 +513,7 @@ fn https_can_serve_more_certificates_each_with_both_files() {
     let src = format!(
         "{LB_ONLY}\n[load_balancer.tls]\nport = 8443\ncertificate = \"site.pem\"\nkey = \"site.key\"\n\n[[load_balancer.tls.certificates]]\ncertificate = \"api.pem\"\nkey = \"api.key\"\n\n[[load_balancer.tls.certificates]]\ncertificate = \"shop.pem\"\nkey = \"shop.key\"\n"
     );
-    let tls = Topology::parse_str(&src, "lb.toml")
-        .unwrap()
-        .load_balancer
-        .unwrap()
-        .tls
-        .unwrap();
+    let tls = tls_of(&src);
     assert_eq!(
         tls.more,
         [
