@@ -66,6 +66,10 @@ struct ByName(Vec<Arc<CertifiedKey>>);
 
 impl ResolvesServerCert for ByName {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        // One certificate (the usual case): nothing to choose, nothing to parse.
+        if let [only] = self.0.as_slice() {
+            return Some(only.clone());
+        }
         let named = hello.server_name().and_then(|name| {
             let name = ServerName::try_from(name).ok()?;
             self.0.iter().find(|key| valid_for(key, &name))
