@@ -27,7 +27,7 @@ use tracing::Instrument;
 use webinfra_proxy::client::ResponseTimer;
 use webinfra_proxy::headers::raw::{Kind, RawId};
 use webinfra_proxy::headers::{self, RequestId};
-use webinfra_proxy::lane::{Answer, AnswerBody, Client, Lane, RawRequest, Scratch};
+use webinfra_proxy::lane::{Answer, AnswerBody, Client, Interim, Lane, RawRequest, Scratch};
 use webinfra_proxy::ResBody;
 
 /// The lane, sharing the general path's state. Each connection's clone
@@ -78,16 +78,17 @@ impl Lane for Fast {
         req: RawRequest<'a>,
         client: Client,
         scratch: &'a mut Scratch,
+        interim: &'a Interim,
     ) -> impl Future<Output = Answer> + Send + 'a {
         let Fast { state, pool, timer } = self;
-        forward(state, pool.load(), timer, req, client, scratch)
+        forward(state, pool.load(), (timer, interim), req, client, scratch)
     }
 }
 
 async fn forward(
     state: &State,
     pool: &Pool,
-    timer: &mut ResponseTimer,
+    (timer, interim): (&mut ResponseTimer, &Interim),
     req: RawRequest<'_>,
     client: Client,
     scratch: &mut Scratch,
@@ -121,7 +122,7 @@ async fn forward(
     };
     attempt(
         state,
-        (pool, timer),
+        (pool, timer, interim),
         (&req, pinned),
         &id,
         client,
@@ -136,7 +137,7 @@ async fn forward(
 /// [`Attempts`] allows, and makes the answer.
 async fn attempt(
     state: &State,
-    (pool, timer): (&Pool, &mut ResponseTimer),
+    (pool, timer, interim): (&Pool, &mut ResponseTimer, &Interim),
     (req, pinned): (&RawRequest<'_>, Option<usize>),
     id: &RawId<'_>,
     client: Client,
@@ -169,7 +170,7 @@ async fn attempt(
                 head,
                 &req.method,
                 (attempts.attempt, Some(&gone)),
-                timer,
+                (timer, interim),
             )
             .await
         {

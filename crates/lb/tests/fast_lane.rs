@@ -6,6 +6,8 @@
 //! back to the client as the same response (header names compared without
 //! case, dates and request ids masked). Header case also shows which path
 //! served: the lane keeps the server's spelling, hyper writes lowercase.
+//! One difference is wanted: the lane passes interim responses (`103 Early
+//! Hints`) on, which hyper's server cannot.
 
 mod common;
 
@@ -172,7 +174,7 @@ const REQUESTS: &[&str] = &[
     "GET /304 HTTP/1.1\r\nHost: a\r\n\r\n",
     "HEAD /chunked HTTP/1.1\r\nHost: a\r\n\r\n",
     "GET /http10 HTTP/1.1\r\nHost: a\r\n\r\n",
-    "GET /early HTTP/1.1\r\nHost: a\r\n\r\n",
+    "GET /204-length HTTP/1.1\r\nHost: a\r\n\r\n",
     "GET /500 HTTP/1.1\r\nHost: a\r\n\r\n",
     "GET /lf HTTP/1.1\r\nHost: a\r\n\r\n",
 ];
@@ -249,6 +251,79 @@ fn the_lane_sends_a_pinned_client_to_its_server() {
     assert_eq!(b_seen.lock().unwrap().len(), 4);
     // The last request (no cookie, `Connection: close`) went by the round robin.
     assert!(a_seen.lock().unwrap().len() <= 1);
+}
+
+/// A server's `103 Early Hints` reaches the client at once, while the
+/// server is still working on its answer (RFC 9110 15.2: a proxy passes
+/// interim responses on), its hop-by-hop fields taken out as from a final
+/// head; then the answer follows on the same connection.
+#[test]
+fn the_lane_passes_early_hints_on_before_the_server_answers() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // The server answers /early only once the client has had the hints.
+    let (hinted, hints_seen) = std::sync::mpsc::channel::<()>();
+    let hints_seen = Arc::new(Mutex::new(hints_seen));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let (mut stream, hints_seen) = (stream.unwrap(), hints_seen.clone());
+            std::thread::spawn(move || loop {
+                let mut head = Vec::new();
+                while !head.ends_with(b"\r\n\r\n") {
+                    let mut byte = [0u8];
+                    if stream.read(&mut byte).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                if head.starts_with(b"GET /early ") {
+                    let hints = "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\nConnection: X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n\r\n";
+                    stream.write_all(hints.as_bytes()).unwrap();
+                    let seen = hints_seen.lock().unwrap();
+                    if seen.recv_timeout(Duration::from_secs(20)).is_err() {
+                        return;
+                    }
+                }
+                let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                if stream.write_all(ok).is_err() {
+                    return;
+                }
+            });
+        }
+    });
+    let lb = Lb::start(&["a"], move |cfg| cfg.servers[0].addr = addr);
+    let mut client = TcpStream::connect(lb.site).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    client
+        .write_all(b"GET /early HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    while !got.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8];
+        let read = client.read(&mut byte);
+        assert!(
+            matches!(read, Ok(1)),
+            "no early hints before the answer ({read:?}), got {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        got.push(byte[0]);
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+    );
+    hinted.send(()).unwrap();
+    got.clear();
+    while !got.ends_with(b"ok") {
+        let mut chunk = [0u8; 1024];
+        let n = client.read(&mut chunk).unwrap();
+        assert_ne!(n, 0, "closed: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
 }
 
 fn compare(

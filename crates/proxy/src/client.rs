@@ -9,6 +9,7 @@
 //! non-idempotent request twice.
 
 pub use crate::error::{ProxyError, ProxyErrorKind};
+use crate::lane::Interim;
 use crate::pool::Pool;
 use crate::timer::Timer;
 use crate::upstream_body::{Conn, UpstreamBody};
@@ -162,7 +163,7 @@ impl UpstreamClient {
         let out = (separate_body.as_ref(), method, upgrade);
         let now = std::time::Instant::now();
         let (raw, body) = self
-            .send_head(upstream, &bytes, out, (now, watch), None)
+            .send_head(upstream, &bytes, out, (now, watch), (None, None))
             .await?;
         into_response(raw, body).map_err(|d| fail(upstream, ProxyErrorKind::Reset, d))
     }
@@ -172,14 +173,15 @@ impl UpstreamClient {
     /// caller that passes it on as bytes; the body streams from the connection.
     /// `started`: when the caller began this attempt (the response timeout
     /// runs from it), read once by the caller for its own use too; `timer`:
-    /// the caller's, kept from one request to the next; `watch`: see [`Watch`].
+    /// the caller's, kept from one request to the next; `watch`: see
+    /// [`Watch`]; `interim`: where interim (1xx) responses go as they come.
     pub fn send_raw<'a>(
         &'a self,
         upstream: &'a Upstream,
         head: &'a [u8],
         method: &'a Method,
         (started, watch): (std::time::Instant, Watch<'a>),
-        timer: &'a mut ResponseTimer,
+        (timer, interim): (&'a mut ResponseTimer, &'a Interim),
     ) -> impl Future<Output = Result<(RawHead, UpstreamBody), ProxyError>> + Send + 'a {
         // `send_head`'s own future: no wrapper to move it into.
         self.send_head(
@@ -187,7 +189,7 @@ impl UpstreamClient {
             head,
             (None, method, false),
             (started, watch),
-            Some(timer),
+            (Some(timer), Some(interim)),
         )
     }
 
@@ -197,14 +199,15 @@ impl UpstreamClient {
     /// started, the one clock reading for the pool, the timeout and the
     /// connection's idle time; `watch`: see [`Watch`]; `kept`: the caller's
     /// own response timer, else the pooled connection's (or a new one) is
-    /// used and kept with it.
+    /// used and kept with it; `interim`: where interim responses go (else
+    /// they are dropped).
     async fn send_head(
         &self,
         upstream: &Upstream,
         head: &[u8],
         (body, method, upgrade): (Option<&Bytes>, &Method, bool),
         (now, watch): (std::time::Instant, Watch<'_>),
-        kept: Option<&mut ResponseTimer>,
+        (kept, interim): (Option<&mut ResponseTimer>, Option<&Interim>),
     ) -> Result<(RawHead, UpstreamBody), ProxyError> {
         let fail = |kind, detail| fail(upstream, kind, detail);
         let pool = self.pool(upstream.addr);
@@ -216,6 +219,7 @@ impl UpstreamClient {
             idle_timeout: self.response_timeout,
             pool: &pool,
             started: now,
+            interim,
         };
         let deadline = tokio::time::Instant::from_std(now + self.response_timeout);
         let watch = watch.filter(|_| crate::error::idempotent(method));
@@ -342,6 +346,8 @@ struct Outgoing<'a> {
     pool: &'a Arc<Pool>,
     /// When the request started.
     started: std::time::Instant,
+    /// Where interim responses go.
+    interim: Option<&'a Interim>,
 }
 
 /// Writes the request on `stream` (`reused`: from the pool) and reads the
@@ -360,6 +366,7 @@ async fn exchange(
         idle_timeout,
         pool,
         started,
+        interim,
     } = *out;
     // A reused connection that fails before any response byte was closed by
     // the server while idle; only requests safe to repeat are tried again.
@@ -391,6 +398,7 @@ async fn exchange(
         pool,
         started,
         keep_alive: true,
+        interim,
     };
     crate::read_buf::make_room(&mut buf, READ_BUF);
     read_raw_head(stream, buf, &head, stale).await
@@ -410,6 +418,8 @@ pub(crate) struct Head<'a> {
     /// False when the connection cannot carry another request whatever the
     /// server says (e.g. a request body was cut short).
     pub keep_alive: bool,
+    /// Where interim responses go (else they are dropped).
+    pub interim: Option<&'a Interim>,
 }
 
 /// [`read_raw_head`], with the head's fields in a [`HeaderMap`].
@@ -446,6 +456,7 @@ pub(crate) async fn read_raw_head(
         pool,
         started,
         keep_alive,
+        interim,
     } = *head;
     loop {
         match wire::parse_head(&mut buf, method) {
@@ -467,6 +478,9 @@ pub(crate) async fn read_raw_head(
             }
             Ok(Some(h)) if h.status.is_informational() => {
                 // 100 Continue, 103 Early Hints: the final response follows.
+                if let Some(interim) = interim {
+                    interim.push(&h);
+                }
                 continue;
             }
             Ok(Some(h)) => {

@@ -280,6 +280,8 @@ impl UpstreamClient {
             pool: &pool,
             started,
             keep_alive,
+            // Interim responses to an upload (e.g. 100 Continue) are hyper's to send.
+            interim: None,
         };
         let read = read_head(stream, buf, &head, Failure::Failed);
         match tokio::time::timeout(timeout, read).await {

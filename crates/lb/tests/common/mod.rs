@@ -448,7 +448,7 @@ pub fn script(path: &str) -> (&'static [u8], bool) {
         "/204" => b"HTTP/1.1 204 No Content\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nX-A: 1\r\n\r\n",
         "/304" => b"HTTP/1.1 304 Not Modified\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nETag: \"e\"\r\n\r\n",
         "/http10" => b"HTTP/1.0 200 OK\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nContent-Length: 2\r\n\r\nok",
-        "/early" => b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nContent-Length: 2\r\n\r\nok",
+        "/204-length" => b"HTTP/1.1 204 No Content\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nContent-Length: 5\r\n\r\n",
         "/cached" => b"HTTP/1.1 200 OK\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nCache-Control: no-store\r\nContent-Length: 2\r\n\r\nok",
         "/cached-hop" => b"HTTP/1.1 200 OK\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nConnection: Cache-Control\r\nCache-Control: no-store\r\nContent-Length: 2\r\n\r\nok",
         "/sts-hop" => b"HTTP/1.1 200 OK\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nConnection: Strict-Transport-Security\r\nStrict-Transport-Security: max-age=1\r\nContent-Length: 2\r\n\r\nok",

@@ -295,7 +295,45 @@ pub fn response_head(
     out: &mut Vec<u8>,
 ) -> AnswerFraming {
     Answer::status_line(resp.status, out);
-    // Names a `Connection` field lists (other than close and keep-alive).
+    let status = resp.status;
+    // A response without a body keeps its Content-Length (a HEAD's says
+    // how long the GET's body is, a 304's the representation's), but for
+    // the statuses that must not have one (RFC 9110 8.6: 1xx and 204); any
+    // other gets the lane's own.
+    let keep_length = resp.framing == Framing::Empty
+        && !resp.drop_length
+        && !(status.is_informational() || status == http::StatusCode::NO_CONTENT);
+    let no_body = *method == Method::HEAD
+        || status.is_informational()
+        || status == http::StatusCode::NO_CONTENT
+        || status == http::StatusCode::NOT_MODIFIED;
+    end_to_end(resp, out, |kind| match kind {
+        Kind::RequestId => true,
+        Kind::ContentLength => !keep_length,
+        Kind::Trailer => no_body,
+        k => k.hop_by_hop(),
+    });
+    line(out, b"x-request-id", id.as_bytes());
+    match resp.framing {
+        Framing::Empty => AnswerFraming::None,
+        Framing::Length(n) => AnswerFraming::Length(n),
+        Framing::Chunked | Framing::Close => AnswerFraming::Chunked,
+    }
+}
+
+/// An interim response (1xx but 101) as the client is to get it, whole
+/// (status line, end-to-end fields, blank line), appended to `out`.
+pub fn interim_head(resp: &RawHead, out: &mut Vec<u8>) {
+    Answer::status_line(resp.status, out);
+    end_to_end(resp, out, |kind| {
+        matches!(kind, Kind::ContentLength | Kind::Trailer | Kind::RequestId) || kind.hop_by_hop()
+    });
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Copies `resp`'s fields to `out` but those `skip` names by kind and
+/// those its `Connection` field names (other than close and keep-alive).
+fn end_to_end(resp: &RawHead, out: &mut Vec<u8>, skip: impl Fn(Kind) -> bool) {
     let mut named: Vec<&[u8]> = Vec::new();
     if resp.connection_names {
         for (kind, _, value) in resp.fields() {
@@ -304,37 +342,18 @@ pub fn response_head(
             }
         }
     }
-    // A response without a body keeps its Content-Length (a HEAD's says
-    // how long the GET's body is); any other gets the lane's own.
-    let keep_length = resp.framing == Framing::Empty && !resp.drop_length;
-    let status = resp.status;
-    let no_body = *method == Method::HEAD
-        || status.is_informational()
-        || status == http::StatusCode::NO_CONTENT
-        || status == http::StatusCode::NOT_MODIFIED;
     let (head, fields) = resp.parts();
     let mut lines = Lines::new(head);
     for f in fields {
-        let skip = match f.kind {
-            Kind::RequestId => true,
-            Kind::ContentLength => !keep_length,
-            Kind::Trailer => no_body,
-            k => k.hop_by_hop(),
-        } || (!named.is_empty()
-            && named.iter().any(|n| n.eq_ignore_ascii_case(f.get(head).0)));
-        if skip {
+        if skip(f.kind)
+            || (!named.is_empty() && named.iter().any(|n| n.eq_ignore_ascii_case(f.get(head).0)))
+        {
             lines.flush(out);
         } else {
             lines.keep(f, out);
         }
     }
     lines.flush(out);
-    line(out, b"x-request-id", id.as_bytes());
-    match resp.framing {
-        Framing::Empty => AnswerFraming::None,
-        Framing::Length(n) => AnswerFraming::Length(n),
-        Framing::Chunked | Framing::Close => AnswerFraming::Chunked,
-    }
 }
 
 #[cfg(test)]

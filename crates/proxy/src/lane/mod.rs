@@ -28,6 +28,7 @@
 //! idle keep-alive connection costs about 4.9 KB of memory instead of 31
 //! (`bench/conns`).
 
+mod interim;
 pub mod request;
 mod rewind;
 mod stash;
@@ -35,6 +36,7 @@ mod write;
 
 use crate::timer::WakerId;
 use bytes::Buf;
+pub use interim::Interim;
 use request::Parsed;
 pub use request::RawRequest;
 pub use rewind::Rewind;
@@ -60,12 +62,15 @@ pub trait Lane: Clone + Send + Sync + 'static {
     fn open(&mut self, secure: bool) -> bool;
 
     /// Serves one plain request from `peer` (over TLS: `secure`), writing
-    /// the answer's head into `scratch.head`.
+    /// the answer's head into `scratch.head`; interim responses the server
+    /// sends before its answer go to `interim`, and from there to the
+    /// client at once.
     fn serve<'a>(
         &'a mut self,
         req: RawRequest<'a>,
         client: Client,
         scratch: &'a mut Scratch,
+        interim: &'a Interim,
     ) -> impl Future<Output = Answer> + Send + 'a;
 }
 
@@ -104,6 +109,7 @@ impl Lane for NoLane {
         _: RawRequest<'a>,
         _: Client,
         _: &'a mut Scratch,
+        _: &'a Interim,
     ) -> impl Future<Output = Answer> + Send + 'a {
         std::future::pending()
     }
@@ -150,6 +156,9 @@ where
     drained.as_mut().enable();
     let mut drained_by = None;
     let mut held = stash::Lent::default();
+    let interim = Interim::default();
+    // Interim heads the client has not taken yet.
+    let mut unsent = Vec::new();
     loop {
         let (len, method, target) = loop {
             if let Some(b) = held.0.as_mut().filter(|b| !b.read.is_empty()) {
@@ -230,7 +239,20 @@ where
         scratch.request.clear();
         scratch.head.clear();
         let req = request::request(&b.read[..len], &b.fields, method, target);
-        let answer = lane.serve(req, client, scratch).await;
+        let answer = {
+            let mut serving = std::pin::pin!(lane.serve(req, client, scratch, &interim));
+            std::future::poll_fn(|cx| {
+                let answer = serving.as_mut().poll(cx);
+                interim.send(&mut io, &mut unsent, cx);
+                answer
+            })
+            .await
+        };
+        if !unsent.is_empty() {
+            // The interim heads go out before the answer.
+            let _ = io.write_all(&unsent).await;
+            unsent.clear();
+        }
         b.read.advance(len);
         let last = drain.on();
         let written = write::answer(&mut io, answer, head_request, last, &mut scratch.head).await;
@@ -279,6 +301,7 @@ mod tests {
             _: RawRequest<'a>,
             _: Client,
             scratch: &'a mut Scratch,
+            _: &'a Interim,
         ) -> impl Future<Output = Answer> + Send + 'a {
             scratch.head.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
             std::future::ready(Answer {
