@@ -3,7 +3,7 @@ runs under callgrind on one CPU and serves a fixed number of keep-alive
 requests from h2load (HTTP/1.1, 50 connections); it runs twice, with a few
 requests and with REQUESTS more, so start-up and shut-down cancel out."""
 import os, signal, socket, subprocess, sys, time
-from peers import FLOOR, Peers, stop
+from peers import FLOOR, FLOOR_TOKIO, Peers, stop
 
 EXTRA = int(sys.argv[1])
 BASE = 1000
@@ -15,6 +15,7 @@ PROXIES = [
     ("haproxy", 8082, peers.haproxy_cmd()),
     ("nginx", 8083, peers.nginx_cmd()),
     ("floor", 8090, FLOOR),
+    ("tokio", 8091, FLOOR_TOKIO),
 ]
 
 def wait_for(port, path="/small", deadline=60):

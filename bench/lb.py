@@ -4,7 +4,9 @@ HAProxy (roundrobin, 1 thread) and nginx (1 worker, upstream keepalive), with
 the direct connection to one backend as the ceiling, and the 4 KiB response
 over HTTPS (each proxy terminating TLS with the same certificate), and the
 floor: a forwarder of bytes with no HTTP in it (bench/floor), what moving a
-request and its response through any proxy costs here.
+request and its response through any proxy costs here, and the same
+forwarder on tokio (bench/floor-tokio, the `tokio` row), what the runtime
+webinfra is built on adds to it.
 
 This machine's speed drifts by 20-40% within minutes (a neighbour's load), so
 each round measures the proxies back to back, in the opposite order every
@@ -13,7 +15,7 @@ ratios (each from two runs seconds apart); absolute figures are medians over
 rounds. The load core's busy time is printed too: near 100%, wrk and the
 backends, not the proxy, set the pace."""
 import os, re, signal, statistics, subprocess, sys, time, socket
-from peers import BACKENDS, FLOOR, NGINX_BACKENDS, Peers
+from peers import BACKENDS, FLOOR, FLOOR_TOKIO, NGINX_BACKENDS, Peers
 
 ROUNDS, SECONDS = int(sys.argv[1]), int(sys.argv[2])
 peers = Peers("webinfra-lb-bench-", tls=True)
@@ -115,8 +117,11 @@ try:
     # The floor: bytes forwarded with no HTTP (bench/floor), what any proxy pays the kernel.
     fl = start(FLOOR, PROXY_CPU)
     wait_port(8090)
+    # The same on tokio, as webinfra runs: what the runtime adds to the floor.
+    ft = start(FLOOR_TOKIO, PROXY_CPU)
+    wait_port(8091)
     targets = [("direct", 9001, None), ("webinfra", 8081, wi.pid), ("haproxy", 8082, ha.pid),
-               ("nginx", 8083, ng_worker), ("floor", 8090, fl.pid)]
+               ("nginx", 8083, ng_worker), ("floor", 8090, fl.pid), ("tokio", 8091, ft.pid)]
     # HTTPS: TLS terminated by each proxy (keep-alive, so mostly record crypto, few handshakes).
     tls_targets = [("webinfra", 8443, wi.pid), ("haproxy", 8442, ha.pid), ("nginx", 8441, ng_worker)]
     results = {}

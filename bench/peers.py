@@ -2,7 +2,8 @@
 a work directory with the two responses (/small, /4k), two backends on
 127.0.0.1:9001 and :9002, and the same round-robin load balancing over them
 by each proxy: webinfra on 8081 (HTTPS 8443), HAProxy on 8082 (8442), nginx
-on 8083 (8441) and the floor, bench/floor, on 8090.
+on 8083 (8441), the floor, bench/floor, on 8090 and the floor on tokio,
+bench/floor-tokio, on 8091.
 
 The backends are bench/backend (one process, both addresses), the cheapest
 backend we could make, so the load side (wrk and the backends, sharing one
@@ -15,6 +16,8 @@ BACKENDS = [9001, 9002]
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 WEBINFRA = f"{ROOT}/target/release/webinfra"
 FLOOR = [f"{ROOT}/bench/floor/target/release/floor", "127.0.0.1:8090", "127.0.0.1:9001", "127.0.0.1:9002"]
+# The same on tokio, as webinfra runs (bench/floor-tokio): the `tokio` row.
+FLOOR_TOKIO = [f"{ROOT}/bench/floor-tokio/target/release/floor-tokio", "127.0.0.1:8091", "127.0.0.1:9001", "127.0.0.1:9002"]
 BACKEND = [f"{ROOT}/bench/backend/target/release/backend", "127.0.0.1:9001", "127.0.0.1:9002"]
 NGINX_BACKENDS = os.environ.get("BENCH_BACKEND", "") == "nginx"
 
