@@ -245,6 +245,29 @@ fn targets_that_are_not_a_path_or_an_http_url_are_refused() {
 }
 
 #[test]
+fn a_later_http1_minor_version_is_read_as_http11() {
+    // RFC 9112 2.3, as nginx and HAProxy do (httparse alone: 400), in the
+    // fast lane and, for a request with a body, on hyper's path.
+    let (status, body, seen) = through("GET /x HTTP/1.2\r\nHost: a\r\nConnection: close\r\n\r\n");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(seen.len(), 1);
+    let (status, body, seen) =
+        through("POST /x HTTP/1.9\r\nHost: a\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].body, b"abc");
+}
+
+#[test]
+fn http2_or_later_in_an_http1_request_line_is_505() {
+    assert_refused("GET /x HTTP/2.0\r\nHost: a\r\n\r\n", 505);
+    assert_refused(
+        "POST /x HTTP/3.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+        505,
+    );
+}
+
+#[test]
 fn a_client_that_shuts_its_sending_side_after_the_request_is_answered() {
     // `printf 'GET / ...' | nc -N`: the request, then FIN. nginx and HAProxy
     // answer; the connection used to close with no response at all.

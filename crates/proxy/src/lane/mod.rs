@@ -37,8 +37,8 @@ mod write;
 use crate::timer::WakerId;
 use bytes::Buf;
 pub use interim::Interim;
-use request::Parsed;
 pub use request::RawRequest;
+use request::{Parsed, Version};
 pub use rewind::Rewind;
 pub use stash::ReadReady;
 use std::future::Future;
@@ -169,7 +169,13 @@ where
                         target,
                     } if lane.open(client.secure) => break (len, method, target),
                     Parsed::Partial => {}
-                    _ => return handoff(held, io),
+                    // Not the lane's: hyper's, once its version is one hyper reads.
+                    _ => match request::version(&mut b.read) {
+                        Version::Newer => continue,
+                        Version::Partial => {}
+                        Version::Unsupported => return refuse_version(held, io).await,
+                        Version::Usual => return handoff(held, io),
+                    },
                 }
             }
             let idle = held.0.as_ref().is_none_or(|b| b.read.is_empty());
@@ -272,6 +278,21 @@ where
 fn handoff<I>(mut held: stash::Lent, io: I) -> Ended<I> {
     let read = held.0.take().map(|b| b.read.freeze()).unwrap_or_default();
     Ended::Handoff(Rewind::new(read, io))
+}
+
+/// Answers a request in HTTP/2 or later on an HTTP/1 connection with 505
+/// and closes.
+async fn refuse_version<I: AsyncWrite + Unpin>(held: stash::Lent, mut io: I) -> Ended<I> {
+    drop(held);
+    let resp = crate::body::text_response(
+        http::StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+        "505 HTTP Version Not Supported: this connection speaks HTTP/1.0 and HTTP/1.1 \
+         (HTTP/2 over TLS, or h2c with prior knowledge)\n",
+    );
+    let mut head = Vec::new();
+    let answer = Answer::from_response(resp, &mut head);
+    let _ = write::answer(&mut io, answer, false, true, &mut head).await;
+    close(io).await
 }
 
 /// Ends the connection (the socket's lingering close).

@@ -171,6 +171,55 @@ fn request_line(buf: &[u8]) -> Line {
     }
 }
 
+/// What the request line at the start of a head says of its HTTP version,
+/// looked at only for a head the lane did not take.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Version {
+    /// Anything hyper reads as it is (1.0, 1.1, HTTP/2's preface) or refuses.
+    Usual,
+    /// HTTP/1.x with x above 1: rewritten in place to HTTP/1.1.
+    Newer,
+    /// A major version above 1 in an HTTP/1 request line.
+    Unsupported,
+    /// The request line is not all there yet.
+    Partial,
+}
+
+/// RFC 9112 2.3: a request in a later HTTP/1 minor version is read as
+/// HTTP/1.1, its minor digit rewritten in `buf` (as nginx and HAProxy do;
+/// httparse, and so hyper, would answer 400); a major version above 1 on
+/// an HTTP/1 connection gets 505, as from nginx -- but for HTTP/2's
+/// connection preface (`PRI * HTTP/2.0`), which hyper serves as h2c.
+pub fn version(buf: &mut [u8]) -> Version {
+    let Some(end) = buf.iter().position(|b| *b == b'\n') else {
+        return if buf.len() < MAX_HEAD_BYTES {
+            Version::Partial
+        } else {
+            Version::Usual
+        };
+    };
+    let line = &buf[..end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let Some((rest, [b' ', b'H', b'T', b'T', b'P', b'/', major, b'.', minor])) = line
+        .split_at_checked(line.len().saturating_sub(9))
+        .filter(|(r, _)| !r.is_empty())
+    else {
+        return Version::Usual;
+    };
+    if !(major.is_ascii_digit() && minor.is_ascii_digit()) {
+        return Version::Usual;
+    }
+    match (major, minor) {
+        (b'1', b'2'..=b'9') => {
+            let at = rest.len() + 8;
+            buf[at] = b'1';
+            Version::Newer
+        }
+        (b'2'..=b'9', _) if !line.starts_with(b"PRI * ") => Version::Unsupported,
+        _ => Version::Usual,
+    }
+}
+
 /// A request built from `buf` and what [`parse`] said of it.
 pub fn request<'a>(
     buf: &'a [u8],
@@ -211,6 +260,36 @@ fn plain_target(path: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_a_later_http1_is_rewritten_a_later_major_refused_the_preface_kept() {
+        let check = |raw: &str, want: Version, after: &str| {
+            let mut buf = raw.as_bytes().to_vec();
+            assert_eq!(version(&mut buf), want, "{raw:?}");
+            assert_eq!(String::from_utf8(buf).unwrap(), after);
+        };
+        let same = |raw: &str, want| check(raw, want, raw);
+        check(
+            "GET / HTTP/1.2\r\nHost: a\r\n\r\n",
+            Version::Newer,
+            "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        );
+        check(
+            "POST /a HTTP/1.9\nX: HTTP/1.9\n",
+            Version::Newer,
+            "POST /a HTTP/1.1\nX: HTTP/1.9\n",
+        );
+        same("GET / HTTP/1.1\r\n", Version::Usual);
+        same("GET / HTTP/1.0\r\n", Version::Usual);
+        same("GET / HTTP/0.9\r\n", Version::Usual);
+        same("GET / HTTP/2.0\r\n", Version::Unsupported);
+        same("GET / HTTP/9.1\n", Version::Unsupported);
+        same("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Version::Usual);
+        same("GET / HTTP/1.10\r\n", Version::Usual);
+        same("GET / HTTPS/1.2\r\n", Version::Usual);
+        same(" HTTP/1.2\r\n", Version::Usual);
+        same("GET / HTTP/1.2", Version::Partial);
+    }
 
     fn parse_str(s: &str) -> Parsed {
         parse(s.as_bytes(), &mut Vec::new())
