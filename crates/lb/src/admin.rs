@@ -25,7 +25,6 @@ pub async fn run(
         listener,
         move |req, peer: std::net::SocketAddr| {
             let pool = reloader.pools.load_full();
-            let servers = pool.servers.clone();
             let limited = pool.rate_limiter.as_ref().map_or(0, |l| l.refused());
             // Changes come only from this machine and the topology's hosts.
             let ip = peer.ip();
@@ -56,6 +55,9 @@ pub async fn run(
                 if req.method() == http::Method::POST {
                     // POST /servers/NAME/drain|disable|enable, /servers/NAME/weight/N
                     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+                    // The server's own pool; else the default one, which says it has no such server.
+                    let name = parts.get(1).copied().unwrap_or_default();
+                    let servers = pool.group_of(name).unwrap_or(&pool.groups[0]).servers.clone();
                     return match parts.as_slice() {
                         ["servers", name, "weight", weight] => match servers.set_weight(name, weight) {
                             Ok((before, weight)) => json_response(
@@ -84,22 +86,28 @@ pub async fn run(
                         _ => text_response(StatusCode::NOT_FOUND, "404 Not Found"),
                     };
                 }
+                let groups = &pool.groups;
+                let queued: usize = groups.iter().map(|g| g.servers.queue.len()).sum();
+                let rows = || -> Vec<stats::Row> {
+                    groups.iter().flat_map(|g| g.servers.rows(&g.name)).collect()
+                };
                 match path.as_str() {
                     "/healthz" | "/servers" => {
                         // ok: every server up; degraded: some; down: none (503).
-                        let up = servers.up().len();
+                        let up: usize = groups.iter().map(|g| g.servers.up().len()).sum();
+                        let all: usize = groups.iter().map(|g| g.servers.upstreams.len()).sum();
                         let (code, status) = match up {
                             0 => (StatusCode::SERVICE_UNAVAILABLE, "down"),
-                            n if n == servers.upstreams.len() => (StatusCode::OK, "ok"),
+                            n if n == all => (StatusCode::OK, "ok"),
                             _ => (StatusCode::OK, "degraded"),
                         };
-                        let mut body = servers.status_json();
+                        let mut body = status_json(&pool);
                         body["status"] = status.into();
                         body["role"] = "load-balancer".into();
                         json_response(code, &body)
                     }
                     "/stats" => {
-                        let mut body = servers.status_json();
+                        let mut body = status_json(&pool);
                         body["generation"] = reloader.generation().into();
                         body["rate_limited"] = limited.into();
                         body["listeners"] = listeners.iter().map(|l| l.json()).collect();
@@ -107,13 +115,13 @@ pub async fn run(
                     }
                     "/metrics" => {
                         let mut text =
-                            stats::prometheus(&servers.rows(), servers.queue.len(), &listeners);
+                            stats::prometheus(&rows(), queued, &listeners);
                         text.push_str(&stats::rate_limited(limited));
                         typed("text/plain; version=0.0.4", text)
                     }
                     "/" | "/stats.html" => typed(
                         "text/html; charset=utf-8",
-                        stats::html(&servers.rows(), servers.queue.len(), limited, &listeners),
+                        stats::html(&rows(), queued, limited, &listeners),
                     ),
                     _ => text_response(StatusCode::NOT_FOUND, "404 Not Found"),
                 }
@@ -122,6 +130,20 @@ pub async fn run(
         shutdown,
     )
     .await;
+}
+
+/// Every group's servers as JSON (each naming its pool), and the requests queued.
+fn status_json(pool: &crate::pool::Pool) -> serde_json::Value {
+    let mut servers = Vec::new();
+    let mut queued = 0;
+    for g in &pool.groups {
+        let mut part = g.servers.status_json(&g.name);
+        if let serde_json::Value::Array(list) = part["servers"].take() {
+            servers.extend(list);
+        }
+        queued += g.servers.queue.len();
+    }
+    serde_json::json!({ "servers": servers, "queued": queued })
 }
 
 fn typed(content_type: &'static str, body: String) -> http::Response<ResBody> {

@@ -7,7 +7,7 @@
 
 use crate::admission::Refusal;
 use crate::health::InFlight;
-use crate::pool::Pool;
+use crate::pool::{Group, Pool};
 use http::{HeaderValue, Method, Response, StatusCode};
 use std::net::IpAddr;
 use std::time::Instant;
@@ -16,6 +16,8 @@ use webinfra_proxy::{text_response, ProxyError, ResBody};
 /// Where a request stands in its attempts.
 pub struct Attempts<'a> {
     pool: &'a Pool,
+    /// The servers of the pool the request was routed to.
+    group: &'a Group,
     retry_budget: &'a crate::retry::RetryBudget,
     client: IpAddr,
     method: &'a Method,
@@ -36,7 +38,7 @@ impl<'a> Attempts<'a> {
     /// The first attempt of a request that arrived at `start`.
     pub fn new(
         state: &'a crate::handler::State,
-        pool: &'a Pool,
+        (pool, group): (&'a Pool, &'a Group),
         client: IpAddr,
         (method, path): (&'a Method, &'a [u8]),
         pinned: Option<usize>,
@@ -45,6 +47,7 @@ impl<'a> Attempts<'a> {
         state.retry_budget.deposit();
         Attempts {
             pool,
+            group,
             retry_budget: &state.retry_budget,
             client,
             method,
@@ -60,11 +63,11 @@ impl<'a> Attempts<'a> {
     /// A server for the next attempt, or the response that says why there
     /// is none (after a failed attempt: that failure).
     pub async fn admit(&mut self) -> Result<(usize, InFlight), Response<ResBody>> {
-        let pool = self.pool;
+        let (pool, group) = (self.pool, self.group);
         let asked = pool.config.access_log.then(Instant::now);
-        let admitted = pool
+        let admitted = group
             .servers
-            .admit(&self.tried, &*pool.balancer, self.client, self.pinned)
+            .admit(&self.tried, &*group.balancer, self.client, self.pinned)
             .await;
         self.queued_ms += asked.map_or(0.0, |t| crate::access_log::ms(t.elapsed()));
         if !self.tried.is_empty() {
@@ -74,7 +77,13 @@ impl<'a> Attempts<'a> {
             let resp = match (refusal, self.last_error.take()) {
                 (Refusal::NoServer, Some(e)) => e,
                 _ => {
-                    let why = refusal.reason(pool.config.clients.queue_timeout);
+                    let why = match refusal {
+                        // A default pool left empty (only pools have servers).
+                        Refusal::NoServer if group.servers.upstreams.is_empty() => {
+                            "no pool takes this request (its Host and path match none)".into()
+                        }
+                        _ => refusal.reason(pool.config.clients.queue_timeout),
+                    };
                     let mut r = text_response(
                         StatusCode::SERVICE_UNAVAILABLE,
                         format!("503 Service Unavailable: {why}"),
@@ -91,7 +100,7 @@ impl<'a> Attempts<'a> {
 
     /// Server `i` answered with `status`: counted, and its passive health told.
     pub fn answered(&self, i: usize, status: u16) {
-        let servers = &self.pool.servers;
+        let servers = &self.group.servers;
         servers.stats[i].response(status, self.attempt.elapsed());
         servers.report_response(i, status);
     }
@@ -107,7 +116,7 @@ impl<'a> Attempts<'a> {
         resendable: bool,
     ) -> Option<Response<ResBody>> {
         drop(in_flight);
-        let servers = &self.pool.servers;
+        let servers = &self.group.servers;
         if e.nothing_sent() {
             servers.report_connect_failure(i, &e.detail);
         }

@@ -15,7 +15,7 @@
 use crate::access_log::{AccessLog, Tracked};
 use crate::attempts::Attempts;
 use crate::handler::State;
-use crate::pool::Pool;
+use crate::pool::{Group, Pool};
 use arc_swap::cache::Cache;
 use arc_swap::ArcSwap;
 use http::Response;
@@ -96,14 +96,22 @@ async fn forward(
     let start = Instant::now();
     let peer = client.peer;
     let proto = if client.secure { "https" } else { "http" };
-    // A sticky cookie naming a server pins the request to it; the server never sees it.
+    let group = match pool.routed() {
+        false => &pool.groups[0],
+        true => {
+            let host = req.fields().find(|f| f.0 == Kind::Host);
+            pool.route(host.map_or(&[][..], |(_, _, value)| value), req.target)
+        }
+    };
+    // A sticky cookie naming a server pins the request to it (a server of
+    // the pool the request goes to); the server never sees it.
     let sticky = pool.config.sticky_cookie.as_deref().and_then(|name| {
         let cookies = req.fields().filter(|f| f.0 == Kind::Cookie);
         crate::sticky::split(cookies.map(|(_, _, value)| value), name)
     });
     let pinned = sticky
         .as_ref()
-        .and_then(|(server, _)| pool.servers.index_of(server));
+        .and_then(|(server, _)| group.servers.index_of(server));
     let cookies = sticky.as_ref().map(|(_, kept)| kept.as_slice());
     let id = headers::raw::request_head(&req, peer.ip(), proto, cookies, &mut scratch.request);
     if let Some(limiter) = &pool.rate_limiter {
@@ -122,7 +130,7 @@ async fn forward(
     };
     attempt(
         state,
-        (pool, timer, interim),
+        (pool, group, timer, interim),
         (&req, pinned),
         &id,
         client,
@@ -137,7 +145,7 @@ async fn forward(
 /// [`Attempts`] allows, and makes the answer.
 async fn attempt(
     state: &State,
-    (pool, timer, interim): (&Pool, &mut ResponseTimer, &Interim),
+    (pool, group, timer, interim): (&Pool, &Group, &mut ResponseTimer, &Interim),
     (req, pinned): (&RawRequest<'_>, Option<usize>),
     id: &RawId<'_>,
     client: Client,
@@ -148,7 +156,7 @@ async fn attempt(
     let head = &scratch.request;
     let mut attempts = Attempts::new(
         state,
-        pool,
+        (pool, group),
         peer.ip(),
         (&req.method, req.target),
         pinned,
@@ -159,12 +167,12 @@ async fn attempt(
             Ok(admitted) => admitted,
             Err(resp) => return general(resp, id, &mut scratch.head),
         };
-        let upstream = &pool.servers.upstreams[i];
-        let (servers, tried) = (&pool.servers, &attempts.tried);
+        let upstream = &group.servers.upstreams[i];
+        let (servers, tried) = (&group.servers, &attempts.tried);
         let gone = || servers.gone(i, tried);
         // Awaited where it is made: a future kept in a variable across the
         // await would take its room in this one twice.
-        match pool.clients[i]
+        match group.clients[i]
             .send_raw(
                 upstream,
                 head,

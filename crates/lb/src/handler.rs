@@ -3,7 +3,7 @@
 
 use crate::access_log::{AccessLog, Tracked};
 use crate::attempts::Attempts;
-use crate::pool::Pool;
+use crate::pool::{Group, Pool};
 use crate::sticky;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
@@ -64,13 +64,15 @@ pub async fn handle(
     }
     headers::append_forwarded_for(&mut parts.headers, peer.ip());
     headers::set_forwarded_proto(&mut parts.headers, if secure { "https" } else { "http" });
-    // A sticky cookie naming a server pins the request to it; the server never sees it.
+    let group = route(&pool, &parts);
+    // A sticky cookie naming a server pins the request to it (a server of
+    // the pool the request goes to); the server never sees it.
     let pinned = pool
         .config
         .sticky_cookie
         .as_deref()
         .and_then(|name| sticky::take(&mut parts.headers, name))
-        .and_then(|server| pool.servers.index_of(&server));
+        .and_then(|server| group.servers.index_of(&server));
     let request = ClientRequest {
         parts,
         body: incoming,
@@ -80,12 +82,28 @@ pub async fn handle(
     };
     if pool.config.access_log {
         let span = tracing::info_span!("request", id = %request_id, %peer);
-        forward(&state, &pool, request, &request_id, start, peer)
+        forward(&state, (&pool, group), request, &request_id, start, peer)
             .instrument(span)
             .await
     } else {
-        forward(&state, &pool, request, &request_id, start, peer).await
+        forward(&state, (&pool, group), request, &request_id, start, peer).await
     }
+}
+
+/// The pool's servers for the request (after [`checks::request`], the
+/// `Host` field is the authority the server gets).
+fn route<'p>(pool: &'p Pool, parts: &http::request::Parts) -> &'p Group {
+    if !pool.routed() {
+        return &pool.groups[0];
+    }
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .map(HeaderValue::as_bytes)
+        .or(parts.uri.host().map(str::as_bytes))
+        .unwrap_or_default();
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    pool.route(host, target.as_bytes())
 }
 
 /// A client request on its way: head, body, and the client's side of a protocol switch.
@@ -101,7 +119,7 @@ struct ClientRequest {
 
 async fn forward(
     state: &State,
-    pool: &Pool,
+    (pool, group): (&Pool, &Group),
     request: ClientRequest,
     request_id: &headers::RequestId,
     start: Instant,
@@ -123,10 +141,10 @@ async fn forward(
         // The body goes up in our framing, and 100 Continue came from us.
         headers::reframe_body(&mut parts.headers);
     }
-    let servers = &pool.servers;
+    let servers = &group.servers;
     let mut attempts = Attempts::new(
         state,
-        pool,
+        (pool, group),
         peer.ip(),
         (&parts.method, parts.uri.path().as_bytes()),
         pinned,
@@ -139,7 +157,7 @@ async fn forward(
         };
         let upstream = &servers.upstreams[i];
         let tried = &attempts.tried;
-        let sent = pool.clients[i]
+        let sent = group.clients[i]
             .send_body(
                 upstream,
                 &parts.method,

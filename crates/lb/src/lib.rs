@@ -18,6 +18,7 @@ pub mod health;
 pub mod pool;
 pub mod rate_limit;
 pub mod retry;
+pub mod route;
 pub mod stats;
 pub mod sticky;
 pub mod tls;

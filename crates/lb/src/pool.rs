@@ -1,38 +1,119 @@
-//! One generation of the load balancer's configuration: the servers with
-//! their health, the algorithm and one upstream client per server.
+//! One generation of the load balancer's configuration: a [`Group`] of
+//! servers per pool (the default one, and one per `[[load_balancer.pool]]`),
+//! each with its servers' health, its algorithm and one upstream client per
+//! server, and the rule that routes a request to one of them
+//! ([`crate::route`]).
 //!
-//! A reload builds a new pool next to the old one and swaps it in: new
-//! requests take the new pool, requests in flight finish on the one they
+//! A reload builds a new generation next to the old one and swaps it in: new
+//! requests take the new one, requests in flight finish on the one they
 //! started with, and the client connections are never touched. Servers that
-//! keep their name and address keep their health, operator state, counters
-//! and pooled upstream connections.
+//! keep their pool, name and address keep their health, operator state,
+//! counters and pooled upstream connections.
 
 use crate::rate_limit::RateLimiter;
+use crate::route;
 use crate::{for_algorithm, Balancer, ServerSet};
 use std::sync::Arc;
 use webinfra_proxy::{Upstream, UpstreamClient};
-use webinfra_topology::LoadBalancer;
+use webinfra_topology::{Backend, LoadBalancer, ServerPool};
 
 /// The servers and how to reach them, as of one load of the topology.
 pub struct Pool {
     /// The configuration this pool was built from.
     pub config: LoadBalancer,
+    /// The server groups: the default one (the servers outside any
+    /// `[[load_balancer.pool]]`, named `default`) first, then each pool in
+    /// file order.
+    pub groups: Vec<Group>,
+    /// Requests per client address, when limited (kept across a reload
+    /// that does not change it).
+    pub rate_limiter: Option<Arc<RateLimiter>>,
+}
+
+/// One pool's servers: their health, the algorithm, one upstream client
+/// per server, and which requests the pool takes.
+pub struct Group {
+    /// The pool's name (`default` for the servers outside any pool).
+    pub name: String,
+    /// What it takes (empty for the default group, which takes the rest).
+    takes: route::Takes,
     /// The servers and their health.
     pub servers: Arc<ServerSet>,
     /// Picks a server per request.
     pub balancer: Box<dyn Balancer>,
     /// One client per server (index as in `servers`), with its timeouts.
     pub clients: Vec<UpstreamClient>,
-    /// Requests per client address, when limited (kept across a reload
-    /// that does not change it).
-    pub rate_limiter: Option<Arc<RateLimiter>>,
+    /// The servers as configured (index as in `servers`).
+    backends: Vec<Backend>,
     checks: tokio::task::JoinHandle<()>,
 }
 
 impl Pool {
     /// Builds the pool for `config`, taking over from `previous` what a reload keeps.
     pub fn new(config: LoadBalancer, previous: Option<&Pool>) -> Pool {
-        let upstreams: Vec<Upstream> = config
+        let groups = pools_of(&config)
+            .into_iter()
+            .map(|spec| {
+                let old = previous.and_then(|p| p.groups.iter().find(|g| g.name == spec.name));
+                Group::new(spec, &config, old)
+            })
+            .collect();
+        let rate_limiter = config.rate_limit.map(|limit| {
+            previous
+                .and_then(|old| old.rate_limiter.clone())
+                .filter(|old| old.config == limit)
+                .unwrap_or_else(|| Arc::new(RateLimiter::new(limit)))
+        });
+        Pool {
+            config,
+            groups,
+            rate_limiter,
+        }
+    }
+
+    /// The group for a request to `host` (its `Host`, perhaps with a port)
+    /// and `target` (its path and query): the first pool that takes it, else
+    /// the default group.
+    pub fn route(&self, host: &[u8], target: &[u8]) -> &Group {
+        self.groups[1..]
+            .iter()
+            .find(|g| g.takes.matches(host, target))
+            .unwrap_or(&self.groups[0])
+    }
+
+    /// True when requests are routed (some `[[load_balancer.pool]]`): else
+    /// every request goes to the default group.
+    pub fn routed(&self) -> bool {
+        self.groups.len() > 1
+    }
+
+    /// The group holding the server named `name`, if any.
+    pub fn group_of(&self, name: &str) -> Option<&Group> {
+        self.groups
+            .iter()
+            .find(|g| g.servers.index_of(name).is_some())
+    }
+
+    /// `next` took over: this pool's health checks stop now. Requests still
+    /// on this one finish on it, and a keep-alive connection may hold it
+    /// until its next request, but its servers are no longer this pool's
+    /// to watch (a removed server is not probed any more, a kept one not
+    /// twice); what `next` learns of them is what requests still here go by
+    /// ([`ServerSet::gone`]). A group whose pool the reload removed keeps
+    /// no successor: its servers are never "gone" for the requests on them.
+    pub fn retire(&self, next: &Pool) {
+        for g in &self.groups {
+            g.checks.abort();
+            if let Some(n) = next.groups.iter().find(|n| n.name == g.name) {
+                g.servers.hand_over(n.servers.clone());
+            }
+        }
+    }
+}
+
+impl Group {
+    fn new(spec: ServerPool, config: &LoadBalancer, previous: Option<&Group>) -> Group {
+        let upstreams: Vec<Upstream> = spec
             .servers
             .iter()
             .map(|s| Upstream {
@@ -42,26 +123,26 @@ impl Pool {
             .collect();
         let mut servers = ServerSet::with_options(
             upstreams.clone(),
-            config.servers.iter().map(|s| s.weight).collect(),
-            config.servers.iter().map(|s| s.backup).collect(),
-            config.health_check.clone(),
+            spec.servers.iter().map(|s| s.weight).collect(),
+            spec.servers.iter().map(|s| s.backup).collect(),
+            spec.health_check.clone(),
         )
         .with_limits(
-            config.servers.iter().map(|s| s.limits.clone()).collect(),
+            spec.servers.iter().map(|s| s.limits.clone()).collect(),
             config.clients.max_queue,
             config.clients.queue_timeout,
         );
         if let Some(old) = previous {
             servers.inherit(&old.servers);
         }
-        let clients = config
+        let clients = spec
             .servers
             .iter()
             .zip(&upstreams)
             .map(|(server, upstream)| {
                 let same = previous.and_then(|old| {
                     let j = old.servers.upstreams.iter().position(|u| u == upstream)?;
-                    (old.config.servers[j].limits == server.limits).then(|| old.clients[j].clone())
+                    (old.backends[j].limits == server.limits).then(|| old.clients[j].clone())
                 });
                 same.unwrap_or_else(|| {
                     UpstreamClient::new(
@@ -71,54 +152,57 @@ impl Pool {
                 })
             })
             .collect();
-        let rate_limiter = config.rate_limit.map(|limit| {
-            previous
-                .and_then(|old| old.rate_limiter.clone())
-                .filter(|old| old.config == limit)
-                .unwrap_or_else(|| Arc::new(RateLimiter::new(limit)))
-        });
         let servers = Arc::new(servers);
         let checks = servers.clone().spawn_checks();
-        Pool {
-            balancer: for_algorithm(config.algorithm),
-            config,
+        Group {
+            name: spec.name,
+            takes: route::Takes::new(spec.hosts, spec.paths),
+            balancer: for_algorithm(spec.algorithm),
             servers,
             clients,
-            rate_limiter,
+            backends: spec.servers,
             checks,
         }
     }
-
-    /// `next` took over: this pool's health checks stop now. Requests still
-    /// on this one finish on it, and a keep-alive connection may hold it
-    /// until its next request, but its servers are no longer this pool's
-    /// to watch (a removed server is not probed any more, a kept one not
-    /// twice); what `next` learns of them is what requests still here go by
-    /// ([`ServerSet::gone`]).
-    pub fn retire(&self, next: &Pool) {
-        self.checks.abort();
-        self.servers.hand_over(next.servers.clone());
-    }
 }
 
-impl Drop for Pool {
+impl Drop for Group {
     fn drop(&mut self) {
         self.checks.abort();
     }
 }
 
+/// Every pool of `config`, the default one (named `default`) first.
+pub fn pools_of(config: &LoadBalancer) -> Vec<ServerPool> {
+    let default = ServerPool {
+        name: "default".into(),
+        hosts: Vec::new(),
+        paths: Vec::new(),
+        algorithm: config.algorithm,
+        health_check: config.health_check.clone(),
+        servers: config.servers.clone(),
+    };
+    std::iter::once(default)
+        .chain(config.pools.iter().cloned())
+        .collect()
+}
+
 /// What a reload changed, for the log and the `reload` answer.
 pub fn describe_change(old: &LoadBalancer, new: &LoadBalancer) -> Vec<String> {
     let mut changes = Vec::new();
-    for s in &new.servers {
-        match old.servers.iter().find(|o| o.name == s.name) {
+    let all = |c: &LoadBalancer| -> Vec<Backend> {
+        pools_of(c).into_iter().flat_map(|p| p.servers).collect()
+    };
+    let (old_servers, new_servers) = (all(old), all(new));
+    for s in &new_servers {
+        match old_servers.iter().find(|o| o.name == s.name) {
             None => changes.push(format!("added server {} ({})", s.name, s.addr)),
             Some(o) if o != s => changes.push(format!("changed server {}", s.name)),
             Some(_) => {}
         }
     }
-    for o in &old.servers {
-        if !new.servers.iter().any(|s| s.name == o.name) {
+    for o in &old_servers {
+        if !new_servers.iter().any(|s| s.name == o.name) {
             changes.push(format!("removed server {}", o.name));
         }
     }
@@ -130,6 +214,21 @@ pub fn describe_change(old: &LoadBalancer, new: &LoadBalancer) -> Vec<String> {
     }
     if old.health_check != new.health_check {
         changes.push("changed health check".into());
+    }
+    let pool_rules = |p: &ServerPool| (p.hosts.clone(), p.paths.clone(), p.algorithm, p.health_check.clone());
+    for p in &new.pools {
+        match old.pools.iter().find(|o| o.name == p.name) {
+            None => changes.push(format!("added pool {}", p.name)),
+            Some(o) if pool_rules(o) != pool_rules(p) => {
+                changes.push(format!("changed pool {}", p.name))
+            }
+            Some(_) => {}
+        }
+    }
+    for o in &old.pools {
+        if !new.pools.iter().any(|p| p.name == o.name) {
+            changes.push(format!("removed pool {}", o.name));
+        }
     }
     if old.clients != new.clients {
         changes.push("changed client limits".into());

@@ -89,6 +89,8 @@ impl ServerStats {
 
 /// One server's line for rendering.
 pub struct Row {
+    /// The pool it serves (`default` outside any `[[load_balancer.pool]]`).
+    pub pool: String,
     /// Server name.
     pub name: String,
     /// Address.
@@ -143,7 +145,7 @@ impl Listener {
     }
 }
 
-/// Prometheus text exposition format; `queued` is the pool's queue length.
+/// Prometheus text exposition format; `queued` is the queues' length.
 pub fn prometheus(rows: &[Row], queued: usize, listeners: &[Listener]) -> String {
     let mut out = String::new();
     metric(
@@ -193,6 +195,18 @@ pub fn prometheus(rows: &[Row], queued: usize, listeners: &[Listener]) -> String
         "Requests waiting for a server below its max_connections.",
     );
     out.push_str(&format!("webinfra_lb_queued_requests {queued}\n"));
+    metric(
+        &mut out,
+        "webinfra_lb_server_info",
+        "gauge",
+        "1 per server, naming its pool and address.",
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "webinfra_lb_server_info{{server=\"{}\",pool=\"{}\",address=\"{}\"}} 1\n",
+            r.name, r.pool, r.address
+        ));
+    }
     metric(
         &mut out,
         "webinfra_lb_server_max_connections",
@@ -333,7 +347,7 @@ pub fn html(rows: &[Row], queued: usize, rate_limited: u64, listeners: &[Listene
         "</p><p>requests queued for a server slot: {queued}; refused by the rate limit: {rate_limited}</p>"
     ));
     body.push_str(
-        "<table><tr><th>server</th><th>address</th><th>state</th><th>weight</th><th>in flight</th>\
+        "<table><tr><th>server</th><th>pool</th><th>address</th><th>state</th><th>weight</th><th>in flight</th>\
          <th>requests</th><th>2xx</th><th>3xx</th><th>4xx</th><th>5xx</th><th>errors</th><th>retries</th><th>avg ms</th></tr>",
     );
     for r in rows {
@@ -348,8 +362,8 @@ pub fn html(rows: &[Row], queued: usize, rate_limited: u64, listeners: &[Listene
             0.0
         };
         body.push_str(&format!(
-            "<tr class=\"{cls}\"><td>{}</td><td>{}</td><td>{state}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{avg:.2}</td></tr>",
-            r.name, r.address, r.weight, in_flight, s.requests, s.responses[1], s.responses[2], s.responses[3], s.responses[4], s.errors, s.retries,
+            "<tr class=\"{cls}\"><td>{}</td><td>{}</td><td>{}</td><td>{state}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{avg:.2}</td></tr>",
+            r.name, r.pool, r.address, r.weight, in_flight, s.requests, s.responses[1], s.responses[2], s.responses[3], s.responses[4], s.errors, s.retries,
             cls = if r.up && r.admin == "READY" { "up" } else { "down" },
             state = match (r.admin, r.up) {
                 ("READY", true) => "UP",
@@ -398,6 +412,7 @@ mod tests {
         assert_eq!(snap.latency_buckets[5], 1);
         let text = prometheus(
             &[Row {
+                pool: "api".into(),
                 name: "a".into(),
                 address: "x".into(),
                 up: true,
@@ -411,6 +426,7 @@ mod tests {
             &[],
         );
         assert!(text.contains("webinfra_lb_queued_requests 3"));
+        assert!(text.contains("webinfra_lb_server_info{server=\"a\",pool=\"api\",address=\"x\"} 1"));
         assert!(text.contains("webinfra_lb_server_max_connections{server=\"a\"} 7"));
         assert!(text.contains("webinfra_lb_server_weight{server=\"a\"} 3"));
         assert!(text.contains("webinfra_lb_responses_total{server=\"a\",class=\"5xx\"} 1"));

@@ -16,7 +16,7 @@ pub use credentials::Credentials;
 pub use diagnostic::{Diagnostic, TopologyError};
 pub use model::{
     Algorithm, App, Backend, ClientLimits, Database, DbNode, DbRole, HealthCheck, Host,
-    LoadBalancer, RateLimit, ServerLimits, Tls, Topology, Web,
+    LoadBalancer, RateLimit, ServerLimits, ServerPool, Tls, Topology, Web,
 };
 
 use std::path::{Path, PathBuf};

@@ -68,6 +68,24 @@ impl Algorithm {
     ];
 }
 
+/// A pool of servers for the requests whose `Host` and path it matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerPool {
+    /// Name in stats and logs.
+    pub name: String,
+    /// Host names it takes (lowercase, no port; `*.example.com` for any
+    /// name under example.com); empty: any host.
+    pub hosts: Vec<String>,
+    /// Path prefixes it takes (each starting with `/`); empty: any path.
+    pub paths: Vec<String>,
+    /// Server selection algorithm.
+    pub algorithm: Algorithm,
+    /// Active health check of its servers.
+    pub health_check: HealthCheck,
+    /// Its servers, in file order.
+    pub servers: Vec<Backend>,
+}
+
 /// One server behind the load balancer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backend {
@@ -128,6 +146,21 @@ pub struct HealthCheck {
     pub expect_status: Option<u16>,
 }
 
+impl Default for HealthCheck {
+    /// HAProxy's defaults: every 2 s, rise 2, fall 3; `GET /healthz` within 1 s.
+    fn default() -> Self {
+        HealthCheck {
+            path: "/healthz".into(),
+            host: None,
+            interval: Duration::from_millis(2000),
+            timeout: Duration::from_millis(1000),
+            rise: 2,
+            fall: 3,
+            expect_status: None,
+        }
+    }
+}
+
 /// The load balancer tier.
 #[derive(Debug, Clone)]
 pub struct LoadBalancer {
@@ -143,6 +176,10 @@ pub struct LoadBalancer {
     pub servers: Vec<Backend>,
     /// Active health check.
     pub health_check: HealthCheck,
+    /// More pools, each taking the requests it matches (HAProxy's
+    /// `use_backend`); `algorithm`, `servers` and `health_check` above are
+    /// the default pool's, which takes the rest.
+    pub pools: Vec<ServerPool>,
     /// Log every request (with its request id); off, like `access_log off` in nginx.
     pub access_log: bool,
     /// Plain keep-alive `GET`/`HEAD` requests forwarded as bytes (the fast

@@ -45,6 +45,8 @@ pub struct RawLoadBalancer {
     #[serde(default, rename = "backend")]
     pub backends: Vec<RawBackend>,
     pub health_check: Option<RawHealthCheck>,
+    #[serde(default, rename = "pool")]
+    pub pools: Vec<RawPool>,
     pub tls: Option<RawTls>,
     pub sticky_cookie: Option<S<String>>,
     pub rate_limit: Option<RawRateLimit>,
@@ -78,6 +80,19 @@ pub struct RawBackend {
     pub response_timeout_ms: Option<S<u64>>,
     pub max_connections: Option<S<u64>>,
     pub slow_start_ms: Option<S<u64>>,
+}
+
+/// A pool of servers for the requests it matches (`[[load_balancer.pool]]`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPool {
+    pub name: S<String>,
+    pub hosts: Option<S<Vec<S<String>>>>,
+    pub paths: Option<S<Vec<S<String>>>>,
+    pub algorithm: Option<S<String>>,
+    pub health_check: Option<RawHealthCheck>,
+    #[serde(default, rename = "backend")]
+    pub backends: Vec<RawBackend>,
 }
 
 /// Requests per client address (`[load_balancer.rate_limit]`).

@@ -1,40 +1,16 @@
 //! Every topology error names the file, line, column and key at fault.
 
-use webinfra_topology::{DbRole, RateLimit, Topology, TopologyError};
+use webinfra_topology::{DbRole, RateLimit, Topology};
 
 const FOOBAR: &str = include_str!("../../../topologies/foobar.toml");
 
-fn errors(src: &str) -> TopologyError {
-    Topology::parse_str(src, "t.toml").expect_err("the topology should be rejected")
-}
-
-/// Asserts exactly one diagnostic, at `line:column`, for `key`, mentioning `words`.
-fn assert_one(src: &str, line: usize, column: usize, key: &str, words: &str) {
-    let err = errors(src);
-    assert_eq!(err.diagnostics.len(), 1, "{err}");
-    let d = &err.diagnostics[0];
-    assert_eq!(
-        (d.line, d.column, d.key.as_str()),
-        (line, column, key),
-        "{err}"
-    );
-    assert!(d.message.contains(words), "{err}");
-    assert!(
-        err.to_string()
-            .starts_with(&format!("t.toml:{line}:{column}: key `{key}`")),
-        "{err}"
-    );
-}
+mod support;
+use support::{assert_one, errors, line_of};
 
 /// The `[load_balancer.tls]` of a topology that must parse.
 fn tls_of(src: &str) -> webinfra_topology::Tls {
     let lb = Topology::parse_str(src, "lb.toml").unwrap().load_balancer;
     lb.unwrap().tls.unwrap()
-}
-
-/// Line (1-based) of the first line of `src` containing `needle`.
-fn line_of(src: &str, needle: &str) -> usize {
-    src.lines().position(|l| l.contains(needle)).expect(needle) + 1
 }
 
 #[test]

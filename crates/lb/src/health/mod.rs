@@ -373,11 +373,12 @@ impl ServerSet {
     }
 
     /// Every server's state and counters, for the stats renderers.
-    pub fn rows(&self) -> Vec<crate::stats::Row> {
+    pub fn rows(&self, pool: &str) -> Vec<crate::stats::Row> {
         self.status()
             .into_iter()
             .enumerate()
             .map(|(i, s)| crate::stats::Row {
+                pool: pool.to_string(),
                 name: s.upstream.name,
                 address: s.upstream.addr.to_string(),
                 up: s.up,
@@ -390,8 +391,8 @@ impl ServerSet {
             .collect()
     }
 
-    /// The servers' state as JSON.
-    pub fn status_json(&self) -> serde_json::Value {
+    /// The servers' state as JSON, each naming `pool`.
+    pub fn status_json(&self, pool: &str) -> serde_json::Value {
         let servers: Vec<_> = self
             .status()
             .into_iter()
@@ -406,6 +407,7 @@ impl ServerSet {
             .collect();
         let mut servers = servers;
         for (i, s) in servers.iter_mut().enumerate() {
+            s["pool"] = pool.into();
             s["weight"] = self.weights[i].load(Ordering::Relaxed).into();
             s["backup"] = self.backup[i].into();
             s["in_flight"] = self.in_flight[i].load(Ordering::Relaxed).into();

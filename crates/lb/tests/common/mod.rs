@@ -214,6 +214,7 @@ pub fn config(backends: &[(&'static str, SocketAddr)]) -> LoadBalancer {
             fall: 3,
             expect_status: None,
         },
+        pools: Vec::new(),
         access_log: false,
         fast_lane: true,
         clients: ClientLimits::default(),

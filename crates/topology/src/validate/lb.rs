@@ -1,7 +1,7 @@
 //! The `[load_balancer]` section: listeners, algorithm, servers, health
 //! check, timeouts and limits.
 
-use super::{valid_name, Checker};
+use super::{pools, Checker};
 use crate::model::*;
 use crate::raw::*;
 use std::net::SocketAddr;
@@ -20,29 +20,7 @@ pub(super) fn load_balancer(
         "load_balancer.admin_port",
         lb.host.get_ref(),
     );
-    let algorithm = match lb.algorithm.as_ref() {
-        None => Algorithm::RoundRobin,
-        Some(a) => match Algorithm::ALL
-            .iter()
-            .chain(Algorithm::HAPROXY.iter())
-            .find(|(n, _)| *n == a.get_ref().as_str())
-        {
-            Some((_, alg)) => *alg,
-            None => {
-                let known: Vec<&str> = Algorithm::ALL.iter().map(|(n, _)| *n).collect();
-                c.error(
-                    a.span(),
-                    "load_balancer.algorithm",
-                    format!(
-                        "unknown algorithm `{}` (known: {}; HAProxy's roundrobin, static-rr, leastconn, source and random work too)",
-                        a.get_ref(),
-                        known.join(", ")
-                    ),
-                );
-                Algorithm::RoundRobin
-            }
-        },
-    };
+    let algorithm = pools::algorithm(c, lb.algorithm.as_ref(), "load_balancer.algorithm");
     let defaults = server_limits(
         c,
         ServerLimits::default(),
@@ -86,85 +64,12 @@ pub(super) fn load_balancer(
             .as_ref()
             .map(|t| SocketAddr::new(ip, *t.port.get_ref())),
     );
-    for b in &lb.backends {
-        let name = b.name.get_ref();
-        let addr = match backend_address(b.address.get_ref()) {
-            Ok(addr) => addr,
-            Err(why) => {
-                c.error(b.address.span(), "load_balancer.backend.address", why);
-                continue;
-            }
-        };
-        if !valid_name(name) {
-            c.error(
-                b.name.span(),
-                "load_balancer.backend.name",
-                format!("`{name}` is not a valid name (letters, digits, '-', '_')"),
-            );
-        } else if servers.iter().any(|s| s.name == *name) {
-            c.error(
-                b.name.span(),
-                "load_balancer.backend.name",
-                format!("duplicate server name `{name}`"),
-            );
-        } else if own.contains(&addr) {
-            c.error(
-                b.address.span(),
-                "load_balancer.backend.address",
-                format!("{addr} is the load balancer's own listener (requests would loop)"),
-            );
-        } else if let Some(other) = servers.iter().find(|s| s.addr == addr) {
-            let other = other.name.clone();
-            c.error(
-                b.address.span(),
-                "load_balancer.backend.address",
-                format!("{addr} is already server `{other}`"),
-            );
-        } else {
-            let weight = b.weight.as_ref().map_or(1, |w| *w.get_ref());
-            if let Some(w) = b
-                .weight
-                .as_ref()
-                .filter(|w| !(1..=256).contains(w.get_ref()))
-            {
-                c.error(
-                    w.span(),
-                    "load_balancer.backend.weight",
-                    "must be between 1 and 256".into(),
-                );
-            }
-            servers.push(Backend {
-                name: name.clone(),
-                addr,
-                weight,
-                backup: b.backup.as_ref().is_some_and(|x| *x.get_ref()),
-                limits: server_limits(
-                    c,
-                    defaults.clone(),
-                    [
-                        (
-                            &b.connect_timeout_ms,
-                            "load_balancer.backend.connect_timeout_ms",
-                        ),
-                        (
-                            &b.response_timeout_ms,
-                            "load_balancer.backend.response_timeout_ms",
-                        ),
-                        (&b.max_connections, "load_balancer.backend.max_connections"),
-                        (&b.slow_start_ms, "load_balancer.backend.slow_start_ms"),
-                    ],
-                ),
-            });
-        }
-    }
-    if servers.iter().all(|s| s.backup) && !servers.is_empty() {
-        c.error(
-            0..0,
-            "load_balancer",
-            "every server is a backup: mark at least one `backup = false`".into(),
-        );
-    }
-    if servers.is_empty() && c.errors.is_empty() {
+    let own = pools::Own(own);
+    let mut taken: Vec<String> = servers.iter().map(|s| s.name.clone()).collect();
+    let limits = (&defaults, &own);
+    pools::backends(c, &lb.backends, "load_balancer.backend", limits, &mut taken, &mut servers);
+    pools::all_backup(c, &servers, 0..0, "load_balancer");
+    if servers.is_empty() && lb.pools.is_empty() && c.errors.is_empty() {
         c.error(
             0..0,
             "load_balancer",
@@ -172,7 +77,13 @@ pub(super) fn load_balancer(
                 .into(),
         );
     }
-    let health_check = health_check(c, lb.health_check.as_ref());
+    let health_check = health_check(
+        c,
+        lb.health_check.as_ref(),
+        &HealthCheck::default(),
+        "load_balancer.health_check",
+    );
+    let pools = pools::pools(c, &lb.pools, limits, &health_check, &mut taken);
     let tls = lb.tls.as_ref().map(|t| tls(c, ip, t, lb.host.get_ref()));
     Some(LoadBalancer {
         host: lb.host.get_ref().clone(),
@@ -181,6 +92,7 @@ pub(super) fn load_balancer(
         algorithm,
         servers,
         health_check,
+        pools,
         access_log: lb.access_log.as_ref().is_none_or(|a| *a.get_ref()),
         fast_lane: lb.fast_lane.as_ref().is_none_or(|a| *a.get_ref()),
         clients: client_limits(c, lb),
@@ -228,38 +140,6 @@ pub(super) fn load_balancer(
     })
 }
 
-/// A backend's address: `IP:PORT`, or `NAME:PORT` resolved once, now (as
-/// HAProxy resolves server names at startup; a reload resolves again).
-fn backend_address(text: &str) -> Result<SocketAddr, String> {
-    use std::net::ToSocketAddrs;
-    let example = "write IP:PORT or HOST:PORT, e.g. 127.0.0.1:8080";
-    if let Ok(addr) = text.parse::<SocketAddr>() {
-        return match addr.port() {
-            0 => Err(format!("`{text}`: port 0 is not a server's port")),
-            _ => Ok(addr),
-        };
-    }
-    if text.parse::<std::net::IpAddr>().is_ok() {
-        return Err(format!("`{text}` has no port: {example}"));
-    }
-    let Some((host, port)) = text.rsplit_once(':') else {
-        return Err(format!("`{text}` has no port: {example}"));
-    };
-    let port_ok = port.parse::<u16>().is_ok_and(|p| p != 0);
-    if host.is_empty() || host.contains(['[', ']', ':', '/', ' ']) || !port_ok {
-        return Err(format!("`{text}` is not an address: {example}"));
-    }
-    let mut found = (host, port.parse::<u16>().unwrap_or(0))
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve `{host}`: {e}"))?;
-    let all: Vec<SocketAddr> = found.by_ref().collect();
-    all.iter()
-        .find(|a| a.is_ipv4())
-        .or(all.first())
-        .copied()
-        .ok_or_else(|| format!("`{host}` resolves to no address"))
-}
-
 fn tls(c: &mut Checker, ip: std::net::IpAddr, t: &RawTls, host: &str) -> Tls {
     let listen = c.listen(ip, &t.port, "load_balancer.tls.port", host);
     match (&t.certificate, &t.key) {
@@ -302,7 +182,7 @@ fn positive(c: &mut Checker, v: &S<u64>, key: &str) -> u64 {
 }
 
 /// `[connect_timeout_ms, response_timeout_ms, max_connections, slow_start_ms]` over `base`.
-fn server_limits(
+pub(super) fn server_limits(
     c: &mut Checker,
     base: ServerLimits,
     keys: [(&Option<S<u64>>, &str); 4],
@@ -363,22 +243,22 @@ fn client_limits(c: &mut Checker, lb: &RawLoadBalancer) -> ClientLimits {
     limits
 }
 
-fn health_check(c: &mut Checker, raw: Option<&RawHealthCheck>) -> HealthCheck {
-    let mut hc = HealthCheck {
-        path: "/healthz".into(),
-        host: None,
-        interval: Duration::from_millis(2000),
-        timeout: Duration::from_millis(1000),
-        rise: 2,
-        fall: 3,
-        expect_status: None,
-    };
+/// The health check `raw` describes over `base` (the keys it names replace
+/// base's), its keys under `prefix`.
+pub(super) fn health_check(
+    c: &mut Checker,
+    raw: Option<&RawHealthCheck>,
+    base: &HealthCheck,
+    prefix: &str,
+) -> HealthCheck {
+    let mut hc = base.clone();
+    let key = |k: &str| format!("{prefix}.{k}");
     let Some(raw) = raw else { return hc };
     if let Some(v) = &raw.expect_status {
         if !(100..=599).contains(v.get_ref()) {
             c.error(
                 v.span(),
-                "load_balancer.health_check.expect_status",
+                &key("expect_status"),
                 "must be an HTTP status (100-599)".into(),
             );
         }
@@ -388,7 +268,7 @@ fn health_check(c: &mut Checker, raw: Option<&RawHealthCheck>) -> HealthCheck {
         if !valid_path(p.get_ref()) {
             c.error(
                 p.span(),
-                "load_balancer.health_check.path",
+                &key("path"),
                 "must be a path starting with '/' (an optional ?query; spaces and other unsafe bytes %-encoded)".into(),
             );
         }
@@ -403,7 +283,7 @@ fn health_check(c: &mut Checker, raw: Option<&RawHealthCheck>) -> HealthCheck {
         if !ok {
             c.error(
                 h.span(),
-                "load_balancer.health_check.host",
+                &key("host"),
                 format!(
                     "`{name}` is not a host name (e.g. www.example.com or www.example.com:8080)"
                 ),
@@ -418,18 +298,18 @@ fn health_check(c: &mut Checker, raw: Option<&RawHealthCheck>) -> HealthCheck {
         Duration::from_millis(*v.get_ref())
     };
     if let Some(v) = &raw.interval_ms {
-        hc.interval = positive(c, v, "load_balancer.health_check.interval_ms");
+        hc.interval = positive(c, v, &key("interval_ms"));
     }
     if let Some(v) = &raw.timeout_ms {
-        hc.timeout = positive(c, v, "load_balancer.health_check.timeout_ms");
+        hc.timeout = positive(c, v, &key("timeout_ms"));
     }
-    for (v, key, slot) in [
-        (&raw.rise, "load_balancer.health_check.rise", &mut hc.rise),
-        (&raw.fall, "load_balancer.health_check.fall", &mut hc.fall),
+    for (v, name, slot) in [
+        (&raw.rise, key("rise"), &mut hc.rise),
+        (&raw.fall, key("fall"), &mut hc.fall),
     ] {
         if let Some(v) = v {
             if *v.get_ref() == 0 {
-                c.error(v.span(), key, "must be at least 1".into());
+                c.error(v.span(), &name, "must be at least 1".into());
             }
             *slot = *v.get_ref();
         }

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod lb;
+mod pools;
 
 /// Collects diagnostics while validation walks the file.
 pub(super) struct Checker<'a> {
