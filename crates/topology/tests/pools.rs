@@ -96,7 +96,8 @@ fn server_names_are_unique_across_pools() {
         "name = \"p\"\npaths = [\"/x/\"]\n[[load_balancer.pool.backend]]\nname = \"app-a\"\naddress = \"127.0.0.1:9301\"",
     );
     // The first `name = "app-a"` is the default pool's; the pool's is the last one.
-    let line = src.lines().rposition(|l| l.contains("\"app-a\"")).unwrap() + 1;
+    let lines: Vec<&str> = src.lines().collect();
+    let line = lines.iter().rposition(|l| l.contains("\"app-a\"")).unwrap() + 1;
     assert_one(&src, line, 8, "load_balancer.pool.backend.name", "duplicate server name `app-a`");
 }
 
