@@ -82,6 +82,11 @@ impl<'a> Attempts<'a> {
                         Refusal::NoServer if group.servers.upstreams.is_empty() => {
                             "no pool takes this request (its Host and path match none)".into()
                         }
+                        _ if pool.routed() => format!(
+                            "{} (pool {})",
+                            refusal.reason(pool.config.clients.queue_timeout),
+                            group.name
+                        ),
                         _ => refusal.reason(pool.config.clients.queue_timeout),
                     };
                     let mut r = text_response(

@@ -190,20 +190,24 @@ pub fn pools_of(config: &LoadBalancer) -> Vec<ServerPool> {
 /// What a reload changed, for the log and the `reload` answer.
 pub fn describe_change(old: &LoadBalancer, new: &LoadBalancer) -> Vec<String> {
     let mut changes = Vec::new();
-    let all = |c: &LoadBalancer| -> Vec<Backend> {
-        pools_of(c).into_iter().flat_map(|p| p.servers).collect()
+    // Every server with its pool's name: one moved to another pool has changed.
+    let all = |c: &LoadBalancer| -> Vec<(String, Backend)> {
+        pools_of(c)
+            .into_iter()
+            .flat_map(|p| p.servers.into_iter().map(move |s| (p.name.clone(), s)))
+            .collect()
     };
     let (old_servers, new_servers) = (all(old), all(new));
     for s in &new_servers {
-        match old_servers.iter().find(|o| o.name == s.name) {
-            None => changes.push(format!("added server {} ({})", s.name, s.addr)),
-            Some(o) if o != s => changes.push(format!("changed server {}", s.name)),
+        match old_servers.iter().find(|o| o.1.name == s.1.name) {
+            None => changes.push(format!("added server {} ({})", s.1.name, s.1.addr)),
+            Some(o) if o != s => changes.push(format!("changed server {}", s.1.name)),
             Some(_) => {}
         }
     }
     for o in &old_servers {
-        if !new_servers.iter().any(|s| s.name == o.name) {
-            changes.push(format!("removed server {}", o.name));
+        if !new_servers.iter().any(|s| s.1.name == o.1.name) {
+            changes.push(format!("removed server {}", o.1.name));
         }
     }
     if old.algorithm != new.algorithm {
@@ -215,7 +219,14 @@ pub fn describe_change(old: &LoadBalancer, new: &LoadBalancer) -> Vec<String> {
     if old.health_check != new.health_check {
         changes.push("changed health check".into());
     }
-    let pool_rules = |p: &ServerPool| (p.hosts.clone(), p.paths.clone(), p.algorithm, p.health_check.clone());
+    let pool_rules = |p: &ServerPool| {
+        (
+            p.hosts.clone(),
+            p.paths.clone(),
+            p.algorithm,
+            p.health_check.clone(),
+        )
+    };
     for p in &new.pools {
         match old.pools.iter().find(|o| o.name == p.name) {
             None => changes.push(format!("added pool {}", p.name)),

@@ -40,7 +40,11 @@ fn lane_get(site: SocketAddr, host: &str, path: &str) -> (u16, String) {
     let mut buf = [0u8; 4096];
     loop {
         let n = s.read(&mut buf).unwrap();
-        assert!(n > 0, "closed before an answer: {}", String::from_utf8_lossy(&got));
+        assert!(
+            n > 0,
+            "closed before an answer: {}",
+            String::from_utf8_lossy(&got)
+        );
         got.extend_from_slice(&buf[..n]);
         let text = String::from_utf8_lossy(&got).into_owned();
         let Some((head, body)) = text.split_once("\r\n\r\n") else {
@@ -48,7 +52,11 @@ fn lane_get(site: SocketAddr, host: &str, path: &str) -> (u16, String) {
         };
         let length: usize = head
             .lines()
-            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse().unwrap()))
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length: ")
+                    .map(|v| v.trim().parse().unwrap())
+            })
             .expect("a Content-Length");
         if body.len() >= length {
             return (head[9..12].parse().unwrap(), body[..length].to_string());
@@ -67,7 +75,13 @@ fn four_pools(cfg: &mut LoadBalancer) {
     pool(cfg, "api", &["api.example.com"], &[], &["api"]);
     pool(cfg, "assets", &[], &["/assets/"], &["assets"]);
     pool(cfg, "wild", &["*.example.org"], &[], &["wild"]);
-    pool(cfg, "both", &["shop.example.com"], &["/cart/", "/pay/"], &["both"]);
+    pool(
+        cfg,
+        "both",
+        &["shop.example.com"],
+        &["/cart/", "/pay/"],
+        &["both"],
+    );
 }
 
 const ROUTES: [(&str, &str, &str); 11] = [
@@ -100,7 +114,11 @@ fn each_request_goes_to_the_pool_its_host_and_path_match_on_both_paths() {
                 "GET {host}{path} (fast lane {fast_lane})"
             );
             let r = general_post(lb.site, host, path);
-            assert_eq!((r.status, r.text()), (200, server.to_string()), "POST {host}{path}");
+            assert_eq!(
+                (r.status, r.text()),
+                (200, server.to_string()),
+                "POST {host}{path}"
+            );
         }
         // An absolute URL's authority is the Host (RFC 9112 3.2.2).
         let r = send_raw(
@@ -135,10 +153,18 @@ fn a_pool_whose_servers_are_gone_fails_its_requests_and_never_borrows_another_po
     assert!(status == 502 || status == 503, "{status} {body}");
     assert!(!body.contains("web"), "{body}");
     let r = general_post(lb.site, "api.example.com", "/");
-    assert!(r.status == 502 || r.status == 503, "{} {}", r.status, r.text());
+    assert!(
+        r.status == 502 || r.status == 503,
+        "{} {}",
+        r.status,
+        r.text()
+    );
     assert!(lb.backend("web").record.seen.lock().unwrap().is_empty());
     // The default pool is not affected.
-    assert_eq!(lane_get(lb.site, "www.example.com", "/"), (200, "web".into()));
+    assert_eq!(
+        lane_get(lb.site, "www.example.com", "/"),
+        (200, "web".into())
+    );
 }
 
 #[test]
@@ -146,7 +172,10 @@ fn with_only_pools_a_request_no_pool_takes_gets_503_saying_so() {
     let lb = Lb::start(&["api"], |cfg| {
         pool(cfg, "api", &["api.example.com"], &[], &["api"]);
     });
-    assert_eq!(lane_get(lb.site, "api.example.com", "/"), (200, "api".into()));
+    assert_eq!(
+        lane_get(lb.site, "api.example.com", "/"),
+        (200, "api".into())
+    );
     let (status, body) = lane_get(lb.site, "www.example.com", "/");
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("no pool takes this request"), "{body}");
@@ -170,8 +199,14 @@ fn a_sticky_cookie_naming_another_pools_server_is_not_followed() {
         .unwrap();
         assert!(r.text().starts_with("api-"), "{}", r.text());
     }
-    let r = request(lb.site, "GET", "/", &[("Host", "api.example.com"), ("Cookie", "SERVERID=api-2")], b"")
-        .unwrap();
+    let r = request(
+        lb.site,
+        "GET",
+        "/",
+        &[("Host", "api.example.com"), ("Cookie", "SERVERID=api-2")],
+        b"",
+    )
+    .unwrap();
     assert_eq!(r.text(), "api-2");
     assert!(lb.backend("web").record.seen.lock().unwrap().is_empty());
 }
@@ -186,18 +221,41 @@ fn stats_name_each_servers_pool_and_the_admin_api_reaches_servers_in_pools() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["name"].as_str().unwrap().into(), s["pool"].as_str().unwrap().into()))
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().into(),
+                s["pool"].as_str().unwrap().into(),
+            )
+        })
         .collect();
-    assert_eq!(pools, [("web".into(), "default".into()), ("api".into(), "api".into())]);
+    assert_eq!(
+        pools,
+        [
+            ("web".into(), "default".into()),
+            ("api".into(), "api".into())
+        ]
+    );
     let metrics = get(lb.admin, "/metrics").unwrap().text();
-    assert!(metrics.contains("webinfra_lb_server_info{server=\"api\",pool=\"api\""), "{metrics}");
-    assert!(get(lb.admin, "/").unwrap().text().contains("<td>api</td><td>api</td>"));
+    assert!(
+        metrics.contains("webinfra_lb_server_info{server=\"api\",pool=\"api\""),
+        "{metrics}"
+    );
+    assert!(get(lb.admin, "/")
+        .unwrap()
+        .text()
+        .contains("<td>api</td><td>api</td>"));
     // Disabling the pool's only server empties that pool, and only it.
     let r = request(lb.admin, "POST", "/servers/api/disable", &[], b"").unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
-    let (status, _) = lane_get(lb.site, "api.example.com", "/");
-    assert_eq!(status, 503);
-    assert_eq!(lane_get(lb.site, "www.example.com", "/"), (200, "web".into()));
+    let (status, body) = lane_get(lb.site, "api.example.com", "/");
+    assert_eq!(
+        (status, body.as_str()),
+        (503, "503 Service Unavailable: no server is up (pool api)\n")
+    );
+    assert_eq!(
+        lane_get(lb.site, "www.example.com", "/"),
+        (200, "web".into())
+    );
     let r = request(lb.admin, "POST", "/servers/nobody/disable", &[], b"").unwrap();
     assert_eq!(r.status, 404);
 }
@@ -208,7 +266,10 @@ fn a_reload_adds_a_pool_and_its_requests_follow_it_at_once() {
         // api is not serving at first.
         cfg.servers.truncate(1);
     });
-    assert_eq!(lane_get(lb.site, "api.example.com", "/"), (200, "web".into()));
+    assert_eq!(
+        lane_get(lb.site, "api.example.com", "/"),
+        (200, "web".into())
+    );
     let api = lb.backend("api").addr;
     {
         let mut next = lb.next_config.lock().unwrap();
@@ -221,10 +282,25 @@ fn a_reload_adds_a_pool_and_its_requests_follow_it_at_once() {
     let r = request(lb.admin, "POST", "/reload", &[], b"").unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     let changes = r.json()["changes"].to_string();
-    assert!(changes.contains("added pool api") && changes.contains("added server api"), "{changes}");
-    assert_eq!(lane_get(lb.site, "api.example.com", "/"), (200, "api".into()));
-    assert_eq!(lane_get(lb.site, "www.example.com", "/"), (200, "web".into()));
-    wait_until(Duration::from_secs(5), "the stats list api in its pool", || {
-        lb.stats()["servers"].to_string().contains("\"pool\":\"api\"")
-    });
+    assert!(
+        changes.contains("added pool api") && changes.contains("added server api"),
+        "{changes}"
+    );
+    assert_eq!(
+        lane_get(lb.site, "api.example.com", "/"),
+        (200, "api".into())
+    );
+    assert_eq!(
+        lane_get(lb.site, "www.example.com", "/"),
+        (200, "web".into())
+    );
+    wait_until(
+        Duration::from_secs(5),
+        "the stats list api in its pool",
+        || {
+            lb.stats()["servers"]
+                .to_string()
+                .contains("\"pool\":\"api\"")
+        },
+    );
 }

@@ -50,12 +50,18 @@ fn pools_take_their_hosts_and_paths_with_their_own_algorithm_and_check() {
     assert_eq!(api.health_check.path, "/v1/health");
     assert_eq!(api.health_check.fall, 1);
     assert_eq!(api.health_check.interval, Duration::from_secs(2));
-    let api_servers: Vec<(&str, bool)> =
-        api.servers.iter().map(|s| (s.name.as_str(), s.backup)).collect();
+    let api_servers: Vec<(&str, bool)> = api
+        .servers
+        .iter()
+        .map(|s| (s.name.as_str(), s.backup))
+        .collect();
     assert_eq!(api_servers, [("api-1", false), ("api-2", true)]);
     assert_eq!(assets.algorithm, Algorithm::RoundRobin);
     assert!(assets.hosts.is_empty());
-    assert_eq!(assets.health_check, lb.health_check, "no table: the load balancer's check");
+    assert_eq!(
+        assets.health_check, lb.health_check,
+        "no table: the load balancer's check"
+    );
     // The same address may serve two pools (app-a is 127.0.0.1:9001 too).
     assert_eq!(assets.servers[0].addr.to_string(), "127.0.0.1:9001");
 }
@@ -74,20 +80,33 @@ fn with_pool(body: &str) -> String {
     format!("{LB_ONLY}\n[[load_balancer.pool]]\n{body}\n")
 }
 
-const ONE_SERVER: &str = "[[load_balancer.pool.backend]]\nname = \"p-1\"\naddress = \"127.0.0.1:9201\"";
+const ONE_SERVER: &str =
+    "[[load_balancer.pool.backend]]\nname = \"p-1\"\naddress = \"127.0.0.1:9201\"";
 
 #[test]
 fn a_pool_without_hosts_or_paths_would_take_everything() {
     let src = with_pool(&format!("name = \"all\"\n{ONE_SERVER}"));
     let line = line_of(&src, "name = \"all\"");
-    assert_one(&src, line, 8, "load_balancer.pool", "no `hosts` and no `paths`");
+    assert_one(
+        &src,
+        line,
+        8,
+        "load_balancer.pool",
+        "no `hosts` and no `paths`",
+    );
 }
 
 #[test]
 fn a_pool_without_servers_says_where_to_add_them() {
     let src = with_pool("name = \"empty\"\npaths = [\"/x/\"]");
     let line = line_of(&src, "name = \"empty\"");
-    assert_one(&src, line, 8, "load_balancer.pool", "[[load_balancer.pool.backend]]");
+    assert_one(
+        &src,
+        line,
+        8,
+        "load_balancer.pool",
+        "[[load_balancer.pool.backend]]",
+    );
 }
 
 #[test]
@@ -98,17 +117,31 @@ fn server_names_are_unique_across_pools() {
     // The first `name = "app-a"` is the default pool's; the pool's is the last one.
     let lines: Vec<&str> = src.lines().collect();
     let line = lines.iter().rposition(|l| l.contains("\"app-a\"")).unwrap() + 1;
-    assert_one(&src, line, 8, "load_balancer.pool.backend.name", "duplicate server name `app-a`");
+    assert_one(
+        &src,
+        line,
+        8,
+        "load_balancer.pool.backend.name",
+        "duplicate server name `app-a`",
+    );
 }
 
 #[test]
 fn hosts_and_paths_must_be_names_and_prefixes() {
-    let src = with_pool(&format!("name = \"p\"\nhosts = [\"api.example.com:8080\"]\n{ONE_SERVER}"));
+    let src = with_pool(&format!(
+        "name = \"p\"\nhosts = [\"api.example.com:8080\"]\n{ONE_SERVER}"
+    ));
     let line = line_of(&src, "hosts = ");
     assert_one(&src, line, 10, "load_balancer.pool.hosts", "no port");
     let src = with_pool(&format!("name = \"p\"\npaths = [\"api/\"]\n{ONE_SERVER}"));
     let line = line_of(&src, "paths = ");
-    assert_one(&src, line, 10, "load_balancer.pool.paths", "starts with '/'");
+    assert_one(
+        &src,
+        line,
+        10,
+        "load_balancer.pool.paths",
+        "starts with '/'",
+    );
     let src = with_pool(&format!("name = \"p\"\npaths = []\n{ONE_SERVER}"));
     let line = line_of(&src, "paths = ");
     assert_one(&src, line, 9, "load_balancer.pool.paths", "is empty");
@@ -116,22 +149,46 @@ fn hosts_and_paths_must_be_names_and_prefixes() {
 
 #[test]
 fn pool_names_are_unique_and_default_is_taken() {
-    let src = with_pool(&format!("name = \"default\"\npaths = [\"/x/\"]\n{ONE_SERVER}"));
+    let src = with_pool(&format!(
+        "name = \"default\"\npaths = [\"/x/\"]\n{ONE_SERVER}"
+    ));
     let line = line_of(&src, "name = \"default\"");
-    assert_one(&src, line, 8, "load_balancer.pool.name", "servers outside any pool");
+    assert_one(
+        &src,
+        line,
+        8,
+        "load_balancer.pool.name",
+        "servers outside any pool",
+    );
 }
 
 #[test]
 fn a_pools_keys_are_checked_like_the_load_balancers() {
-    let src = with_pool(&format!("name = \"p\"\npaths = [\"/x/\"]\nalgorithm = \"fastest\"\n{ONE_SERVER}"));
+    let src = with_pool(&format!(
+        "name = \"p\"\npaths = [\"/x/\"]\nalgorithm = \"fastest\"\n{ONE_SERVER}"
+    ));
     let line = line_of(&src, "fastest");
-    assert_one(&src, line, 13, "load_balancer.pool.algorithm", "unknown algorithm `fastest`");
+    assert_one(
+        &src,
+        line,
+        13,
+        "load_balancer.pool.algorithm",
+        "unknown algorithm `fastest`",
+    );
     let src = with_pool(&format!(
         "name = \"p\"\npaths = [\"/x/\"]\n[load_balancer.pool.health_check]\npath = \"x\"\n{ONE_SERVER}"
     ));
     let line = line_of(&src, "path = \"x\"");
-    assert_one(&src, line, 8, "load_balancer.pool.health_check.path", "starting with '/'");
-    let src = with_pool(&format!("name = \"p\"\npaths = [\"/x/\"]\nweight = 2\n{ONE_SERVER}"));
+    assert_one(
+        &src,
+        line,
+        8,
+        "load_balancer.pool.health_check.path",
+        "starting with '/'",
+    );
+    let src = with_pool(&format!(
+        "name = \"p\"\npaths = [\"/x/\"]\nweight = 2\n{ONE_SERVER}"
+    ));
     let line = line_of(&src, "weight = 2");
     assert_one(&src, line, 1, "load_balancer.pool.weight", "unknown field");
 }

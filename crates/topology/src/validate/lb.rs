@@ -67,7 +67,14 @@ pub(super) fn load_balancer(
     let own = pools::Own(own);
     let mut taken: Vec<String> = servers.iter().map(|s| s.name.clone()).collect();
     let limits = (&defaults, &own);
-    pools::backends(c, &lb.backends, "load_balancer.backend", limits, &mut taken, &mut servers);
+    pools::backends(
+        c,
+        &lb.backends,
+        "load_balancer.backend",
+        limits,
+        &mut taken,
+        &mut servers,
+    );
     pools::all_backup(c, &servers, 0..0, "load_balancer");
     if servers.is_empty() && lb.pools.is_empty() && c.errors.is_empty() {
         c.error(

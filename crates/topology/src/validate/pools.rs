@@ -112,7 +112,12 @@ pub(super) fn backends(
 }
 
 /// Reports a pool whose servers are all backups (nothing would serve while they are all up).
-pub(super) fn all_backup(c: &mut Checker, servers: &[Backend], span: std::ops::Range<usize>, key: &str) {
+pub(super) fn all_backup(
+    c: &mut Checker,
+    servers: &[Backend],
+    span: std::ops::Range<usize>,
+    key: &str,
+) {
     if servers.iter().all(|s| s.backup) && !servers.is_empty() {
         c.error(
             span,
@@ -149,17 +154,31 @@ pub(super) fn pools(
             };
             c.error(p.name.span(), "load_balancer.pool.name", why);
         }
-        let hosts = strings(c, p.hosts.as_ref(), "load_balancer.pool.hosts", host_pattern);
+        let hosts = strings(
+            c,
+            p.hosts.as_ref(),
+            "load_balancer.pool.hosts",
+            host_pattern,
+        );
         let paths = strings(c, p.paths.as_ref(), "load_balancer.pool.paths", path_prefix);
         if p.hosts.is_none() && p.paths.is_none() {
             c.error(
                 p.name.span(),
                 "load_balancer.pool",
-                format!("pool `{name}` names no `hosts` and no `paths`: it would take every request"),
+                format!(
+                    "pool `{name}` names no `hosts` and no `paths`: it would take every request"
+                ),
             );
         }
         let mut servers = Vec::new();
-        backends(c, &p.backends, "load_balancer.pool.backend", (defaults, own), taken, &mut servers);
+        backends(
+            c,
+            &p.backends,
+            "load_balancer.pool.backend",
+            (defaults, own),
+            taken,
+            &mut servers,
+        );
         if p.backends.is_empty() {
             c.error(
                 p.name.span(),
@@ -173,7 +192,12 @@ pub(super) fn pools(
             hosts,
             paths,
             algorithm: algorithm(c, p.algorithm.as_ref(), "load_balancer.pool.algorithm"),
-            health_check: health_check(c, p.health_check.as_ref(), base, "load_balancer.pool.health_check"),
+            health_check: health_check(
+                c,
+                p.health_check.as_ref(),
+                base,
+                "load_balancer.pool.health_check",
+            ),
             servers,
         });
     }
@@ -189,7 +213,11 @@ fn strings(
 ) -> Vec<String> {
     let Some(list) = raw else { return Vec::new() };
     if list.get_ref().is_empty() {
-        c.error(list.span(), key, "is empty: name at least one, or leave the key out".into());
+        c.error(
+            list.span(),
+            key,
+            "is empty: name at least one, or leave the key out".into(),
+        );
     }
     let mut out = Vec::new();
     for s in list.get_ref() {
@@ -206,9 +234,9 @@ fn strings(
 fn host_pattern(s: &str) -> Result<String, String> {
     let name = s.strip_prefix("*.").unwrap_or(s);
     let ok = !name.is_empty()
-        && name.split('.').all(|l| {
-            !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        });
+        && name
+            .split('.')
+            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
     if ok {
         Ok(s.to_ascii_lowercase())
     } else {
@@ -221,8 +249,7 @@ fn host_pattern(s: &str) -> Result<String, String> {
 /// A path prefix a pool takes: starts with `/`, no query, no spaces.
 fn path_prefix(s: &str) -> Result<String, String> {
     let ok = s.starts_with('/')
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#');
     if ok {
         Ok(s.to_string())
