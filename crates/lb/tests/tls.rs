@@ -355,3 +355,41 @@ fn plain_requests_over_https_take_the_fast_lane_marked_https_with_hsts() {
         );
     }
 }
+
+#[test]
+fn http2_requests_go_to_the_pool_their_authority_names() {
+    let lb = Lb::start_tls(&["a", "api"], |cfg| {
+        let api = cfg.servers.pop().unwrap();
+        cfg.pools.push(webinfra_topology::ServerPool {
+            name: "api".into(),
+            hosts: vec!["api.example.com".into()],
+            paths: Vec::new(),
+            algorithm: webinfra_topology::Algorithm::RoundRobin,
+            health_check: cfg.health_check.clone(),
+            servers: vec![api],
+        });
+    });
+    let config = client(&[certificate_of(&lb)], &[b"h2"]);
+    let addr = lb.tls.unwrap();
+    let bodies = runtime().block_on(async move {
+        let stream = connect(addr, config).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let mut bodies = Vec::new();
+        for url in ["https://api.example.com/x", "https://localhost/x"] {
+            let req = http::Request::get(url)
+                .body(Empty::<bytes::Bytes>::new())
+                .unwrap();
+            let resp = sender.send_request(req).await.unwrap();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            bodies.push(String::from_utf8_lossy(&body).into_owned());
+        }
+        bodies
+    });
+    assert_eq!(bodies, ["api", "a"]);
+}
