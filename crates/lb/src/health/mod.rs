@@ -174,21 +174,22 @@ impl ServerSet {
     /// has somewhere to go). Held inline up to [`Candidates`]' size, so a
     /// request allocates nothing here.
     pub fn candidates(&self, tried: &[usize]) -> Candidates {
-        let usable =
-            |i: &usize| !tried.contains(i) && self.admin[*i].load(Ordering::Relaxed) == READY;
         let up = self.up.load();
-        let pick = |backup: bool| -> Candidates {
-            up.iter()
-                .copied()
-                .filter(|&i| self.backup[i] == backup && usable(&i))
-                .collect()
-        };
-        let active = pick(false);
-        if active.is_empty() {
-            pick(true)
-        } else {
-            active
+        let mut out = Candidates::new();
+        for backup in [false, true] {
+            for &i in up.iter() {
+                if self.backup[i] == backup
+                    && !tried.contains(&i)
+                    && self.admin[i].load(Ordering::Relaxed) == READY
+                {
+                    out.push(i);
+                }
+            }
+            if !out.is_empty() {
+                break;
+            }
         }
+        out
     }
 
     /// True when server `i` has been marked down (by its checks or by
