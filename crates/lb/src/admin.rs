@@ -91,6 +91,7 @@ pub async fn run(
                 let rows = || -> Vec<stats::Row> {
                     groups.iter().flat_map(|g| g.servers.rows(&g.name)).collect()
                 };
+                let pools = || -> Vec<stats::PoolRow> { pool_rows(&pool) };
                 match path.as_str() {
                     "/healthz" | "/servers" => {
                         // ok: every server up; degraded: some; down: none (503).
@@ -116,12 +117,13 @@ pub async fn run(
                     "/metrics" => {
                         let mut text =
                             stats::prometheus(&rows(), queued, &listeners);
+                        text.push_str(&stats::pools_prometheus(&pools()));
                         text.push_str(&stats::rate_limited(limited));
                         typed("text/plain; version=0.0.4", text)
                     }
                     "/" | "/stats.html" => typed(
                         "text/html; charset=utf-8",
-                        stats::html(&rows(), queued, limited, &listeners),
+                        stats::html(&rows(), &pools(), limited, &listeners),
                     ),
                     _ => text_response(StatusCode::NOT_FOUND, "404 Not Found"),
                 }
@@ -132,18 +134,32 @@ pub async fn run(
     .await;
 }
 
-/// Every group's servers as JSON (each naming its pool), and the requests queued.
+/// Every group's servers as JSON (each naming its pool), the pools, and the requests queued.
 fn status_json(pool: &crate::pool::Pool) -> serde_json::Value {
     let mut servers = Vec::new();
-    let mut queued = 0;
     for g in &pool.groups {
         let mut part = g.servers.status_json(&g.name);
         if let serde_json::Value::Array(list) = part["servers"].take() {
             servers.extend(list);
         }
-        queued += g.servers.queue.len();
     }
-    serde_json::json!({ "servers": servers, "queued": queued })
+    let pools = pool_rows(pool);
+    let queued: usize = pools.iter().map(|p| p.queued).sum();
+    let pools: Vec<_> = pools.iter().map(stats::PoolRow::json).collect();
+    serde_json::json!({ "servers": servers, "pools": pools, "queued": queued })
+}
+
+/// One summary per pool, the default one first.
+fn pool_rows(pool: &crate::pool::Pool) -> Vec<stats::PoolRow> {
+    pool.groups
+        .iter()
+        .map(|g| stats::PoolRow {
+            name: g.name.clone(),
+            servers: g.servers.upstreams.len(),
+            up: g.servers.up().len(),
+            queued: g.servers.queue.len(),
+        })
+        .collect()
 }
 
 fn typed(content_type: &'static str, body: String) -> http::Response<ResBody> {

@@ -109,6 +109,74 @@ pub struct Row {
     pub stats: Snapshot,
 }
 
+/// One pool's summary: its servers, how many are up, requests queued.
+pub struct PoolRow {
+    /// The pool's name (`default` for the servers outside any pool).
+    pub name: String,
+    /// Its servers.
+    pub servers: usize,
+    /// Those its health checks (or traffic) say are up.
+    pub up: usize,
+    /// Requests waiting for a slot on one of its servers.
+    pub queued: usize,
+}
+
+impl PoolRow {
+    /// As JSON, for `/stats`.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "name": self.name,
+            "servers": self.servers,
+            "up": self.up,
+            "queued": self.queued,
+        })
+    }
+}
+
+/// Per pool: servers and servers up, as Prometheus text (an alert on
+/// `webinfra_lb_pool_servers_up == 0` catches a site whose pool is out while
+/// the others serve).
+pub fn pools_prometheus(pools: &[PoolRow]) -> String {
+    let mut out = String::new();
+    metric(
+        &mut out,
+        "webinfra_lb_pool_servers",
+        "gauge",
+        "Servers in the pool.",
+    );
+    for p in pools {
+        out.push_str(&format!(
+            "webinfra_lb_pool_servers{{pool=\"{}\"}} {}\n",
+            p.name, p.servers
+        ));
+    }
+    metric(
+        &mut out,
+        "webinfra_lb_pool_servers_up",
+        "gauge",
+        "Servers in the pool that are up.",
+    );
+    for p in pools {
+        out.push_str(&format!(
+            "webinfra_lb_pool_servers_up{{pool=\"{}\"}} {}\n",
+            p.name, p.up
+        ));
+    }
+    metric(
+        &mut out,
+        "webinfra_lb_pool_queued_requests",
+        "gauge",
+        "Requests waiting for a slot on one of the pool's servers.",
+    );
+    for p in pools {
+        out.push_str(&format!(
+            "webinfra_lb_pool_queued_requests{{pool=\"{}\"}} {}\n",
+            p.name, p.queued
+        ));
+    }
+    out
+}
+
 /// A client-facing listener and its counters.
 pub struct Listener {
     /// `http` or `https`.
@@ -326,7 +394,8 @@ pub fn prometheus(rows: &[Row], queued: usize, listeners: &[Listener]) -> String
 
 /// A small HTML page like HAProxy's stats page; `rate_limited`: requests
 /// refused by the rate limit.
-pub fn html(rows: &[Row], queued: usize, rate_limited: u64, listeners: &[Listener]) -> String {
+pub fn html(rows: &[Row], pools: &[PoolRow], rate_limited: u64, listeners: &[Listener]) -> String {
+    let queued: usize = pools.iter().map(|p| p.queued).sum();
     let mut body = String::from(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"5\">\
          <title>webinfra load balancer</title><style>body{font:14px system-ui,sans-serif;margin:1.5rem}\
@@ -346,6 +415,19 @@ pub fn html(rows: &[Row], queued: usize, rate_limited: u64, listeners: &[Listene
     body.push_str(&format!(
         "</p><p>requests queued for a server slot: {queued}; refused by the rate limit: {rate_limited}</p>"
     ));
+    if pools.len() > 1 {
+        body.push_str("<p>pools:");
+        for p in pools {
+            body.push_str(&format!(
+                " <span class=\"{}\">{} {}/{} up</span>",
+                if p.up == 0 { "down" } else { "up" },
+                p.name,
+                p.up,
+                p.servers
+            ));
+        }
+        body.push_str("</p>");
+    }
     body.push_str(
         "<table><tr><th>server</th><th>pool</th><th>address</th><th>state</th><th>weight</th><th>in flight</th>\
          <th>requests</th><th>2xx</th><th>3xx</th><th>4xx</th><th>5xx</th><th>errors</th><th>retries</th><th>avg ms</th></tr>",

@@ -165,6 +165,27 @@ fn a_pool_whose_servers_are_gone_fails_its_requests_and_never_borrows_another_po
         lane_get(lb.site, "www.example.com", "/"),
         (200, "web".into())
     );
+    // The failed connect took api's server down: its pool says so.
+    let metrics = get(lb.admin, "/metrics").unwrap().text();
+    assert!(
+        metrics.contains("webinfra_lb_pool_servers_up{pool=\"api\"} 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("webinfra_lb_pool_servers_up{pool=\"default\"} 1\n"),
+        "{metrics}"
+    );
+    assert_eq!(
+        lb.stats()["pools"],
+        serde_json::json!([
+            { "name": "default", "servers": 1, "up": 1, "queued": 0 },
+            { "name": "api", "servers": 1, "up": 0, "queued": 0 },
+        ])
+    );
+    assert!(get(lb.admin, "/")
+        .unwrap()
+        .text()
+        .contains("<span class=\"down\">api 0/1 up</span>"));
 }
 
 #[test]
