@@ -27,6 +27,9 @@ pub struct Queue {
     /// Shared across reloads: a slot freed by a request of the old
     /// configuration wakes requests queued in the new one.
     freed: Arc<Notify>,
+    /// Per server: the waiting requests that only it may take (pinned by
+    /// a sticky cookie; HAProxy's per-server queue).
+    for_server: Vec<AtomicUsize>,
 }
 
 impl Default for Queue {
@@ -44,7 +47,21 @@ impl Queue {
             timeout,
             waiting: Default::default(),
             freed: Default::default(),
+            for_server: Vec::new(),
         }
+    }
+
+    /// The queue with a count of its own for each of `n` servers.
+    pub(crate) fn with_servers(mut self, n: usize) -> Self {
+        self.for_server = (0..n).map(|_| AtomicUsize::new(0)).collect();
+        self
+    }
+
+    /// Requests waiting for server `i` in particular.
+    pub fn for_server(&self, i: usize) -> usize {
+        self.for_server
+            .get(i)
+            .map_or(0, |n| n.load(Ordering::Relaxed))
     }
 
     /// Shares `old`'s waiters and wake-ups (a reload keeps one queue).
@@ -171,6 +188,10 @@ impl ServerSet {
             }
         }
         let _leave = Leave(&queue.waiting);
+        let _leave_server = pinned.and_then(|i| queue.for_server.get(i)).map(|n| {
+            n.fetch_add(1, Ordering::SeqCst);
+            Leave(n)
+        });
         let deadline = tokio::time::Instant::now() + queue.timeout;
         loop {
             let notified = queue.freed.notified();

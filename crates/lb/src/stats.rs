@@ -101,6 +101,8 @@ pub struct Row {
     pub admin: &'static str,
     /// Requests in flight.
     pub in_flight: usize,
+    /// Requests waiting for it in particular (pinned by a sticky cookie).
+    pub queued: usize,
     /// Its `max_connections`, if it has one.
     pub max_connections: Option<u32>,
     /// Its weight now (the file's, or one set at runtime).
@@ -328,6 +330,18 @@ pub fn prometheus(rows: &[Row], queued: usize, listeners: &[Listener]) -> String
     }
     metric(
         &mut out,
+        "webinfra_lb_server_queued",
+        "gauge",
+        "Requests waiting for this server in particular (pinned by a sticky cookie).",
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "webinfra_lb_server_queued{{server=\"{}\"}} {}\n",
+            r.name, r.queued
+        ));
+    }
+    metric(
+        &mut out,
         "webinfra_lb_responses_total",
         "counter",
         "Responses received, by status class.",
@@ -429,7 +443,7 @@ pub fn html(rows: &[Row], pools: &[PoolRow], rate_limited: u64, listeners: &[Lis
         body.push_str("</p>");
     }
     body.push_str(
-        "<table><tr><th>server</th><th>pool</th><th>address</th><th>state</th><th>weight</th><th>in flight</th>\
+        "<table><tr><th>server</th><th>pool</th><th>address</th><th>state</th><th>weight</th><th>in flight</th><th>queued</th>\
          <th>requests</th><th>2xx</th><th>3xx</th><th>4xx</th><th>5xx</th><th>errors</th><th>retries</th><th>avg ms</th></tr>",
     );
     for r in rows {
@@ -444,8 +458,8 @@ pub fn html(rows: &[Row], pools: &[PoolRow], rate_limited: u64, listeners: &[Lis
             0.0
         };
         body.push_str(&format!(
-            "<tr class=\"{cls}\"><td>{}</td><td>{}</td><td>{}</td><td>{state}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{avg:.2}</td></tr>",
-            r.name, r.pool, r.address, r.weight, in_flight, s.requests, s.responses[1], s.responses[2], s.responses[3], s.responses[4], s.errors, s.retries,
+            "<tr class=\"{cls}\"><td>{}</td><td>{}</td><td>{}</td><td>{state}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{avg:.2}</td></tr>",
+            r.name, r.pool, r.address, r.weight, in_flight, r.queued, s.requests, s.responses[1], s.responses[2], s.responses[3], s.responses[4], s.errors, s.retries,
             cls = if r.up && r.admin == "READY" { "up" } else { "down" },
             state = match (r.admin, r.up) {
                 ("READY", true) => "UP",
@@ -500,6 +514,7 @@ mod tests {
                 up: true,
                 admin: "READY",
                 in_flight: 0,
+                queued: 2,
                 max_connections: Some(7),
                 weight: 3,
                 stats: snap,
@@ -508,6 +523,7 @@ mod tests {
             &[],
         );
         assert!(text.contains("webinfra_lb_queued_requests 3"));
+        assert!(text.contains("webinfra_lb_server_queued{server=\"a\"} 2"));
         assert!(text.contains("webinfra_lb_server_info{server=\"a\",pool=\"api\",address=\"x\"} 1"));
         assert!(text.contains("webinfra_lb_server_max_connections{server=\"a\"} 7"));
         assert!(text.contains("webinfra_lb_server_weight{server=\"a\"} 3"));

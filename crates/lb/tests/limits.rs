@@ -425,3 +425,50 @@ fn open_client_connections_are_counted_per_listener() {
         "{metrics}"
     );
 }
+
+#[test]
+fn a_request_pinned_to_a_full_server_is_counted_in_that_servers_queue() {
+    let lb = Lb::start(&["a", "b"], |cfg| {
+        cfg.servers[0].limits.max_connections = Some(1);
+        cfg.sticky_cookie = Some("SERVERID".into());
+        cfg.clients.queue_timeout = Duration::from_secs(10);
+    });
+    let site = lb.site;
+    let pinned_get = move |path: &'static str| {
+        std::thread::spawn(move || {
+            webinfra_test_support::http::request(
+                site,
+                "GET",
+                path,
+                &[("Cookie", "SERVERID=a")],
+                b"",
+            )
+            .unwrap()
+        })
+    };
+    let busy = pinned_get("/slow/2000");
+    wait_until(Duration::from_secs(5), "a busy", || {
+        lb.backend("a").record.in_flight.load(Ordering::SeqCst) == 1
+    });
+    let waiting = pinned_get("/slow/10");
+    wait_until(Duration::from_secs(5), "one request queued for a", || {
+        let servers = lb.stats()["servers"].clone();
+        servers[0]["queued"] == 1 && servers[1]["queued"] == 0
+    });
+    let metrics = get(lb.admin, "/metrics").unwrap().text();
+    assert!(
+        metrics.contains("webinfra_lb_server_queued{server=\"a\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("webinfra_lb_queued_requests 1\n"),
+        "{metrics}"
+    );
+    // b is free, but the pinned request waits for a and is served there.
+    for h in [busy, waiting] {
+        let r = h.join().unwrap();
+        assert_eq!((r.status, r.text()), (200, "a".to_string()));
+    }
+    assert_eq!(lb.stats()["servers"][0]["queued"], 0);
+    assert_eq!(lb.backend("b").record.count(), 0);
+}

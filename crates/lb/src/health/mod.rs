@@ -137,7 +137,8 @@ impl ServerSet {
         );
         self.limited = limits.iter().any(|l| l.max_connections.is_some());
         self.limits = limits;
-        self.queue = crate::admission::Queue::new(max_queue, queue_timeout);
+        self.queue = crate::admission::Queue::new(max_queue, queue_timeout)
+            .with_servers(self.upstreams.len());
         self
     }
 
@@ -385,6 +386,7 @@ impl ServerSet {
                 up: s.up,
                 admin: self.admin_state(i),
                 in_flight: self.in_flight[i].load(Ordering::Relaxed),
+                queued: self.queue.for_server(i),
                 max_connections: self.limits[i].max_connections,
                 weight: self.weights[i].load(Ordering::Relaxed),
                 stats: self.stats[i].snapshot(),
@@ -412,6 +414,7 @@ impl ServerSet {
             s["weight"] = self.weights[i].load(Ordering::Relaxed).into();
             s["backup"] = self.backup[i].into();
             s["in_flight"] = self.in_flight[i].load(Ordering::Relaxed).into();
+            s["queued"] = self.queue.for_server(i).into();
             s["max_connections"] = self.limits[i].max_connections.into();
             s["slow_start"] = self.ramp(i).is_some().into();
             s["admin"] = self.admin_state(i).into();
