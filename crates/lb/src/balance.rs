@@ -1,6 +1,5 @@
 //! Server selection: one small trait, one implementation per algorithm.
 
-use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Mutex;
@@ -13,6 +12,12 @@ pub trait Load {
     fn in_flight(&self, i: usize) -> usize;
     /// Server `i`'s weight (1-256).
     fn weight(&self, i: usize) -> u32;
+    /// A number naming server `i` that outlives a reload or a reordering of
+    /// the file (a hash of its name), for the algorithms that map a client
+    /// to a server; by default its index.
+    fn key(&self, i: usize) -> u64 {
+        i as u64
+    }
 }
 
 /// Picks the server for a request.
@@ -126,37 +131,50 @@ impl Balancer for PowerOfTwo {
     }
 }
 
-/// The client's address picks the server: sticky while the set of servers
-/// up (and their weights) is unchanged. Like HAProxy's map-based `source`
-/// hashing, each server takes a share of the hash space in proportion to
-/// its weight (with equal weights: the address's hash modulo the number of
-/// servers).
+/// The client's address picks the server, by rendezvous (highest random
+/// weight) hashing, like HAProxy's `source` with `hash-type consistent`:
+/// each server scores the address, the best score wins. A client stays on
+/// its server while that server is up, whatever happens to the others;
+/// when it goes, only its clients move (spread over the rest), and they
+/// come back with it. Weights use the logarithmic method (a server of
+/// weight 3 wins three times as many addresses as one of weight 1). The
+/// hashes are our own (FNV-1a, SplitMix64), so every build and every load
+/// balancer of an active-active pair maps an address the same way.
 #[derive(Debug, Default)]
 pub struct SourceHash;
 
 impl Balancer for SourceHash {
     fn pick(&self, candidates: &[usize], client: IpAddr, load: &dyn Load) -> Option<usize> {
-        if candidates.is_empty() {
-            return None;
-        }
-        // FNV-style hashing through std's fixed-key SipHash: stable across processes.
-        let mut h = std::hash::DefaultHasher::new();
-        client.hash(&mut h);
-        let hash = h.finish();
-        let weights = candidates.iter().map(|&i| u64::from(load.weight(i).max(1)));
-        let first = weights.clone().next().unwrap_or(1);
-        if weights.clone().all(|w| w == first) {
-            return Some(candidates[(hash % candidates.len() as u64) as usize]);
-        }
-        let mut slot = hash % weights.clone().sum::<u64>();
-        for (&i, w) in candidates.iter().zip(weights) {
-            if slot < w {
-                return Some(i);
-            }
-            slot -= w;
-        }
-        candidates.last().copied()
+        let address = match client {
+            IpAddr::V4(a) => fnv1a(&a.octets()),
+            IpAddr::V6(a) => fnv1a(&a.octets()),
+        };
+        let score = |i: usize| {
+            // A uniform draw in (0, 1) from the pair, then -w / ln(u).
+            let h = mix(address ^ mix(load.key(i)));
+            let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+            f64::from(load.weight(i).max(1)) / -u.ln()
+        };
+        candidates
+            .iter()
+            .copied()
+            .max_by(|&a, &b| score(a).total_cmp(&score(b)))
     }
+}
+
+/// FNV-1a, 64 bits: a stable hash of a few bytes.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// SplitMix64's finaliser: every input bit moves every output bit.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 #[cfg(test)]
@@ -305,5 +323,71 @@ mod tests {
         assert!(picks(&SourceHash, &[0, 1], &load, 10)
             .iter()
             .all(|&i| Some(i) == sticky));
+    }
+
+    /// The server each of `n` client addresses goes to.
+    fn mapping(candidates: &[usize], load: &dyn Load, n: u32) -> Vec<usize> {
+        (0..n)
+            .map(|k| {
+                let client = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + k));
+                SourceHash.pick(candidates, client, load).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn source_hash_moves_only_the_clients_of_a_server_that_goes() {
+        let load = Fixed {
+            in_flight: vec![0; 4],
+            weights: vec![1; 4],
+        };
+        let all = mapping(&[0, 1, 2, 3], &load, 2000);
+        for server in 0..4 {
+            let share = all.iter().filter(|&&s| s == server).count();
+            assert!(
+                (400..=600).contains(&share),
+                "server {server}: {share} of 2000"
+            );
+        }
+        let without_2 = mapping(&[0, 1, 3], &load, 2000);
+        let mut moved_to = std::collections::HashSet::new();
+        for (before, after) in all.iter().zip(&without_2) {
+            if *before == 2 {
+                moved_to.insert(*after);
+            } else {
+                assert_eq!(before, after, "a client of a server still up moved");
+            }
+        }
+        assert_eq!(moved_to.len(), 3, "the clients of 2 spread over the rest");
+        // When 2 comes back, its clients return and nobody else moves.
+        assert_eq!(mapping(&[0, 1, 2, 3], &load, 2000), all);
+    }
+
+    /// Servers known by name, in any order.
+    struct Named(Vec<&'static str>);
+
+    impl Load for Named {
+        fn in_flight(&self, _: usize) -> usize {
+            0
+        }
+        fn weight(&self, _: usize) -> u32 {
+            1
+        }
+        fn key(&self, i: usize) -> u64 {
+            fnv1a(self.0[i].as_bytes())
+        }
+    }
+
+    #[test]
+    fn source_hash_follows_the_server_names_not_their_order() {
+        let ab = Named(vec!["a", "b", "c"]);
+        let ba = Named(vec!["c", "b", "a"]);
+        let name = |load: &Named, picks: Vec<usize>| -> Vec<&str> {
+            picks.into_iter().map(|i| load.0[i]).collect()
+        };
+        assert_eq!(
+            name(&ab, mapping(&[0, 1, 2], &ab, 300)),
+            name(&ba, mapping(&[0, 1, 2], &ba, 300))
+        );
     }
 }

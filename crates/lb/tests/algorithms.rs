@@ -75,6 +75,42 @@ fn source_hash_keeps_a_client_on_one_server() {
     assert_eq!(count.len(), 1, "{count:?}");
 }
 
+/// The server that answers a GET from `source` (another 127.0.0.0/8 address).
+fn served_from(site: SocketAddr, source: std::net::IpAddr) -> String {
+    use std::io::{Read, Write};
+    let mut s = client::connect_from(source, site).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut got = String::new();
+    s.read_to_string(&mut got).unwrap();
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    got.split_once("\r\n\r\n").unwrap().1.to_string()
+}
+
+#[test]
+fn source_hash_moves_only_the_clients_of_a_server_that_goes_down() {
+    let s = start(Algorithm::SourceHash, &[(1, false), (1, false), (1, false)]);
+    let clients: Vec<std::net::IpAddr> = (2..=31u8).map(|n| [127, 0, 0, n].into()).collect();
+    let before: Vec<String> = clients.iter().map(|&c| served_from(s.site, c)).collect();
+    for name in ["a", "b", "c"] {
+        assert!(
+            before.iter().any(|b| b == name),
+            "30 clients, none on {name}: {before:?}"
+        );
+    }
+    s.backends[1].stop.send(true).unwrap();
+    // Each request is answered (the first to b retried elsewhere); only b's clients move.
+    let after: Vec<String> = clients.iter().map(|&c| served_from(s.site, c)).collect();
+    for (client, (b, a)) in clients.iter().zip(before.iter().zip(&after)) {
+        match b.as_str() {
+            "b" => assert_ne!(a, "b", "{client}"),
+            _ => assert_eq!(a, b, "{client} moved though its server stayed up"),
+        }
+    }
+}
+
 #[test]
 fn drained_and_disabled_servers_get_no_requests_until_enabled() {
     let s = start(Algorithm::RoundRobin, &[(1, false), (1, false)]);

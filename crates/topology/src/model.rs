@@ -43,8 +43,9 @@ pub enum Algorithm {
     LeastConnections,
     /// The less loaded (for its weight) of two servers picked at random (`power-of-two`).
     PowerOfTwo,
-    /// The same client address always to the same server while the set is
-    /// unchanged; servers take clients in proportion to their weights (`source-hash`).
+    /// The same client address always to the same server while it is up;
+    /// servers take clients in proportion to their weights, and a server
+    /// that goes down moves only its own clients (`source-hash`).
     SourceHash,
 }
 

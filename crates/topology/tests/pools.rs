@@ -131,10 +131,10 @@ fn hosts_and_paths_must_be_names_and_prefixes() {
     let src = with_pool(&format!(
         "name = \"p\"\nhosts = [\"api.example.com:8080\"]\n{ONE_SERVER}"
     ));
-    let line = line_of(&src, "hosts = ");
+    let line = line_of(&src, "hosts = [\"api.example.com:8080\"]");
     assert_one(&src, line, 10, "load_balancer.pool.hosts", "no port");
     let src = with_pool(&format!("name = \"p\"\npaths = [\"api/\"]\n{ONE_SERVER}"));
-    let line = line_of(&src, "paths = ");
+    let line = line_of(&src, "paths = [\"api/\"]");
     assert_one(
         &src,
         line,
@@ -143,7 +143,7 @@ fn hosts_and_paths_must_be_names_and_prefixes() {
         "starts with '/'",
     );
     let src = with_pool(&format!("name = \"p\"\npaths = []\n{ONE_SERVER}"));
-    let line = line_of(&src, "paths = ");
+    let line = line_of(&src, "paths = []");
     assert_one(&src, line, 9, "load_balancer.pool.paths", "is empty");
 }
 

@@ -431,6 +431,9 @@ impl crate::balance::Load for ServerSet {
     fn weight(&self, i: usize) -> u32 {
         self.weights[i].load(Ordering::Relaxed)
     }
+    fn key(&self, i: usize) -> u64 {
+        crate::balance::fnv1a(self.upstreams[i].name.as_bytes())
+    }
 }
 
 /// A request in flight to one server; dropping it ends the request.
