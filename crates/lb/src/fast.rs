@@ -187,6 +187,10 @@ async fn attempt(
                 attempts.answered(i, status);
                 let framing =
                     headers::raw::response_head(&resp, &req.method, id, &mut scratch.head);
+                let rules = &pool.config.response_headers;
+                if !rules.is_empty() {
+                    headers::rules::apply_raw(&mut scratch.head, rules);
+                }
                 if client.secure {
                     hsts(pool, &mut scratch.head);
                 }

@@ -201,6 +201,7 @@ async fn forward(
                     return finish(resp, request_id);
                 }
                 headers::strip_hop_by_hop(&mut rparts.headers);
+                headers::rules::apply_map(&mut rparts.headers, &pool.config.response_headers);
                 if let Some(age) = pool.config.tls.as_ref().and_then(|t| t.hsts_max_age_s) {
                     if secure
                         && !rparts

@@ -253,6 +253,9 @@ pub fn describe_change(old: &LoadBalancer, new: &LoadBalancer) -> Vec<String> {
             None => "rate_limit removed".into(),
         });
     }
+    if old.response_headers != new.response_headers {
+        changes.push("changed response_headers".into());
+    }
     if old.access_log != new.access_log {
         changes.push(format!("access_log = {}", new.access_log));
     }

@@ -7,8 +7,7 @@
 mod common;
 
 use common::{wait_until, Lb};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 use webinfra_test_support::http::{get, request, send_raw, Response};
 use webinfra_topology::{Algorithm, LoadBalancer, ServerPool};
@@ -30,38 +29,10 @@ fn pool(cfg: &mut LoadBalancer, name: &str, hosts: &[&str], paths: &[&str], serv
     });
 }
 
-/// One keep-alive GET (the fast lane takes it) on its own connection; the
-/// backends answer with their name and a `Content-Length`.
+/// One keep-alive GET (the fast lane takes it): status and body.
 fn lane_get(site: SocketAddr, host: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(site).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = s.read(&mut buf).unwrap();
-        assert!(
-            n > 0,
-            "closed before an answer: {}",
-            String::from_utf8_lossy(&got)
-        );
-        got.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&got).into_owned();
-        let Some((head, body)) = text.split_once("\r\n\r\n") else {
-            continue;
-        };
-        let length: usize = head
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-length: ")
-                    .map(|v| v.trim().parse().unwrap())
-            })
-            .expect("a Content-Length");
-        if body.len() >= length {
-            return (head[9..12].parse().unwrap(), body[..length].to_string());
-        }
-    }
+    let (head, body) = common::lane_get(site, host, path);
+    (head[9..12].parse().unwrap(), body)
 }
 
 /// A POST with a body (the general path), `Connection: close`.

@@ -190,6 +190,9 @@ pub struct LoadBalancer {
     pub clients: ClientLimits,
     /// HTTPS, when configured.
     pub tls: Option<Tls>,
+    /// Fields set on (a value) or removed from (None) every response a
+    /// server sends (HAProxy's `http-response set-header` / `del-header`).
+    pub response_headers: Vec<(String, Option<String>)>,
     /// Session persistence by cookie (HAProxy's `cookie NAME insert indirect
     /// nocache`): the name of the cookie that pins a client to a server.
     pub sticky_cookie: Option<String>,

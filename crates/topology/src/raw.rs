@@ -48,6 +48,8 @@ pub struct RawLoadBalancer {
     #[serde(default, rename = "pool")]
     pub pools: Vec<RawPool>,
     pub tls: Option<RawTls>,
+    /// Field name -> value ("" removes the field) on every server response.
+    pub response_headers: Option<std::collections::BTreeMap<String, S<String>>>,
     pub sticky_cookie: Option<S<String>>,
     pub rate_limit: Option<RawRateLimit>,
     pub access_log: Option<S<bool>>,

@@ -215,6 +215,7 @@ pub fn config(backends: &[(&'static str, SocketAddr)]) -> LoadBalancer {
             expect_status: None,
         },
         pools: Vec::new(),
+        response_headers: Vec::new(),
         access_log: false,
         fast_lane: true,
         clients: ClientLimits::default(),
@@ -506,4 +507,38 @@ pub fn scripted_backend() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
         }
     });
     (addr, seen)
+}
+
+/// One keep-alive GET (the fast lane takes it) on its own connection, read
+/// by its `Content-Length`: the head (status line and fields) and the body.
+pub fn lane_get(site: SocketAddr, host: &str, path: &str) -> (String, String) {
+    let mut s = std::net::TcpStream::connect(site).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "closed before an answer: {}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).into_owned();
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            continue;
+        };
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                let l = l.to_ascii_lowercase();
+                l.strip_prefix("content-length: ")
+                    .map(|v| v.trim().parse().unwrap())
+            })
+            .expect("a Content-Length");
+        if body.len() >= length {
+            return (head.to_string(), body[..length].to_string());
+        }
+    }
 }

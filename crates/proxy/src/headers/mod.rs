@@ -6,6 +6,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::net::IpAddr;
 
 pub mod raw;
+pub mod rules;
 
 /// The request id header, generated at the edge and passed to every tier.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

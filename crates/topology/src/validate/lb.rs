@@ -110,6 +110,7 @@ pub(super) fn load_balancer(
             ips.dedup();
             ips
         },
+        response_headers: response_headers(c, lb.response_headers.as_ref()),
         rate_limit: lb.rate_limit.as_ref().map(|r| {
             let per_second = *r.requests_per_s.get_ref();
             if per_second == 0 {
@@ -178,6 +179,56 @@ fn tls(c: &mut Checker, ip: std::net::IpAddr, t: &RawTls, host: &str) -> Tls {
             .map(|m| (m.certificate.get_ref().into(), m.key.get_ref().into()))
             .collect(),
     }
+}
+
+/// Fields the load balancer itself owns: framing, hop-by-hop, the date and
+/// the request id. A rule may not set or remove them.
+const OWN_FIELDS: [&str; 10] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "content-length",
+    "date",
+    "x-request-id",
+];
+
+/// `[load_balancer.response_headers]`: `Name = "value"` sets a field on
+/// every server response, `Name = ""` removes it.
+fn response_headers(
+    c: &mut Checker,
+    raw: Option<&std::collections::BTreeMap<String, S<String>>>,
+) -> Vec<(String, Option<String>)> {
+    let mut rules = Vec::new();
+    for (name, value) in raw.into_iter().flatten() {
+        let key = format!("load_balancer.response_headers.{name}");
+        let token = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        let v = value.get_ref().trim();
+        if !token {
+            c.error(
+                value.span(),
+                &key,
+                format!("`{name}` is not a field name (letters, digits and !#$%&'*+-.^_`|~)"),
+            );
+        } else if OWN_FIELDS.contains(&name.to_ascii_lowercase().as_str()) {
+            c.error(value.span(), &key, format!("`{name}` is the load balancer's own to write (framing, hop-by-hop, Date, X-Request-Id)"));
+        } else if !v.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+            c.error(
+                value.span(),
+                &key,
+                "the value must be printable ASCII on one line".into(),
+            );
+        } else {
+            rules.push((name.clone(), (!v.is_empty()).then(|| v.to_string())));
+        }
+    }
+    rules
 }
 
 /// Reports a zero and returns the value, for keys where 0 means nothing sensible.
