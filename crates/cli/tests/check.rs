@@ -175,3 +175,19 @@ fn the_certificates_named_are_read_and_a_missing_or_mismatched_one_exits_2() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_error_pages_named_are_read_and_a_missing_one_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("503.html"), "<h1>Back soon</h1>").unwrap();
+    let with = |file: &str| format!("{FOOBAR}\n[load_balancer.error_pages]\n503 = \"{file}\"\n");
+    let (code, stdout, stderr) = check_in(&dir, &with("503.html"));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let (code, _, stderr) = check_in(&dir, &with("gone.html"));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.starts_with("site.toml: key `load_balancer.error_pages.503`: ")
+            && stderr.contains("gone.html"),
+        "{stderr}"
+    );
+}

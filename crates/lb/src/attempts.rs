@@ -99,7 +99,7 @@ impl<'a> Attempts<'a> {
                 }
             };
             tracing::warn!(method = %self.method, path = %String::from_utf8_lossy(self.path), status = resp.status().as_u16(), ?refusal, "no server could answer");
-            resp
+            pool.error_pages.apply(resp)
         })
     }
 
@@ -145,7 +145,7 @@ impl<'a> Attempts<'a> {
             self.last_error = Some(resp);
             None
         } else {
-            Some(resp)
+            Some(self.pool.error_pages.apply(resp))
         }
     }
 }

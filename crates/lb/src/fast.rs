@@ -117,7 +117,7 @@ async fn forward(
     if let Some(limiter) = &pool.rate_limiter {
         if let Some(refused) = limiter.refusal(peer.ip(), start) {
             tracing::warn!(id = %String::from_utf8_lossy(id.as_bytes()), %peer, "rate limited");
-            return general(refused, &id, &mut scratch.head);
+            return general(pool.error_pages.apply(refused), &id, &mut scratch.head);
         }
     }
     // With an access log, warnings carry the request's id and client, as on

@@ -51,7 +51,7 @@ pub async fn handle(
     if let Some(limiter) = &pool.rate_limiter {
         if let Some(refused) = limiter.refusal(peer.ip(), Instant::now()) {
             tracing::warn!(id = %request_id, %peer, "rate limited");
-            return finish(refused, &request_id);
+            return finish(pool.error_pages.apply(refused), &request_id);
         }
     }
     if let Some(tls) = pool

@@ -12,6 +12,7 @@ mod admin;
 pub mod admission;
 mod attempts;
 pub mod balance;
+pub mod error_pages;
 mod fast;
 mod handler;
 pub mod health;
@@ -74,6 +75,8 @@ impl Reloader {
         let refused =
             |e: &String| tracing::error!("reload refused, the running configuration stays: {e}");
         let new = (self.source)().inspect_err(refused)?;
+        // A page that cannot be read refuses the whole reload too.
+        error_pages::ErrorPages::load(&new).inspect_err(refused)?;
         // A certificate that cannot be used refuses the whole reload.
         let certificate = match (&self.tls, &new.tls) {
             (Some(running), Some(t)) => running.reload(t).inspect_err(refused)?,

@@ -10,6 +10,7 @@
 //! keep their pool, name and address keep their health, operator state,
 //! counters and pooled upstream connections.
 
+use crate::error_pages::ErrorPages;
 use crate::rate_limit::RateLimiter;
 use crate::route;
 use crate::{for_algorithm, Balancer, ServerSet};
@@ -28,6 +29,8 @@ pub struct Pool {
     /// Requests per client address, when limited (kept across a reload
     /// that does not change it).
     pub rate_limiter: Option<Arc<RateLimiter>>,
+    /// The operator's bodies for the load balancer's own answers.
+    pub error_pages: ErrorPages,
 }
 
 /// One pool's servers: their health, the algorithm, one upstream client
@@ -64,10 +67,17 @@ impl Pool {
                 .filter(|old| old.config == limit)
                 .unwrap_or_else(|| Arc::new(RateLimiter::new(limit)))
         });
+        // Start, reload and `check` refuse a page that cannot be read
+        // before a pool is built; one gone since is logged and left out.
+        let error_pages = ErrorPages::load(&config).unwrap_or_else(|e| {
+            tracing::error!("{e}: the built-in answer is used");
+            ErrorPages::default()
+        });
         Pool {
             config,
             groups,
             rate_limiter,
+            error_pages,
         }
     }
 
@@ -255,6 +265,9 @@ pub fn describe_change(old: &LoadBalancer, new: &LoadBalancer) -> Vec<String> {
     }
     if old.response_headers != new.response_headers {
         changes.push("changed response_headers".into());
+    }
+    if old.error_pages != new.error_pages {
+        changes.push("changed error_pages".into());
     }
     if old.access_log != new.access_log {
         changes.push(format!("access_log = {}", new.access_log));

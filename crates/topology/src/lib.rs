@@ -48,6 +48,9 @@ impl Topology {
         if let Some(dir) = topology.web.as_mut().and_then(|w| w.static_dir.as_mut()) {
             relative(dir);
         }
+        if let Some(lb) = topology.load_balancer.as_mut() {
+            lb.error_pages.iter_mut().for_each(|(_, p)| relative(p));
+        }
         if let Some(tls) = topology.load_balancer.as_mut().and_then(|l| l.tls.as_mut()) {
             tls.certificate
                 .iter_mut()

@@ -76,6 +76,7 @@ async fn load_balancer(t: &Topology, host: Option<&str>, stack: &StackArgs) -> a
             "the limit on open files is below what max_connections needs: raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower max_connections"
         );
     }
+    webinfra_lb::error_pages::ErrorPages::load(&lb).map_err(anyhow::Error::msg)?;
     let site = bind(lb.listen, "load balancer").await?;
     let tls = match &lb.tls {
         None => None,

@@ -216,6 +216,7 @@ pub fn config(backends: &[(&'static str, SocketAddr)]) -> LoadBalancer {
         },
         pools: Vec::new(),
         response_headers: Vec::new(),
+        error_pages: Vec::new(),
         access_log: false,
         fast_lane: true,
         clients: ClientLimits::default(),

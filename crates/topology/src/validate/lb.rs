@@ -111,6 +111,7 @@ pub(super) fn load_balancer(
             ips
         },
         response_headers: response_headers(c, lb.response_headers.as_ref()),
+        error_pages: error_pages(c, lb.error_pages.as_ref()),
         rate_limit: lb.rate_limit.as_ref().map(|r| {
             let per_second = *r.requests_per_s.get_ref();
             if per_second == 0 {
@@ -229,6 +230,35 @@ fn response_headers(
         }
     }
     rules
+}
+
+/// The statuses whose bodies `[load_balancer.error_pages]` may replace: the
+/// load balancer's answers about its servers and the rate limit.
+pub const ERROR_PAGE_STATUSES: [u16; 4] = [429, 502, 503, 504];
+
+/// `[load_balancer.error_pages]`: `503 = "errors/503.html"`.
+fn error_pages(
+    c: &mut Checker,
+    raw: Option<&std::collections::BTreeMap<String, S<String>>>,
+) -> Vec<(u16, std::path::PathBuf)> {
+    let mut pages = Vec::new();
+    for (status, file) in raw.into_iter().flatten() {
+        let key = format!("load_balancer.error_pages.{status}");
+        match status.parse::<u16>() {
+            Ok(code) if ERROR_PAGE_STATUSES.contains(&code) => {
+                if file.get_ref().is_empty() {
+                    c.error(file.span(), &key, "name a file (relative to this one)".into());
+                }
+                pages.push((code, file.get_ref().into()));
+            }
+            _ => c.error(
+                file.span(),
+                &key,
+                format!("`{status}`: error pages are for 429, 502, 503 and 504 (the answers about servers and the rate limit)"),
+            ),
+        }
+    }
+    pages
 }
 
 /// Reports a zero and returns the value, for keys where 0 means nothing sensible.

@@ -1,6 +1,8 @@
-//! `[load_balancer.response_headers]`: `Name = "value"` sets a field on
-//! every server response, `Name = ""` removes it; fields the load balancer
-//! owns are refused, with the line and key.
+//! What the load balancer does to responses: `[load_balancer.response_headers]`
+//! (`Name = "value"` sets a field on every server response, `Name = ""`
+//! removes it; fields the load balancer owns are refused) and
+//! `[load_balancer.error_pages]` (bodies for its own 429, 502, 503 and
+//! 504), each error with its line and key.
 
 mod support;
 use support::{assert_one, line_of};
@@ -56,5 +58,24 @@ fn the_load_balancers_own_fields_and_bad_names_or_values_are_refused() {
         10,
         "load_balancer.response_headers.X-Note",
         "printable ASCII",
+    );
+}
+
+#[test]
+fn error_pages_are_for_the_load_balancers_own_answers() {
+    let src = format!("{LB_ONLY}\n[load_balancer.error_pages]\n503 = \"errors/503.html\"\n");
+    let lb = Topology::parse_str(&src, "t.toml")
+        .unwrap()
+        .load_balancer
+        .unwrap();
+    assert_eq!(lb.error_pages, [(503, "errors/503.html".into())]);
+    let src = format!("{LB_ONLY}\n[load_balancer.error_pages]\n404 = \"errors/404.html\"\n");
+    let line = line_of(&src, "404 = ");
+    assert_one(
+        &src,
+        line,
+        7,
+        "load_balancer.error_pages.404",
+        "429, 502, 503 and 504",
     );
 }
