@@ -114,6 +114,9 @@ async fn forward(
         .and_then(|(server, _)| group.servers.index_of(server));
     let cookies = sticky.as_ref().map(|(_, kept)| kept.as_slice());
     let id = headers::raw::request_head(&req, peer.ip(), proto, cookies, &mut scratch.request);
+    if !pool.config.request_headers.is_empty() {
+        headers::rules::apply_raw(&mut scratch.request, &pool.config.request_headers);
+    }
     if let Some(limiter) = &pool.rate_limiter {
         if let Some(refused) = limiter.refusal(peer.ip(), start) {
             tracing::warn!(id = %String::from_utf8_lossy(id.as_bytes()), %peer, "rate limited");

@@ -65,6 +65,7 @@ pub async fn handle(
     headers::append_forwarded_for(&mut parts.headers, peer.ip());
     headers::set_forwarded_proto(&mut parts.headers, if secure { "https" } else { "http" });
     let group = route(&pool, &parts);
+    headers::rules::apply_map(&mut parts.headers, &pool.config.request_headers);
     // A sticky cookie naming a server pins the request to it (a server of
     // the pool the request goes to); the server never sees it.
     let pinned = pool

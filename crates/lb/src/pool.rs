@@ -266,6 +266,9 @@ pub fn describe_change(old: &LoadBalancer, new: &LoadBalancer) -> Vec<String> {
     if old.response_headers != new.response_headers {
         changes.push("changed response_headers".into());
     }
+    if old.request_headers != new.request_headers {
+        changes.push("changed request_headers".into());
+    }
     if old.error_pages != new.error_pages {
         changes.push("changed error_pages".into());
     }

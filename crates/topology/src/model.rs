@@ -193,6 +193,9 @@ pub struct LoadBalancer {
     /// Fields set on (a value) or removed from (None) every response a
     /// server sends (HAProxy's `http-response set-header` / `del-header`).
     pub response_headers: Vec<(String, Option<String>)>,
+    /// Fields set on or removed from every request forwarded to a server
+    /// (HAProxy's `http-request set-header` / `del-header`).
+    pub request_headers: Vec<(String, Option<String>)>,
     /// Files whose content is the body of the load balancer's own `429`,
     /// `502`, `503` and `504` answers (HAProxy's `errorfile`), by status.
     pub error_pages: Vec<(u16, PathBuf)>,

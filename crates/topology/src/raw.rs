@@ -50,6 +50,8 @@ pub struct RawLoadBalancer {
     pub tls: Option<RawTls>,
     /// Field name -> value ("" removes the field) on every server response.
     pub response_headers: Option<std::collections::BTreeMap<String, S<String>>>,
+    /// The same, on every request forwarded to a server.
+    pub request_headers: Option<std::collections::BTreeMap<String, S<String>>>,
     /// Status -> file: the body of the load balancer's own answer.
     pub error_pages: Option<std::collections::BTreeMap<String, S<String>>>,
     pub sticky_cookie: Option<S<String>>,

@@ -216,6 +216,7 @@ pub fn config(backends: &[(&'static str, SocketAddr)]) -> LoadBalancer {
         },
         pools: Vec::new(),
         response_headers: Vec::new(),
+        request_headers: Vec::new(),
         error_pages: Vec::new(),
         access_log: false,
         fast_lane: true,
@@ -513,9 +514,14 @@ pub fn scripted_backend() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
 /// One keep-alive GET (the fast lane takes it) on its own connection, read
 /// by its `Content-Length`: the head (status line and fields) and the body.
 pub fn lane_get(site: SocketAddr, host: &str, path: &str) -> (String, String) {
+    lane_get_with(site, host, path, "")
+}
+
+/// [`lane_get`] with more field lines (`extra`, each ending in CRLF).
+pub fn lane_get_with(site: SocketAddr, host: &str, path: &str, extra: &str) -> (String, String) {
     let mut s = std::net::TcpStream::connect(site).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n").unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     loop {

@@ -1,9 +1,10 @@
-//! Fields the operator sets on, or removes from, every response a server
-//! sends (HAProxy's `http-response set-header` and `del-header`): a security
-//! header added, a `Server` field taken out. A rule replaces every field of
-//! its name; one without a value only removes them. The same rules on a
-//! header map (the general path) and on a head kept as bytes (the fast
-//! lane), so both paths answer alike.
+//! Fields the operator sets on, or removes from, every request forwarded
+//! and every response a server sends (HAProxy's `http-request` /
+//! `http-response` `set-header` and `del-header`): a security header added,
+//! a `Server` field taken out. A rule replaces every field of its name; one
+//! without a value only removes them. The same rules on a header map (the
+//! general path) and on a head kept as bytes (the fast lane), so both paths
+//! forward alike.
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
@@ -23,9 +24,14 @@ pub fn apply_map(headers: &mut HeaderMap, rules: &[Rule]) {
     }
 }
 
-/// Applies `rules` to `head`: a status line and field lines, each ending
-/// in CRLF, without the blank line (as the lane builds a response head).
+/// Applies `rules` to `head`: a start line and field lines, each ending in
+/// CRLF, with or without the blank line after them (the lane's request
+/// head has it, its response head not yet).
 pub fn apply_raw(head: &mut Vec<u8>, rules: &[Rule]) {
+    let blank = head.ends_with(b"\r\n\r\n");
+    if blank {
+        head.truncate(head.len() - 2);
+    }
     let start = head
         .iter()
         .position(|&b| b == b'\n')
@@ -51,6 +57,9 @@ pub fn apply_raw(head: &mut Vec<u8>, rules: &[Rule]) {
             out.extend_from_slice(b"\r\n");
         }
     }
+    if blank {
+        out.extend_from_slice(b"\r\n");
+    }
     *head = out;
 }
 
@@ -72,6 +81,16 @@ mod tests {
         assert_eq!(
             String::from_utf8(head).unwrap(),
             "HTTP/1.1 200 OK\r\nx-servers: 2\r\nX-Frame-Options: DENY\r\n"
+        );
+    }
+
+    #[test]
+    fn a_request_head_keeps_its_blank_line_last() {
+        let mut head = b"GET / HTTP/1.1\r\nHost: a\r\nServer: x\r\n\r\n".to_vec();
+        apply_raw(&mut head, &rules());
+        assert_eq!(
+            String::from_utf8(head).unwrap(),
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Frame-Options: DENY\r\n\r\n"
         );
     }
 

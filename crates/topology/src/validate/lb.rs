@@ -110,7 +110,8 @@ pub(super) fn load_balancer(
             ips.dedup();
             ips
         },
-        response_headers: response_headers(c, lb.response_headers.as_ref()),
+        response_headers: header_rules(c, lb.response_headers.as_ref(), "response_headers"),
+        request_headers: header_rules(c, lb.request_headers.as_ref(), "request_headers"),
         error_pages: error_pages(c, lb.error_pages.as_ref()),
         rate_limit: lb.rate_limit.as_ref().map(|r| {
             let per_second = *r.requests_per_s.get_ref();
@@ -182,9 +183,10 @@ fn tls(c: &mut Checker, ip: std::net::IpAddr, t: &RawTls, host: &str) -> Tls {
     }
 }
 
-/// Fields the load balancer itself owns: framing, hop-by-hop, the date and
-/// the request id. A rule may not set or remove them.
-const OWN_FIELDS: [&str; 10] = [
+/// Fields the load balancer itself owns: framing, hop-by-hop, the date,
+/// `Expect` and the request id. A rule may not set or remove them.
+const OWN_FIELDS: [&str; 11] = [
+    "expect",
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -197,15 +199,17 @@ const OWN_FIELDS: [&str; 10] = [
     "x-request-id",
 ];
 
-/// `[load_balancer.response_headers]`: `Name = "value"` sets a field on
-/// every server response, `Name = ""` removes it.
-fn response_headers(
+/// `[load_balancer.response_headers]` and `[load_balancer.request_headers]`
+/// (`table`): `Name = "value"` sets a field on every server response or
+/// forwarded request, `Name = ""` removes it (a request keeps its `Host`).
+fn header_rules(
     c: &mut Checker,
     raw: Option<&std::collections::BTreeMap<String, S<String>>>,
+    table: &str,
 ) -> Vec<(String, Option<String>)> {
     let mut rules = Vec::new();
     for (name, value) in raw.into_iter().flatten() {
-        let key = format!("load_balancer.response_headers.{name}");
+        let key = format!("load_balancer.{table}.{name}");
         let token = !name.is_empty()
             && name
                 .bytes()
@@ -225,6 +229,9 @@ fn response_headers(
                 &key,
                 "the value must be printable ASCII on one line".into(),
             );
+        } else if v.is_empty() && name.eq_ignore_ascii_case("host") {
+            let why = "a request needs its Host: set another, do not remove it";
+            c.error(value.span(), &key, why.into());
         } else {
             rules.push((name.clone(), (!v.is_empty()).then(|| v.to_string())));
         }

@@ -1,6 +1,8 @@
-//! What the load balancer does to responses: `[load_balancer.response_headers]`
-//! (`Name = "value"` sets a field on every server response, `Name = ""`
-//! removes it; fields the load balancer owns are refused) and
+//! What the load balancer does to what it forwards:
+//! `[load_balancer.response_headers]` and `[load_balancer.request_headers]`
+//! (`Name = "value"` sets a field on every server response or forwarded
+//! request, `Name = ""` removes it; fields the load balancer owns are
+//! refused) and
 //! `[load_balancer.error_pages]` (bodies for its own 429, 502, 503 and
 //! 504), each error with its line and key.
 
@@ -77,5 +79,41 @@ fn error_pages_are_for_the_load_balancers_own_answers() {
         7,
         "load_balancer.error_pages.404",
         "429, 502, 503 and 504",
+    );
+}
+
+#[test]
+fn request_rules_may_set_the_host_but_not_remove_it() {
+    let src = format!(
+        "{LB_ONLY}\n[load_balancer.request_headers]\nHost = \"internal.example\"\nX-Debug = \"\"\n"
+    );
+    let lb = Topology::parse_str(&src, "t.toml")
+        .unwrap()
+        .load_balancer
+        .unwrap();
+    assert_eq!(
+        lb.request_headers,
+        [
+            ("Host".to_string(), Some("internal.example".to_string())),
+            ("X-Debug".to_string(), None)
+        ]
+    );
+    let src = format!("{LB_ONLY}\n[load_balancer.request_headers]\nHost = \"\"\n");
+    let line = line_of(&src, "Host = ");
+    assert_one(
+        &src,
+        line,
+        8,
+        "load_balancer.request_headers.Host",
+        "needs its Host",
+    );
+    let src = format!("{LB_ONLY}\n[load_balancer.request_headers]\nExpect = \"100-continue\"\n");
+    let line = line_of(&src, "Expect = ");
+    assert_one(
+        &src,
+        line,
+        10,
+        "load_balancer.request_headers.Expect",
+        "own to write",
     );
 }
