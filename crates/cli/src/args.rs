@@ -111,7 +111,7 @@ pub enum Command {
         /// drain (no new requests), disable (maintenance: no requests, no
         /// checks), enable, or weight (with a value, until the next reload).
         action: String,
-        /// The server's name (a host in `servers`, or a backend's name).
+        /// The server's name (a host in `servers`, or a backend's name, in any pool).
         server: String,
         /// The new weight (1-256), for `weight`.
         value: Option<String>,
