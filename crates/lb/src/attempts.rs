@@ -103,6 +103,20 @@ impl<'a> Attempts<'a> {
         })
     }
 
+    /// Server `i` sent a response that cannot be passed on (a chunked body
+    /// broken from its first line): counted as its 502, its passive health
+    /// told, and the client's 502.
+    pub fn invalid(&self, i: usize) -> Response<ResBody> {
+        self.answered(i, 502);
+        let name = &self.group.servers.upstreams[i].name;
+        tracing::warn!(server = %name, "invalid chunked body from the server");
+        let resp = text_response(
+            StatusCode::BAD_GATEWAY,
+            format!("502 Bad Gateway: {name} sent an invalid response body"),
+        );
+        self.pool.error_pages.apply(resp)
+    }
+
     /// Server `i` answered with `status`: counted, and its passive health told.
     pub fn answered(&self, i: usize, status: u16) {
         let servers = &self.group.servers;

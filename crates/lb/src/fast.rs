@@ -185,6 +185,9 @@ async fn attempt(
             )
             .await
         {
+            Ok((_, body)) if body.broken_start() => {
+                return general(attempts.invalid(i), id, &mut scratch.head);
+            }
             Ok((resp, mut body)) => {
                 let status = resp.status.as_u16();
                 attempts.answered(i, status);

@@ -169,6 +169,9 @@ async fn forward(
             )
             .await;
         match sent {
+            Ok(resp) if resp.body().broken_start() => {
+                return finish(attempts.invalid(i), request_id);
+            }
             Ok(resp) => {
                 attempts.answered(i, resp.status().as_u16());
                 let (mut rparts, mut rbody) = resp.into_parts();

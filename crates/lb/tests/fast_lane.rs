@@ -512,3 +512,27 @@ fn at_shutdown_an_idle_connection_closes_and_a_busy_one_after_its_response() {
     assert!(text.ends_with("a"), "{text}");
     assert_eq!(busy.read(&mut [0u8; 64]).unwrap(), 0);
 }
+
+#[test]
+fn a_chunked_body_broken_from_its_start_is_a_502_on_both_paths() {
+    let (addr, _) = scripted_backend();
+    let lb = Lb::start(&["a"], move |cfg| cfg.servers[0].addr = addr);
+    // The lane: a 502 instead of a head and a cut connection, and the
+    // connection serves the next request.
+    let raw = "GET /bad-chunk HTTP/1.1\r\nHost: a\r\n\r\nGET /plain HTTP/1.1\r\nHost: a\r\n\r\n";
+    let (got, bytes) = exchange(&lb, raw, false);
+    let statuses: Vec<u16> = got.iter().map(|g| g.status).collect();
+    assert_eq!(
+        statuses,
+        [502, 200, 200],
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    assert!(String::from_utf8_lossy(&got[0].body).contains("a sent an invalid response body"));
+    // The general path (a POST) answers alike.
+    let raw = "POST /bad-chunk HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nok";
+    let (got, _) = exchange(&lb, raw, false);
+    assert_eq!(got[0].status, 502);
+    // Both counted as the server's 5xx.
+    assert_eq!(lb.stats()["servers"][0]["stats"]["responses"][4], 2);
+}

@@ -172,6 +172,22 @@ impl UpstreamBody {
         }
     }
 
+    /// True when a chunked body's first chunk-size line, already read with
+    /// the head, is not one: the server's answer cannot be passed on, and
+    /// nothing of it has been yet (a proxy answers 502, as HAProxy does,
+    /// rather than a head followed by a cut connection).
+    pub fn broken_start(&self) -> bool {
+        let Some(conn) = self.conn.as_ref() else {
+            return false;
+        };
+        self.state == State::ChunkSize
+            && conn
+                .buf
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .is_some_and(|end| chunk_size(&conn.buf[..end]).is_none())
+    }
+
     /// Gives the connection its response timer back, to keep for the next request.
     pub(crate) fn keep_timer(&mut self, timer: crate::pool::Timer) {
         if let Some(conn) = self.conn.as_mut() {
@@ -373,6 +389,7 @@ mod tests {
 
     #[test]
     fn chunk_sizes() {
+        assert_eq!(chunk_size(b"zz"), None);
         assert_eq!(chunk_size(b"1a"), Some(26));
         assert_eq!(chunk_size(b"0;ext=1"), Some(0));
         assert_eq!(chunk_size(b"zz"), None);

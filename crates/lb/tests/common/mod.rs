@@ -457,6 +457,7 @@ pub fn script(path: &str) -> (&'static [u8], bool) {
         "/cached-hop" => b"HTTP/1.1 200 OK\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nConnection: Cache-Control\r\nCache-Control: no-store\r\nContent-Length: 2\r\n\r\nok",
         "/sts-hop" => b"HTTP/1.1 200 OK\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nConnection: Strict-Transport-Security\r\nStrict-Transport-Security: max-age=1\r\nContent-Length: 2\r\n\r\nok",
         "/500" => b"HTTP/1.1 500 Internal Server Error\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nContent-Length: 4\r\n\r\nfail",
+        "/bad-chunk" => b"HTTP/1.1 200 OK\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nok\r\n0\r\n\r\n",
         "/lf" => b"HTTP/1.1 200 OK\nDate: Wed, 02 Dec 2026 00:00:00 GMT\nX-Lf: 1\nContent-Length: 2\n\nok",
         _ => b"HTTP/1.1 200 OK\r\nServer: raw\r\nDate: Wed, 02 Dec 2026 00:00:00 GMT\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nETag: \"e\"\r\n\r\nhello",
     };
