@@ -192,3 +192,55 @@ fn a_pools_keys_are_checked_like_the_load_balancers() {
     let line = line_of(&src, "weight = 2");
     assert_one(&src, line, 1, "load_balancer.pool.weight", "unknown field");
 }
+
+#[test]
+fn a_pool_an_earlier_one_covers_can_never_be_chosen() {
+    let two = |first: &str, second: &str| {
+        format!(
+            "{LB_ONLY}\n[[load_balancer.pool]]\nname = \"a\"\n{first}\n[[load_balancer.pool.backend]]\nname = \"a-1\"\naddress = \"127.0.0.1:9301\"\n\n[[load_balancer.pool]]\nname = \"b\"\n{second}\n[[load_balancer.pool.backend]]\nname = \"b-1\"\naddress = \"127.0.0.1:9302\"\n"
+        )
+    };
+    for (first, second) in [
+        ("paths = [\"/api/\"]", "paths = [\"/api/v2/\"]"),
+        (
+            "hosts = [\"*.example.com\"]",
+            "hosts = [\"shop.example.com\"]\npaths = [\"/x/\"]",
+        ),
+        (
+            "hosts = [\"shop.example.com\"]",
+            "hosts = [\"shop.example.com\"]",
+        ),
+        ("hosts = [\"*.example.com\"]", "hosts = [\"*.example.com\"]"),
+        (
+            "hosts = [\"*.example.com\"]",
+            "hosts = [\"*.eu.example.com\"]",
+        ),
+    ] {
+        let src = two(first, second);
+        let line = line_of(&src, "name = \"b\"");
+        assert_one(
+            &src,
+            line,
+            8,
+            "load_balancer.pool",
+            "pool `b` can never be chosen: pool `a`",
+        );
+    }
+    // Narrower first, wider after, or disjoint: both can be chosen.
+    for (first, second) in [
+        ("paths = [\"/api/v2/\"]", "paths = [\"/api/\"]"),
+        (
+            "hosts = [\"shop.example.com\"]",
+            "hosts = [\"*.example.com\"]",
+        ),
+        ("hosts = [\"a.example.com\"]", "paths = [\"/a/\"]"),
+        ("paths = [\"/a/\"]", "hosts = [\"a.example.com\"]"),
+        ("hosts = [\"*.example.com\"]", "hosts = [\"example.com\"]"),
+    ] {
+        let src = two(first, second);
+        assert!(
+            Topology::parse_str(&src, "t.toml").is_ok(),
+            "{first} then {second}"
+        );
+    }
+}

@@ -187,6 +187,16 @@ pub(super) fn pools(
             );
         }
         all_backup(c, &servers, p.name.span(), "load_balancer.pool");
+        if let Some(earlier) = pools.iter().find(|q| takes_all(q, &hosts, &paths)) {
+            c.error(
+                p.name.span(),
+                "load_balancer.pool",
+                format!(
+                    "pool `{name}` can never be chosen: pool `{}` before it takes every request it would (move it first, or narrow `{}`)",
+                    earlier.name, earlier.name
+                ),
+            );
+        }
         pools.push(ServerPool {
             name: name.clone(),
             hosts,
@@ -202,6 +212,29 @@ pub(super) fn pools(
         });
     }
     pools
+}
+
+/// True when `earlier` takes every request a pool of `hosts` and `paths`
+/// would (empty lists: any), so that pool, coming after it, is never chosen.
+fn takes_all(earlier: &ServerPool, hosts: &[String], paths: &[String]) -> bool {
+    let host_covered = |h: &String| {
+        earlier.hosts.iter().any(|e| match e.strip_prefix('*') {
+            // `*.example.com` covers `a.example.com` and `*.a.example.com`.
+            Some(suffix) => match h.strip_prefix('*') {
+                Some(under) => under.ends_with(suffix),
+                None => h.ends_with(suffix),
+            },
+            None => e == h,
+        })
+    };
+    let hosts_ok =
+        earlier.hosts.is_empty() || (!hosts.is_empty() && hosts.iter().all(host_covered));
+    let paths_ok = earlier.paths.is_empty()
+        || (!paths.is_empty()
+            && paths
+                .iter()
+                .all(|p| earlier.paths.iter().any(|e| p.starts_with(e))));
+    hosts_ok && paths_ok
 }
 
 /// The strings of a list, each checked by `valid` (which may normalise it).
