@@ -317,7 +317,7 @@ fn the_access_log_says_how_each_transfer_ended() {
     });
     assert!(whole.contains("bytes=2 end=\"complete\""), "{whole}");
     assert!(
-        whole.contains("status=200") && whole.contains("server=a"),
+        whole.contains("status=200") && whole.contains("pool=default server=a"),
         "{whole}"
     );
     let cut = poll("the /cut line", Duration::from_secs(10), || line("/cut"));

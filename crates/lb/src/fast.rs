@@ -213,7 +213,7 @@ async fn attempt(
                         peer,
                         req.method.clone(),
                         String::from_utf8_lossy(path).into_owned(),
-                        upstream.name.clone(),
+                        (group.name.clone(), upstream.name.clone()),
                         status,
                         attempts.tried.len(),
                         start,

@@ -230,7 +230,7 @@ async fn forward(
                         peer,
                         parts.method.clone(),
                         parts.uri.path().to_string(),
-                        upstream.name.clone(),
+                        (group.name.clone(), upstream.name.clone()),
                         rparts.status.as_u16(),
                         attempts.tried.len(),
                         start,
