@@ -86,44 +86,43 @@ pub async fn run(
                         _ => text_response(StatusCode::NOT_FOUND, "404 Not Found"),
                     };
                 }
-                let groups = &pool.groups;
-                let queued: usize = groups.iter().map(|g| g.servers.queue.len()).sum();
+                let pools = pool_rows(&pool);
                 let rows = || -> Vec<stats::Row> {
-                    groups.iter().flat_map(|g| g.servers.rows(&g.name)).collect()
+                    let groups = pool.groups.iter();
+                    groups.flat_map(|g| g.servers.rows(&g.name)).collect()
                 };
-                let pools = || -> Vec<stats::PoolRow> { pool_rows(&pool) };
                 match path.as_str() {
                     "/healthz" | "/servers" => {
                         // ok: every server up; degraded: some; down: none (503).
-                        let up: usize = groups.iter().map(|g| g.servers.up().len()).sum();
-                        let all: usize = groups.iter().map(|g| g.servers.upstreams.len()).sum();
+                        let up: usize = pools.iter().map(|p| p.up).sum();
+                        let all: usize = pools.iter().map(|p| p.servers).sum();
                         let (code, status) = match up {
                             0 => (StatusCode::SERVICE_UNAVAILABLE, "down"),
                             n if n == all => (StatusCode::OK, "ok"),
                             _ => (StatusCode::OK, "degraded"),
                         };
-                        let mut body = status_json(&pool);
+                        let mut body = status_json(&pool, &pools);
                         body["status"] = status.into();
                         body["role"] = "load-balancer".into();
                         json_response(code, &body)
                     }
                     "/stats" => {
-                        let mut body = status_json(&pool);
+                        let mut body = status_json(&pool, &pools);
                         body["generation"] = reloader.generation().into();
                         body["rate_limited"] = limited.into();
                         body["listeners"] = listeners.iter().map(|l| l.json()).collect();
                         json_response(StatusCode::OK, &body)
                     }
                     "/metrics" => {
-                        let mut text =
-                            stats::prometheus(&rows(), queued, &listeners);
-                        text.push_str(&stats::pools_prometheus(&pools()));
+                        let queued = pools.iter().map(|p| p.queued).sum();
+                        let mut text = stats::prometheus(&rows(), queued, &listeners);
+                        text.push_str(&stats::pools_prometheus(&pools));
                         text.push_str(&stats::rate_limited(limited));
                         typed("text/plain; version=0.0.4", text)
                     }
                     "/" | "/stats.html" => typed(
                         "text/html; charset=utf-8",
-                        stats::html(&rows(), &pools(), limited, &listeners),
+                        stats::html(&rows(), &pools, limited, &listeners),
                     ),
                     _ => text_response(StatusCode::NOT_FOUND, "404 Not Found"),
                 }
@@ -135,15 +134,12 @@ pub async fn run(
 }
 
 /// Every group's servers as JSON (each naming its pool), the pools, and the requests queued.
-fn status_json(pool: &crate::pool::Pool) -> serde_json::Value {
-    let mut servers = Vec::new();
-    for g in &pool.groups {
-        let mut part = g.servers.status_json(&g.name);
-        if let serde_json::Value::Array(list) = part["servers"].take() {
-            servers.extend(list);
-        }
-    }
-    let pools = pool_rows(pool);
+fn status_json(pool: &crate::pool::Pool, pools: &[stats::PoolRow]) -> serde_json::Value {
+    let servers: Vec<_> = pool
+        .groups
+        .iter()
+        .flat_map(|g| g.servers.servers_json(&g.name))
+        .collect();
     let queued: usize = pools.iter().map(|p| p.queued).sum();
     let pools: Vec<_> = pools.iter().map(stats::PoolRow::json).collect();
     serde_json::json!({ "servers": servers, "pools": pools, "queued": queued })

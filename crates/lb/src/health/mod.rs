@@ -394,8 +394,8 @@ impl ServerSet {
             .collect()
     }
 
-    /// The servers' state as JSON, each naming `pool`.
-    pub fn status_json(&self, pool: &str) -> serde_json::Value {
+    /// Each server's state as JSON, naming `pool`.
+    pub fn servers_json(&self, pool: &str) -> Vec<serde_json::Value> {
         let servers: Vec<_> = self
             .status()
             .into_iter()
@@ -420,7 +420,7 @@ impl ServerSet {
             s["admin"] = self.admin_state(i).into();
             s["stats"] = serde_json::to_value(self.stats[i].snapshot()).expect("serialisable");
         }
-        json!({ "servers": servers, "queued": self.queue.len() })
+        servers
     }
 }
 
