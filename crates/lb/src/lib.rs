@@ -76,14 +76,14 @@ impl Reloader {
             |e: &String| tracing::error!("reload refused, the running configuration stays: {e}");
         let new = (self.source)().inspect_err(refused)?;
         // A page that cannot be read refuses the whole reload too.
-        error_pages::ErrorPages::load(&new).inspect_err(refused)?;
+        let pages = error_pages::ErrorPages::load(&new).inspect_err(refused)?;
         // A certificate that cannot be used refuses the whole reload.
         let certificate = match (&self.tls, &new.tls) {
             (Some(running), Some(t)) => running.reload(t).inspect_err(refused)?,
             _ => None,
         };
         *generation += 1;
-        let mut changes = reload(&self.pools, new);
+        let mut changes = reload(&self.pools, new, pages);
         changes.extend(certificate);
         Ok((*generation, changes))
     }
@@ -113,7 +113,13 @@ pub async fn run(
         stats: Default::default(),
     };
     tracing::info!(listen = %config.listen, servers = config.servers.len(), "load balancer started");
-    let pools = Arc::new(ArcSwap::from_pointee(Pool::new(config, None)));
+    // `webinfra run` and `check` refuse a page that cannot be read; one
+    // gone since is logged and left out.
+    let pages = error_pages::ErrorPages::load(&config).unwrap_or_else(|e| {
+        tracing::error!("{e}: the built-in answer is used");
+        Default::default()
+    });
+    let pools = Arc::new(ArcSwap::from_pointee(Pool::new(config, None, pages)));
     let state = Arc::new(handler::State {
         pool: pools.clone(),
         retry_budget: Default::default(),
@@ -182,7 +188,11 @@ pub async fn run(
 }
 
 /// Swaps in the pool for `new`; settings that need new listeners are kept and logged.
-fn reload(pools: &ArcSwap<Pool>, mut new: LoadBalancer) -> Vec<String> {
+fn reload(
+    pools: &ArcSwap<Pool>,
+    mut new: LoadBalancer,
+    pages: error_pages::ErrorPages,
+) -> Vec<String> {
     let old = pools.load_full();
     if new.listen != old.config.listen || new.admin != old.config.admin {
         tracing::warn!(
@@ -218,7 +228,7 @@ fn reload(pools: &ArcSwap<Pool>, mut new: LoadBalancer) -> Vec<String> {
         new.clients.keep_alive_timeout = running.2;
         new.clients.client_timeout = running.3;
     }
-    let pool = Arc::new(Pool::new(new, Some(&old)));
+    let pool = Arc::new(Pool::new(new, Some(&old), pages));
     pools.store(pool.clone());
     old.retire(&pool);
     if changes.is_empty() {

@@ -52,8 +52,9 @@ pub struct Group {
 }
 
 impl Pool {
-    /// Builds the pool for `config`, taking over from `previous` what a reload keeps.
-    pub fn new(config: LoadBalancer, previous: Option<&Pool>) -> Pool {
+    /// Builds the pool for `config` with its error pages (read from the
+    /// files it names), taking over from `previous` what a reload keeps.
+    pub fn new(config: LoadBalancer, previous: Option<&Pool>, error_pages: ErrorPages) -> Pool {
         let groups = pools_of(&config)
             .into_iter()
             .map(|spec| {
@@ -66,12 +67,6 @@ impl Pool {
                 .and_then(|old| old.rate_limiter.clone())
                 .filter(|old| old.config == limit)
                 .unwrap_or_else(|| Arc::new(RateLimiter::new(limit)))
-        });
-        // Start, reload and `check` refuse a page that cannot be read
-        // before a pool is built; one gone since is logged and left out.
-        let error_pages = ErrorPages::load(&config).unwrap_or_else(|e| {
-            tracing::error!("{e}: the built-in answer is used");
-            ErrorPages::default()
         });
         Pool {
             config,
