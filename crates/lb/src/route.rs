@@ -8,7 +8,7 @@
 /// What one pool takes.
 #[derive(Debug, Default)]
 pub struct Takes {
-    /// Lowercase names; `*.` patterns kept as the suffix from the dot.
+    /// Names; `*.` patterns kept as the suffix from the dot.
     hosts: Vec<Host>,
     paths: Vec<Vec<u8>>,
 }
@@ -21,14 +21,14 @@ enum Host {
 }
 
 impl Takes {
-    /// A pool taking `hosts` (lowercase; `*.name` for any name under
-    /// `name`) and `paths` (prefixes); either empty: any.
+    /// A pool taking `hosts` (`*.name` for any name under `name`; compared
+    /// without case) and `paths` (prefixes); either empty: any.
     pub fn new(hosts: Vec<String>, paths: Vec<String>) -> Self {
         let hosts = hosts
             .into_iter()
             .map(|h| match h.strip_prefix('*') {
-                Some(suffix) => Host::Under(suffix.as_bytes().to_ascii_lowercase()),
-                None => Host::Exact(h.into_bytes().to_ascii_lowercase()),
+                Some(suffix) => Host::Under(suffix.as_bytes().to_vec()),
+                None => Host::Exact(h.into_bytes()),
             })
             .collect();
         let paths = paths.into_iter().map(String::into_bytes).collect();

@@ -140,41 +140,27 @@ impl PoolRow {
 /// the others serve).
 pub fn pools_prometheus(pools: &[PoolRow]) -> String {
     let mut out = String::new();
-    metric(
-        &mut out,
-        "webinfra_lb_pool_servers",
-        "gauge",
-        "Servers in the pool.",
-    );
-    for p in pools {
-        out.push_str(&format!(
-            "webinfra_lb_pool_servers{{pool=\"{}\"}} {}\n",
-            p.name, p.servers
-        ));
-    }
-    metric(
-        &mut out,
-        "webinfra_lb_pool_servers_up",
-        "gauge",
-        "Servers in the pool that are up.",
-    );
-    for p in pools {
-        out.push_str(&format!(
-            "webinfra_lb_pool_servers_up{{pool=\"{}\"}} {}\n",
-            p.name, p.up
-        ));
-    }
-    metric(
-        &mut out,
-        "webinfra_lb_pool_queued_requests",
-        "gauge",
-        "Requests waiting for a slot on one of the pool's servers.",
-    );
-    for p in pools {
-        out.push_str(&format!(
-            "webinfra_lb_pool_queued_requests{{pool=\"{}\"}} {}\n",
-            p.name, p.queued
-        ));
+    type Gauge = (&'static str, &'static str, fn(&PoolRow) -> usize);
+    let gauges: [Gauge; 3] = [
+        ("webinfra_lb_pool_servers", "Servers in the pool.", |p| {
+            p.servers
+        }),
+        (
+            "webinfra_lb_pool_servers_up",
+            "Servers in the pool that are up.",
+            |p| p.up,
+        ),
+        (
+            "webinfra_lb_pool_queued_requests",
+            "Requests waiting for a slot on one of the pool's servers.",
+            |p| p.queued,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        metric(&mut out, name, "gauge", help);
+        for p in pools {
+            out.push_str(&format!("{name}{{pool=\"{}\"}} {}\n", p.name, value(p)));
+        }
     }
     out
 }
