@@ -76,6 +76,20 @@ async fn get(addr: SocketAddr, config: Arc<ClientConfig>, path: &str) -> (u16, S
     (status, body)
 }
 
+/// HTTP/2 over `stream`, its connection driven in the background.
+async fn h2(
+    stream: TlsStream<TcpStream>,
+) -> hyper::client::conn::http2::SendRequest<Empty<bytes::Bytes>> {
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
 fn certificate_of(lb: &Lb) -> Vec<u8> {
     let pem = std::fs::read(lb.tls_dir.as_ref().unwrap().path().join("certificate.pem")).unwrap();
     use rustls::pki_types::pem::PemObject;
@@ -106,13 +120,7 @@ fn alpn_offers_http2_and_requests_are_served_over_it() {
     let (alpn, status, body) = runtime().block_on(async move {
         let stream = connect(addr, config).await.unwrap();
         let alpn = stream.get_ref().1.alpn_protocol().map(|p| p.to_vec());
-        let (mut sender, conn) = hyper::client::conn::http2::handshake(
-            hyper_util::rt::TokioExecutor::new(),
-            hyper_util::rt::TokioIo::new(stream),
-        )
-        .await
-        .unwrap();
-        tokio::spawn(conn);
+        let mut sender = h2(stream).await;
         let req = http::Request::get("https://localhost/h2")
             .body(Empty::<bytes::Bytes>::new())
             .unwrap();
@@ -373,13 +381,7 @@ fn http2_requests_go_to_the_pool_their_authority_names() {
     let addr = lb.tls.unwrap();
     let bodies = runtime().block_on(async move {
         let stream = connect(addr, config).await.unwrap();
-        let (mut sender, conn) = hyper::client::conn::http2::handshake(
-            hyper_util::rt::TokioExecutor::new(),
-            hyper_util::rt::TokioIo::new(stream),
-        )
-        .await
-        .unwrap();
-        tokio::spawn(conn);
+        let mut sender = h2(stream).await;
         let mut bodies = Vec::new();
         for url in ["https://api.example.com/x", "https://localhost/x"] {
             let req = http::Request::get(url)
