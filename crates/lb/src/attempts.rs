@@ -77,17 +77,14 @@ impl<'a> Attempts<'a> {
             let resp = match (refusal, self.last_error.take()) {
                 (Refusal::NoServer, Some(e)) => e,
                 _ => {
+                    let why = refusal.reason(pool.config.clients.queue_timeout);
                     let why = match refusal {
                         // A default pool left empty (only pools have servers).
                         Refusal::NoServer if group.servers.upstreams.is_empty() => {
                             "no pool takes this request (its Host and path match none)".into()
                         }
-                        _ if pool.routed() => format!(
-                            "{} (pool {})",
-                            refusal.reason(pool.config.clients.queue_timeout),
-                            group.name
-                        ),
-                        _ => refusal.reason(pool.config.clients.queue_timeout),
+                        _ if pool.routed() => format!("{why} (pool {})", group.name),
+                        _ => why,
                     };
                     let mut r = text_response(
                         StatusCode::SERVICE_UNAVAILABLE,
