@@ -147,13 +147,17 @@ impl Group {
             .map(|(server, upstream)| {
                 let same = previous.and_then(|old| {
                     let j = old.servers.upstreams.iter().position(|u| u == upstream)?;
-                    (old.backends[j].limits == server.limits).then(|| old.clients[j].clone())
+                    let client = &old.clients[j];
+                    let same = old.backends[j].limits == server.limits
+                        && client.pipelines() == config.pipelining;
+                    same.then(|| client.clone())
                 });
                 same.unwrap_or_else(|| {
                     UpstreamClient::new(
                         server.limits.connect_timeout,
                         server.limits.response_timeout,
                     )
+                    .pipelining(config.pipelining)
                 })
             })
             .collect();

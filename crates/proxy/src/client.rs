@@ -10,6 +10,7 @@
 
 pub use crate::error::{ProxyError, ProxyErrorKind};
 use crate::lane::Interim;
+use crate::pipeline::Baton;
 use crate::pool::Pool;
 use crate::timer::Timer;
 use crate::upstream_body::{Conn, UpstreamBody};
@@ -72,6 +73,9 @@ pub struct UpstreamClient {
     pools: Arc<Pools>,
     pub(crate) connect_timeout: Duration,
     pub(crate) response_timeout: Duration,
+    /// Bodiless `GET`s and `HEAD`s sent with [`send_raw`](Self::send_raw)
+    /// that arrive together share a connection ([`crate::pipeline`]).
+    pipelining: bool,
 }
 
 /// A caller's own response timer, kept from one request to the next (the
@@ -96,7 +100,20 @@ impl UpstreamClient {
             pools: Default::default(),
             connect_timeout,
             response_timeout,
+            pipelining: false,
         }
+    }
+
+    /// With `on`, pipelines the bodiless `GET`s and `HEAD`s that
+    /// [`send_raw`](Self::send_raw) is given together ([`crate::pipeline`]).
+    pub fn pipelining(mut self, on: bool) -> Self {
+        self.pipelining = on;
+        self
+    }
+
+    /// Whether it pipelines (see [`pipelining`](Self::pipelining)).
+    pub fn pipelines(&self) -> bool {
+        self.pipelining
     }
 
     /// The pool for `addr`: borrowed for the first address this client
@@ -160,7 +177,7 @@ impl UpstreamClient {
             Some(body.clone())
         };
         let upgrade = headers.contains_key(http::header::UPGRADE);
-        let out = (separate_body.as_ref(), method, upgrade);
+        let out = (separate_body.as_ref(), method, upgrade, false);
         let now = std::time::Instant::now();
         let (raw, body) = self
             .send_head(upstream, &bytes, out, (now, watch), (None, None))
@@ -184,10 +201,11 @@ impl UpstreamClient {
         (timer, interim): (&'a mut ResponseTimer, &'a Interim),
     ) -> impl Future<Output = Result<(RawHead, UpstreamBody), ProxyError>> + Send + 'a {
         // `send_head`'s own future: no wrapper to move it into.
+        let pipelined = self.pipelining && matches!(*method, Method::GET | Method::HEAD);
         self.send_head(
             upstream,
             head,
-            (None, method, false),
+            (None, method, false, pipelined),
             (started, watch),
             (Some(timer), Some(interim)),
         )
@@ -195,7 +213,8 @@ impl UpstreamClient {
 
     /// Writes a serialised request (`body`: when not in `head`) on a pooled
     /// or new connection and reads the response head, within the response timeout.
-    /// `(body, method, upgrade)`: see [`Outgoing`]; `now`: when the attempt
+    /// `(body, method, upgrade)`: see [`Outgoing`]; `pipelined`: it may
+    /// share a connection ([`crate::pipeline`]); `now`: when the attempt
     /// started, the one clock reading for the pool, the timeout and the
     /// connection's idle time; `watch`: see [`Watch`]; `kept`: the caller's
     /// own response timer, else the pooled connection's (or a new one) is
@@ -205,7 +224,7 @@ impl UpstreamClient {
         &self,
         upstream: &Upstream,
         head: &[u8],
-        (body, method, upgrade): (Option<&Bytes>, &Method, bool),
+        (body, method, upgrade, pipelined): (Option<&Bytes>, &Method, bool, bool),
         (now, watch): (std::time::Instant, Watch<'_>),
         (kept, interim): (Option<&mut ResponseTimer>, Option<&Interim>),
     ) -> Result<(RawHead, UpstreamBody), ProxyError> {
@@ -229,7 +248,7 @@ impl UpstreamClient {
             Some(_) => deadline.min(tokio::time::Instant::from_std(now + WATCH_EVERY)),
             None => deadline,
         };
-        let (pooled, conn_timer) = match pool.take(now) {
+        let (pooled, conn_timer) = match pool.take(now).filter(|_| !pipelined) {
             Some((stream, buf, timer)) => (Some((stream, buf)), timer),
             None => (None, None),
         };
@@ -244,6 +263,14 @@ impl UpstreamClient {
         // the exchange (hundreds of bytes) into a tuple first. The exchange
         // goes first, as it nearly always ends the wait.
         let mut exchange = std::pin::pin!(async {
+            if pipelined {
+                match self.pipelined(upstream, &out, now).await? {
+                    Ok(resp) => return Ok(resp),
+                    // Sent again on a connection of its own.
+                    Err(Failure::Stale) => {}
+                    Err(Failure::Failed(d)) => return Err(fail(ProxyErrorKind::Reset, d)),
+                }
+            }
             if let Some((stream, buf)) = pooled {
                 match exchange(stream, buf, &out, true).await {
                     Ok(resp) => return Ok(resp),
@@ -283,6 +310,51 @@ impl UpstreamClient {
         let (head, mut body) = result?;
         body.keep_timer(own);
         Ok((head, body))
+    }
+
+    /// Sends `out` in a batch of pipelined requests ([`crate::pipeline`]) and
+    /// reads its response head on its turn. `Ok(Err(Failure::Stale))`: the
+    /// connection failed or closed before the response began (or a request
+    /// before it gave up): the caller sends it again on a connection of its own.
+    async fn pipelined(
+        &self,
+        upstream: &Upstream,
+        out: &Outgoing<'_>,
+        now: std::time::Instant,
+    ) -> Result<Result<(RawHead, UpstreamBody), Failure>, ProxyError> {
+        let pool = out.pool;
+        let (batch, slot) = pool.join(out.head);
+        let baton = Baton::new(batch, slot);
+        let (stream, mut buf) = if slot == 0 {
+            let (mut stream, buf) = match pool.take(now) {
+                Some((stream, buf, _)) => (stream, buf),
+                None => (self.connect(upstream).await?, BytesMut::with_capacity(READ_BUF)),
+            };
+            // The rest of this turn runs first: its requests for this
+            // server join the batch.
+            tokio::task::yield_now().await;
+            let bytes = pool.close(baton.batch());
+            if stream.write_all(&bytes).await.is_err() {
+                return Ok(Err(Failure::Stale));
+            }
+            (stream, buf)
+        } else {
+            match baton.batch().turn(slot).await {
+                Some((stream, buf, _)) => (stream, buf),
+                None => return Ok(Err(Failure::Stale)),
+            }
+        };
+        let head = Head {
+            method: out.method,
+            upgrade: false,
+            idle_timeout: out.idle_timeout,
+            pool,
+            started: out.started,
+            keep_alive: true,
+            interim: out.interim,
+        };
+        crate::read_buf::make_room(&mut buf, READ_BUF);
+        Ok(read_raw_head(stream, buf, &head, |_| Failure::Stale, Some(baton)).await)
     }
 
     /// A new connection to `upstream`, within the connect timeout.
@@ -401,7 +473,7 @@ async fn exchange(
         interim,
     };
     crate::read_buf::make_room(&mut buf, READ_BUF);
-    read_raw_head(stream, buf, &head, stale).await
+    read_raw_head(stream, buf, &head, stale, None).await
 }
 
 /// What reading a response head needs to know about its request.
@@ -429,7 +501,7 @@ pub(crate) async fn read_head(
     head: &Head<'_>,
     stale: impl Fn(String) -> Failure,
 ) -> Result<Response<UpstreamBody>, Failure> {
-    let (raw, body) = read_raw_head(stream, buf, head, stale).await?;
+    let (raw, body) = read_raw_head(stream, buf, head, stale, None).await?;
     into_response(raw, body).map_err(Failure::Failed)
 }
 
@@ -442,12 +514,15 @@ fn into_response(raw: RawHead, body: UpstreamBody) -> Result<Response<UpstreamBo
 }
 
 /// Reads the response head from `stream` (`buf` holds bytes already read);
-/// `stale` turns a failure before any byte into the caller's kind of failure.
+/// `stale` turns a failure before any byte into the caller's kind of failure;
+/// `baton`: the request's place in a batch of pipelined requests, which the
+/// body passes on when it ends.
 pub(crate) async fn read_raw_head(
     mut stream: TcpStream,
     mut buf: BytesMut,
     head: &Head<'_>,
     stale: impl Fn(String) -> Failure,
+    baton: Option<Baton>,
 ) -> Result<(RawHead, UpstreamBody), Failure> {
     let Head {
         method,
@@ -473,6 +548,7 @@ pub(crate) async fn read_raw_head(
                     started,
                     idle_timeout,
                     timer: None,
+                    baton: None,
                 };
                 return Ok((h, UpstreamBody::upgraded(conn)));
             }
@@ -492,6 +568,7 @@ pub(crate) async fn read_raw_head(
                     started,
                     idle_timeout,
                     timer: None,
+                    baton,
                 };
                 let body = UpstreamBody::new(h.framing, conn);
                 return Ok((h, body));

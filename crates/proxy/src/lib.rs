@@ -16,6 +16,7 @@ mod error;
 pub mod headers;
 pub mod idle;
 pub mod lane;
+mod pipeline;
 mod pool;
 pub mod probe;
 mod read_buf;

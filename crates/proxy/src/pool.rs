@@ -13,6 +13,7 @@
 //! and closed ones do not linger here half-closed. It ends when the pool is
 //! empty and starts again with the next connection kept.
 
+use crate::pipeline::Batch;
 use bytes::BytesMut;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -40,11 +41,13 @@ pub(crate) struct Pool {
     idle_timeout: Duration,
 }
 
-/// The idle connections, most recently used last, and whether a sweeper runs.
+/// The idle connections, most recently used last, whether a sweeper runs,
+/// and the batch of pipelined requests still taking more ([`crate::pipeline`]).
 #[derive(Default)]
 struct Kept {
     conns: Vec<Idle>,
     swept: bool,
+    open: Option<Arc<Batch>>,
 }
 
 impl Pool {
@@ -70,6 +73,30 @@ impl Pool {
                 return Some((stream, buf, timer));
             }
         }
+    }
+
+    /// Adds a request head to the open batch of pipelined requests, or
+    /// opens one (slot 0, whose request writes the batch): its batch and slot.
+    pub fn join(&self, head: &[u8]) -> (Arc<Batch>, usize) {
+        let mut idle = self.idle.lock().expect("pool lock");
+        if let Some(batch) = &idle.open {
+            if let Some(slot) = batch.join(head) {
+                return (batch.clone(), slot);
+            }
+        }
+        let batch = Batch::open(head);
+        idle.open = Some(batch.clone());
+        (batch, 0)
+    }
+
+    /// Closes `batch` to more requests: the bytes of all of them.
+    pub fn close(&self, batch: &Arc<Batch>) -> Vec<u8> {
+        let mut idle = self.idle.lock().expect("pool lock");
+        if idle.open.as_ref().is_some_and(|b| Arc::ptr_eq(b, batch)) {
+            idle.open = None;
+        }
+        drop(idle);
+        batch.close()
     }
 
     /// Keeps `stream` for the next request; `since` is when its last request

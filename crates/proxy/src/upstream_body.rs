@@ -84,6 +84,9 @@ pub(crate) struct Conn {
     pub idle_timeout: std::time::Duration,
     /// Its response timer, going back to the pool with it.
     pub timer: crate::pool::Timer,
+    /// Its request's place in a batch of pipelined requests: the connection
+    /// goes on to the next one ([`crate::pipeline`]).
+    pub baton: Option<crate::pipeline::Baton>,
 }
 
 /// The body of an upstream response.
@@ -199,11 +202,25 @@ impl UpstreamBody {
     fn finish(&mut self) {
         let clean = self.state != State::Close;
         self.state = State::Done;
-        if let Some(conn) = self.conn.take() {
-            if clean && conn.keep_alive && conn.buf.is_empty() {
-                conn.pool
-                    .put(conn.stream, conn.started, conn.buf, conn.timer);
-            }
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        let Conn {
+            stream,
+            buf,
+            pool,
+            keep_alive,
+            started,
+            timer,
+            baton,
+            ..
+        } = conn;
+        match baton {
+            Some(baton) if clean && keep_alive => baton.pass((stream, buf, timer), &pool, started),
+            // Dropped: the requests after it are sent again.
+            Some(_) => {}
+            None if clean && keep_alive && buf.is_empty() => pool.put(stream, started, buf, timer),
+            None => {}
         }
     }
 

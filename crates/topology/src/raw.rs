@@ -58,6 +58,7 @@ pub struct RawLoadBalancer {
     pub rate_limit: Option<RawRateLimit>,
     pub access_log: Option<S<bool>>,
     pub fast_lane: Option<S<bool>>,
+    pub pipelining: Option<S<bool>>,
     pub max_connections: Option<S<u64>>,
     pub header_timeout_ms: Option<S<u64>>,
     pub keep_alive_timeout_ms: Option<S<u64>>,

@@ -220,6 +220,7 @@ pub fn config(backends: &[(&'static str, SocketAddr)]) -> LoadBalancer {
         error_pages: Vec::new(),
         access_log: false,
         fast_lane: true,
+        pipelining: false,
         clients: ClientLimits::default(),
         tls: None,
         sticky_cookie: None,

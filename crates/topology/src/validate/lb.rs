@@ -102,6 +102,7 @@ pub(super) fn load_balancer(
         pools,
         access_log: lb.access_log.as_ref().is_none_or(|a| *a.get_ref()),
         fast_lane: lb.fast_lane.as_ref().is_none_or(|a| *a.get_ref()),
+        pipelining: lb.pipelining.as_ref().is_some_and(|a| *a.get_ref()),
         clients: client_limits(c, lb),
         tls,
         operators: {
