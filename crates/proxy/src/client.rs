@@ -328,7 +328,10 @@ impl UpstreamClient {
         let (stream, mut buf) = if slot == 0 {
             let (mut stream, buf) = match pool.take(now) {
                 Some((stream, buf, _)) => (stream, buf),
-                None => (self.connect(upstream).await?, BytesMut::with_capacity(READ_BUF)),
+                None => (
+                    self.connect(upstream).await?,
+                    BytesMut::with_capacity(READ_BUF),
+                ),
             };
             // The rest of this turn runs first: its requests for this
             // server join the batch.

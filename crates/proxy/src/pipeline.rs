@@ -212,7 +212,10 @@ mod tests {
     fn a_batch_takes_requests_until_closed_or_full() {
         let batch = Batch::open(b"GET /0 HTTP/1.1\r\n\r\n");
         assert_eq!(batch.join(b"GET /1 HTTP/1.1\r\n\r\n"), Some(1));
-        assert_eq!(batch.close(), b"GET /0 HTTP/1.1\r\n\r\nGET /1 HTTP/1.1\r\n\r\n");
+        assert_eq!(
+            batch.close(),
+            b"GET /0 HTTP/1.1\r\n\r\nGET /1 HTTP/1.1\r\n\r\n"
+        );
         assert_eq!(batch.join(b"GET /2 HTTP/1.1\r\n\r\n"), None, "closed");
         let full = Batch::open(b"x");
         for slot in 1..MAX_SLOTS {
