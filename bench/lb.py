@@ -107,6 +107,9 @@ try:
         wait_port(p)
     wi = start(peers.webinfra_cmd(), PROXY_CPU)
     wait_port(8443)
+    # The same with `pipelining = true`: the `webinfra-p` row.
+    wp = start(peers.webinfra_pipelined_cmd(), PROXY_CPU)
+    wait_port(8444)
     # The same certificate for every proxy.
     peers.write_site_pem()
     ha = start(peers.haproxy_cmd(), PROXY_CPU)
@@ -121,9 +124,11 @@ try:
     ft = start(FLOOR_TOKIO, PROXY_CPU)
     wait_port(8091)
     targets = [("direct", 9001, None), ("webinfra", 8081, wi.pid), ("haproxy", 8082, ha.pid),
+               ("webinfra-p", 8084, wp.pid),
                ("nginx", 8083, ng_worker), ("floor", 8090, fl.pid), ("tokio", 8091, ft.pid)]
     # HTTPS: TLS terminated by each proxy (keep-alive, so mostly record crypto, few handshakes).
-    tls_targets = [("webinfra", 8443, wi.pid), ("haproxy", 8442, ha.pid), ("nginx", 8441, ng_worker)]
+    tls_targets = [("webinfra", 8443, wi.pid), ("haproxy", 8442, ha.pid), ("webinfra-p", 8444, wp.pid),
+                   ("nginx", 8441, ng_worker)]
     results = {}
     for r in range(ROUNDS):
         for path, scheme, group in (("/small", "http", targets), ("/4k", "http", targets),
@@ -134,7 +139,7 @@ try:
                 res = wrk(port, path, pid, scheme)
                 path_key = path if scheme == "http" else f"{path} tls"
                 results.setdefault((name, path_key), []).append(res)
-                print(f"round {r + 1} {path_key:9} {name:9} {res['rps']:9.0f} req/s  p50 {res['p50']:.2f} ms  "
+                print(f"round {r + 1} {path_key:9} {name:10} {res['rps']:9.0f} req/s  p50 {res['p50']:.2f} ms  "
                       f"p99 {res['p99']:.2f} ms  cpu {res['cpu_us']:.1f} us/req (user {res['user_us']:.1f})  "
                       f"load core {res['load']:.0f}%  errors {res['errors']}", flush=True)
     median = lambda xs: statistics.median(xs) if xs else float("nan")
@@ -151,7 +156,7 @@ try:
     print(f"medians of {ROUNDS} rounds, wrk -t1 -c50 -d{SECONDS}s, proxies pinned to CPU {PROXY_CPU}, "
           f"wrk and the backends ({backends}) to CPU {LOAD_CPU}")
     print("ratios: the median of the rounds' own ratios; load %: the load core's busy time")
-    print(f"{'response':9} {'path':9} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU us/req':>10} {'(user':>6} {'sys)':>5} {'load %':>6} {'req/s vs HAProxy':>17} {'CPU vs HAProxy':>15} {'p99 vs HAProxy':>15}")
+    print(f"{'response':9} {'path':10} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU us/req':>10} {'(user':>6} {'sys)':>5} {'load %':>6} {'req/s vs HAProxy':>17} {'CPU vs HAProxy':>15} {'p99 vs HAProxy':>15}")
     for path, group in (("/small", targets), ("/4k", targets), ("/4k tls", tls_targets)):
         for name, _, _ in group:
             rps, p50, p99, cpu, user, system, load = (med(name, path, k) for k in
@@ -160,13 +165,14 @@ try:
             cpu_ratio = f"{ratio(name, path, 'cpu_us'):.2f}x" if name != "direct" else "-"
             # The goal's third part: a p99 no worse than HAProxy's.
             p99_ratio = f"{ratio(name, path, 'p99'):.2f}x"
-            print(f"{path:9} {name:9} {rps:9.0f} {p50:7.2f} {p99:7.2f} {cpu:10.1f} {user:6.1f} {system:5.1f} {load:6.0f} "
+            print(f"{path:9} {name:10} {rps:9.0f} {p50:7.2f} {p99:7.2f} {cpu:10.1f} {user:6.1f} {system:5.1f} {load:6.0f} "
                   f"{rps_ratio:>17} {cpu_ratio:>15} {p99_ratio:>15}")
     print()
-    print("webinfra against HAProxy, round by round (lowest - highest):")
-    for path in ("/small", "/4k", "/4k tls"):
-        spread = lambda k: "-".join(f"{f(ratios('webinfra', path, k)):.2f}x" for f in (min, max))
-        print(f"  {path:8} req/s {spread('rps')}, CPU {spread('cpu_us')}, p99 {spread('p99')}")
+    for name in ("webinfra", "webinfra-p"):
+        print(f"{name} against HAProxy, round by round (lowest - highest):")
+        for path in ("/small", "/4k", "/4k tls"):
+            spread = lambda k: "-".join(f"{f(ratios(name, path, k)):.2f}x" for f in (min, max))
+            print(f"  {path:8} req/s {spread('rps')}, CPU {spread('cpu_us')}, p99 {spread('p99')}")
 finally:
     for p in procs:
         try:

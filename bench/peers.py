@@ -1,7 +1,8 @@
 """What the two load balancer benchmarks share (bench/lb, bench/instructions):
 a work directory with the two responses (/small, /4k), two backends on
 127.0.0.1:9001 and :9002, and the same round-robin load balancing over them
-by each proxy: webinfra on 8081 (HTTPS 8443), HAProxy on 8082 (8442), nginx
+by each proxy: webinfra on 8081 (HTTPS 8443), webinfra with pipelining to
+the servers on 8084 (8444), HAProxy on 8082 (8442), nginx
 on 8083 (8441), the floor, bench/floor, on 8090 and the floor on tokio,
 bench/floor-tokio, on 8091.
 
@@ -88,19 +89,27 @@ http {{ access_log off; {temp("l")} keepalive_requests 1000000;
   upstream be {{ server 127.0.0.1:9001; server 127.0.0.1:9002; keepalive 32; }}
   server {{ listen 127.0.0.1:8083;{tls_listen}
     location / {{ proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; }} }} }}""")
+        self.topology = self.write("lb.toml", self.lb_topology(tls, 8081, 8443, 8481, ""))
+        # The same with pipelining to the servers (`webinfra-p`).
+        self.topology_pipelined = self.write(
+            "lb-pipelined.toml",
+            self.lb_topology(tls, 8084, 8444, 8484, "pipelining = true  # see the README's Pipelining\n"))
+
+    @staticmethod
+    def lb_topology(tls, port, tls_port, admin_port, more):
         tls_section = ("[load_balancer.tls]\n"
-                       "port = 8443  # self-signed certificate made at start; HAProxy and nginx get the same one\n"
+                       f"port = {tls_port}  # self-signed certificate made at start; HAProxy and nginx get the same one\n"
                        if tls else "")
-        self.topology = self.write("lb.toml", f"""
+        return f"""
 [[host]]
 name = "lb-01"
 address = "127.0.0.1"
 [load_balancer]
 host = "lb-01"
-port = 8081
-admin_port = 8481
+port = {port}
+admin_port = {admin_port}
 access_log = false  # like nginx's `access_log off` and HAProxy without `log`
-{tls_section}[[load_balancer.backend]]
+{more}{tls_section}[[load_balancer.backend]]
 name = "a"
 address = "127.0.0.1:9001"
 [[load_balancer.backend]]
@@ -108,7 +117,7 @@ name = "b"
 address = "127.0.0.1:9002"
 [load_balancer.health_check]
 path = "/small"
-""")
+"""
 
     def write(self, name, text):
         path = f"{self.work}/{name}"
@@ -123,6 +132,10 @@ path = "/small"
 
     def webinfra_cmd(self):
         return [WEBINFRA, "run", "load-balancer", "-t", self.topology, "-s", f"{self.work}/state"]
+
+    def webinfra_pipelined_cmd(self):
+        """webinfra with `pipelining = true`, on 8084 (HTTPS 8444)."""
+        return [WEBINFRA, "run", "load-balancer", "-t", self.topology_pipelined, "-s", f"{self.work}/state-p"]
 
     def haproxy_cmd(self):
         return ["haproxy", "-f", self.haproxy_cfg, "-db"]

@@ -32,6 +32,10 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Room for a response head, asked for per connection.
 const READ_BUF: usize = 8 * 1024;
 
+/// Room for the answers to a batch of pipelined requests, asked for per read:
+/// a batch's answers come in one read rather than a few per read.
+const PIPELINED_READ_BUF: usize = 32 * 1024;
+
 /// Bodies up to this size are written together with the head, in one write.
 const COALESCE_BODY: usize = 16 * 1024;
 
@@ -248,7 +252,9 @@ impl UpstreamClient {
             Some(_) => deadline.min(tokio::time::Instant::from_std(now + WATCH_EVERY)),
             None => deadline,
         };
-        let (pooled, conn_timer) = match pool.take(now).filter(|_| !pipelined) {
+        // A pipelined request takes its connection from the pool itself.
+        let idle = if pipelined { None } else { pool.take(now) };
+        let (pooled, conn_timer) = match idle {
             Some((stream, buf, timer)) => (Some((stream, buf)), timer),
             None => (None, None),
         };
@@ -330,7 +336,7 @@ impl UpstreamClient {
                 Some((stream, buf, _)) => (stream, buf),
                 None => (
                     self.connect(upstream).await?,
-                    BytesMut::with_capacity(READ_BUF),
+                    BytesMut::with_capacity(PIPELINED_READ_BUF),
                 ),
             };
             // The rest of this turn runs first: its requests for this
@@ -356,8 +362,15 @@ impl UpstreamClient {
             keep_alive: true,
             interim: out.interim,
         };
-        crate::read_buf::make_room(&mut buf, READ_BUF);
-        Ok(read_raw_head(stream, buf, &head, |_| Failure::Stale, Some(baton)).await)
+        crate::read_buf::make_room(&mut buf, PIPELINED_READ_BUF);
+        let read = read_raw_head(stream, buf, &head, |_| Failure::Stale, Some(baton)).await;
+        Ok(match read {
+            Ok((head, mut body)) => match body.fill(PIPELINED_READ_BUF).await {
+                Ok(()) => Ok((head, body)),
+                Err(e) => Err(Failure::Failed(e)),
+            },
+            Err(e) => Err(e),
+        })
     }
 
     /// A new connection to `upstream`, within the connect timeout.

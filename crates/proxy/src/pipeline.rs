@@ -77,7 +77,9 @@ impl Batch {
     /// Adds `head` if the batch is still open and has room: its slot.
     pub(crate) fn join(&self, head: &[u8]) -> Option<usize> {
         let mut inner = self.lock();
-        if !inner.open || inner.slots >= MAX_SLOTS || inner.out.len() + head.len() > MAX_BYTES {
+        let full = inner.slots >= MAX_SLOTS || inner.out.len() + head.len() > MAX_BYTES;
+        // Broken before it was written: its first request gave up.
+        if !inner.open || inner.broken || full {
             return None;
         }
         inner.out.extend_from_slice(head);
@@ -241,5 +243,12 @@ mod tests {
         drop(first);
         assert!(waiting.await.unwrap(), "the third sees the batch broken");
         assert!(batch.turn(1).await.is_none());
+    }
+
+    #[test]
+    fn a_batch_whose_first_request_gave_up_before_writing_it_takes_no_more() {
+        let batch = Batch::open(b"a");
+        drop(Baton::new(batch.clone(), 0));
+        assert_eq!(batch.join(b"b"), None);
     }
 }

@@ -175,6 +175,28 @@ impl UpstreamBody {
         }
     }
 
+    /// Reads on until a body of known length up to `limit` bytes is all in
+    /// the buffer, for [`take_whole`](Self::take_whole): a pipelined answer
+    /// often comes partly in one read and partly in the next, and streaming
+    /// it would cost the client a write per part.
+    pub(crate) async fn fill(&mut self, limit: usize) -> Result<(), String> {
+        let (State::Length(n), Some(conn)) = (self.state, self.conn.as_mut()) else {
+            return Ok(());
+        };
+        if n > limit as u64 {
+            return Ok(());
+        }
+        while (conn.buf.len() as u64) < n {
+            conn.buf.reserve(n as usize - conn.buf.len());
+            match tokio::io::AsyncReadExt::read_buf(&mut conn.stream, &mut conn.buf).await {
+                Ok(0) => return Err("the server closed the connection mid-body".into()),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(())
+    }
+
     /// True when a chunked body's first chunk-size line, already read with
     /// the head, is not one: the server's answer cannot be passed on, and
     /// nothing of it has been yet (a proxy answers 502, as HAProxy does,

@@ -426,6 +426,27 @@ fn the_fast_lane_is_on_unless_turned_off() {
 }
 
 #[test]
+fn pipelining_is_off_unless_turned_on() {
+    let lb = |src: &str| {
+        Topology::parse_str(src, "lb.toml")
+            .unwrap()
+            .load_balancer
+            .unwrap()
+    };
+    assert!(!lb(LB_ONLY).pipelining);
+    let on = LB_ONLY.replace("admin_port = 8404", "admin_port = 8404\npipelining = true");
+    assert!(lb(&on).pipelining);
+    let bad = LB_ONLY.replace("admin_port = 8404", "admin_port = 8404\npipelining = 1");
+    assert_one(
+        &bad,
+        line_of(&bad, "pipelining"),
+        14,
+        "load_balancer.pipelining",
+        "invalid type",
+    );
+}
+
+#[test]
 fn a_rate_limit_needs_a_rate_and_its_burst_defaults_to_it() {
     let src = format!("{LB_ONLY}\n[load_balancer.rate_limit]\nrequests_per_s = 20\n");
     let lb = Topology::parse_str(&src, "lb.toml")
