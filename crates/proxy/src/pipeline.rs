@@ -53,7 +53,7 @@ struct Inner {
     turn: usize,
     /// The connection, while it waits for `turn`'s request to take it.
     conn: Option<Held>,
-    /// The connection is gone: the requests after `turn` are sent again elsewhere.
+    /// The connection is gone: the requests after `turn` are sent again alone.
     broken: bool,
     /// Each waiting request's waker, by slot.
     wakers: Vec<Option<Waker>>,
@@ -155,7 +155,8 @@ impl Batch {
     }
 
     /// `slot` gave up (or its connection failed or will close): if its turn
-    /// has not passed, the requests still waiting are sent again elsewhere.
+    /// has not passed, the requests still waiting are each sent again on a
+    /// connection of their own.
     fn abandon(&self, slot: usize) {
         let mut inner = self.lock();
         if inner.turn > slot || inner.broken {
