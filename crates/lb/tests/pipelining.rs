@@ -1,16 +1,17 @@
 //! `pipelining = true`: the lane's bodiless `GET`s and `HEAD`s that arrive
 //! together share one connection and one write to their server, each client
-//! still gets its own answer (lengths, chunked bodies, `HEAD`), and requests
-//! a server does not answer before closing are sent again.
+//! still gets its own answer (lengths, chunked bodies, `HEAD`), requests a
+//! server does not answer before closing are sent again, and a request
+//! never waits behind one sent before it.
 
 mod common;
 
 use common::Lb;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use webinfra_topology::{Backend, ServerLimits};
 
 /// Requests sent together per round.
@@ -18,10 +19,13 @@ const CLIENTS: usize = 16;
 /// Rounds at most before the load balancer must have batched some requests.
 const ROUNDS: usize = 40;
 
-/// What the backend saw: the most request heads that came in one read.
+/// What the backend saw: the most request heads that came in one read;
+/// whether `/hold` has arrived, and whether it may be answered.
 #[derive(Default)]
 struct Seen {
     most_per_read: AtomicUsize,
+    held: AtomicBool,
+    release: AtomicBool,
 }
 
 /// A backend that answers every request head in a read, in order, in one
@@ -59,6 +63,15 @@ fn backend(close_first: bool) -> (SocketAddr, Arc<Seen>) {
                     for head in heads.iter().take(if closing { 1 } else { usize::MAX }) {
                         let mut words = head.split(' ');
                         let (method, path) = (words.next().unwrap(), words.next().unwrap());
+                        if path == "/hold" {
+                            record.held.store(true, Ordering::SeqCst);
+                            let deadline = Instant::now() + Duration::from_secs(10);
+                            while !record.release.load(Ordering::SeqCst)
+                                && Instant::now() < deadline
+                            {
+                                std::thread::sleep(Duration::from_millis(5));
+                            }
+                        }
                         let connection = if closing { "close" } else { "keep-alive" };
                         let body = if path.ends_with('c') {
                             format!("{:x}\r\n{path}\r\n0\r\n\r\n", path.len())
@@ -199,4 +212,32 @@ fn pipelined_requests_a_server_closes_on_are_sent_again() {
     for r in 0..5 {
         round(lb.site, ROUNDS + r);
     }
+}
+
+#[test]
+fn a_request_never_waits_behind_one_sent_before_it() {
+    let (addr, seen) = backend(false);
+    let lb = start(addr);
+    let connect = || {
+        let s = TcpStream::connect(lb.site).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    };
+    let mut slow = connect();
+    write!(slow, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    common::wait_until(Duration::from_secs(10), "the server holds /hold", || {
+        seen.held.load(Ordering::SeqCst)
+    });
+    // Answered while /hold's answer is still held: its batch was written
+    // and closed, so this one goes on a connection of its own.
+    let mut fast = connect();
+    write!(fast, "GET /fast HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let (head, body) = read_response(&mut fast, "GET");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(body, "/fast");
+    assert!(!seen.release.load(Ordering::SeqCst));
+    seen.release.store(true, Ordering::SeqCst);
+    let (head, body) = read_response(&mut slow, "GET");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(body, "/hold");
 }
