@@ -274,5 +274,11 @@ pub fn describe_change(old: &LoadBalancer, new: &LoadBalancer) -> Vec<String> {
     if old.access_log != new.access_log {
         changes.push(format!("access_log = {}", new.access_log));
     }
+    if old.fast_lane != new.fast_lane {
+        changes.push(format!("fast_lane = {}", new.fast_lane));
+    }
+    if old.pipelining != new.pipelining {
+        changes.push(format!("pipelining = {}", new.pipelining));
+    }
     changes
 }

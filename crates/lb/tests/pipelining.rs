@@ -241,3 +241,27 @@ fn a_request_never_waits_behind_one_sent_before_it() {
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert_eq!(body, "/hold");
 }
+
+#[test]
+fn a_reload_turns_pipelining_off_and_says_so() {
+    let (addr, seen) = backend(false);
+    let lb = start(addr);
+    until_batched(lb.site, &seen);
+    let mut next = lb.config();
+    next.pipelining = false;
+    *lb.next_config.lock().unwrap() = Ok(next);
+    let reload =
+        webinfra_test_support::http::request(lb.admin, "POST", "/reload", &[], b"").unwrap();
+    assert_eq!(reload.status, 200, "{}", reload.text());
+    let changes = reload.json()["changes"].to_string();
+    assert!(changes.contains("pipelining = false"), "{changes}");
+    seen.most_per_read.store(0, Ordering::SeqCst);
+    for r in 0..10 {
+        round(lb.site, 100 + r);
+    }
+    assert_eq!(
+        seen.most_per_read.load(Ordering::SeqCst),
+        1,
+        "one request per write once pipelining is off"
+    );
+}
