@@ -32,10 +32,6 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Room for a response head, asked for per connection.
 const READ_BUF: usize = 8 * 1024;
 
-/// Room for the answers to a batch of pipelined requests, asked for per read:
-/// a batch's answers come in one read rather than a few per read.
-const PIPELINED_READ_BUF: usize = 32 * 1024;
-
 /// Bodies up to this size are written together with the head, in one write.
 const COALESCE_BODY: usize = 16 * 1024;
 
@@ -270,7 +266,7 @@ impl UpstreamClient {
         // goes first, as it nearly always ends the wait.
         let mut exchange = std::pin::pin!(async {
             if pipelined {
-                match self.pipelined(upstream, &out, now).await? {
+                match crate::pipeline::send(self, upstream, &out, now).await? {
                     Ok(resp) => return Ok(resp),
                     // Sent again on a connection of its own.
                     Err(Failure::Stale) => {}
@@ -316,61 +312,6 @@ impl UpstreamClient {
         let (head, mut body) = result?;
         body.keep_timer(own);
         Ok((head, body))
-    }
-
-    /// Sends `out` in a batch of pipelined requests ([`crate::pipeline`]) and
-    /// reads its response head on its turn. `Ok(Err(Failure::Stale))`: the
-    /// connection failed or closed before the response began (or a request
-    /// before it gave up): the caller sends it again on a connection of its own.
-    async fn pipelined(
-        &self,
-        upstream: &Upstream,
-        out: &Outgoing<'_>,
-        now: std::time::Instant,
-    ) -> Result<Result<(RawHead, UpstreamBody), Failure>, ProxyError> {
-        let pool = out.pool;
-        let (batch, slot) = pool.join(out.head);
-        let baton = Baton::new(batch, slot);
-        let (stream, mut buf) = if slot == 0 {
-            let (mut stream, buf) = match pool.take(now) {
-                Some((stream, buf, _)) => (stream, buf),
-                None => (
-                    self.connect(upstream).await?,
-                    BytesMut::with_capacity(PIPELINED_READ_BUF),
-                ),
-            };
-            // The rest of this turn runs first: its requests for this
-            // server join the batch.
-            tokio::task::yield_now().await;
-            let bytes = pool.close(baton.batch());
-            if stream.write_all(&bytes).await.is_err() {
-                return Ok(Err(Failure::Stale));
-            }
-            (stream, buf)
-        } else {
-            match baton.batch().turn(slot).await {
-                Some((stream, buf, _)) => (stream, buf),
-                None => return Ok(Err(Failure::Stale)),
-            }
-        };
-        let head = Head {
-            method: out.method,
-            upgrade: false,
-            idle_timeout: out.idle_timeout,
-            pool,
-            started: out.started,
-            keep_alive: true,
-            interim: out.interim,
-        };
-        crate::read_buf::make_room(&mut buf, PIPELINED_READ_BUF);
-        let read = read_raw_head(stream, buf, &head, |_| Failure::Stale, Some(baton)).await;
-        Ok(match read {
-            Ok((head, mut body)) => match body.fill(PIPELINED_READ_BUF).await {
-                Ok(()) => Ok((head, body)),
-                Err(e) => Err(Failure::Failed(e)),
-            },
-            Err(e) => Err(e),
-        })
     }
 
     /// A new connection to `upstream`, within the connect timeout.
@@ -420,22 +361,22 @@ pub(crate) fn head_for(
 }
 
 /// One request, ready to be written on any connection to its upstream.
-struct Outgoing<'a> {
+pub(crate) struct Outgoing<'a> {
     /// The serialised head (with the body when small).
-    head: &'a [u8],
+    pub head: &'a [u8],
     /// The body, when it is written separately.
-    body: Option<&'a Bytes>,
-    method: &'a Method,
+    pub body: Option<&'a Bytes>,
+    pub method: &'a Method,
     /// It asked to switch protocols: a 101 is a valid answer.
-    upgrade: bool,
+    pub upgrade: bool,
     /// Longest silence from the server mid-body (the response timeout).
-    idle_timeout: Duration,
+    pub idle_timeout: Duration,
     /// Where the connection goes back afterwards.
-    pool: &'a Arc<Pool>,
+    pub pool: &'a Arc<Pool>,
     /// When the request started.
-    started: std::time::Instant,
+    pub started: std::time::Instant,
     /// Where interim responses go.
-    interim: Option<&'a Interim>,
+    pub interim: Option<&'a Interim>,
 }
 
 /// Writes the request on `stream` (`reused`: from the pool) and reads the

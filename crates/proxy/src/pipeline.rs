@@ -20,16 +20,24 @@
 //! ([`Failure::Stale`](crate::client::Failure)): only `GET` and `HEAD`
 //! without a body are pipelined, and both may be repeated.
 
+use crate::client::{read_raw_head, Failure, Head, Outgoing, ProxyError, Upstream, UpstreamClient};
 use crate::pool::Pool;
+use crate::upstream_body::UpstreamBody;
+use crate::wire::RawHead;
 use bytes::BytesMut;
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// Most requests in one batch.
 pub(crate) const MAX_SLOTS: usize = 32;
 /// Most bytes of request heads in one batch.
 pub(crate) const MAX_BYTES: usize = 32 * 1024;
+
+/// Room for the answers to a batch, asked for per read: a batch's answers
+/// come in one read rather than a few per read.
+const READ_BUF: usize = 32 * 1024;
 
 /// A connection between two requests of a batch: the socket, bytes read
 /// past the last response, its timer.
@@ -205,6 +213,61 @@ impl Drop for Baton {
             self.batch.abandon(self.slot);
         }
     }
+}
+
+/// Sends `out` in a batch of pipelined requests (see the module) and
+/// reads its response head on its turn. `Ok(Err(Failure::Stale))`: the
+/// connection failed or closed before the response began (or a request
+/// before it gave up): the caller sends it again on a connection of its own.
+pub(crate) async fn send(
+    client: &UpstreamClient,
+    upstream: &Upstream,
+    out: &Outgoing<'_>,
+    now: std::time::Instant,
+) -> Result<Result<(RawHead, UpstreamBody), Failure>, ProxyError> {
+    let pool = out.pool;
+    let (batch, slot) = pool.join(out.head);
+    let baton = Baton::new(batch, slot);
+    let (stream, mut buf) = if slot == 0 {
+        let (mut stream, buf) = match pool.take(now) {
+            Some((stream, buf, _)) => (stream, buf),
+            None => (
+                client.connect(upstream).await?,
+                BytesMut::with_capacity(READ_BUF),
+            ),
+        };
+        // The rest of this turn runs first: its requests for this
+        // server join the batch.
+        tokio::task::yield_now().await;
+        let bytes = pool.close(baton.batch());
+        if stream.write_all(&bytes).await.is_err() {
+            return Ok(Err(Failure::Stale));
+        }
+        (stream, buf)
+    } else {
+        match baton.batch().turn(slot).await {
+            Some((stream, buf, _)) => (stream, buf),
+            None => return Ok(Err(Failure::Stale)),
+        }
+    };
+    let head = Head {
+        method: out.method,
+        upgrade: false,
+        idle_timeout: out.idle_timeout,
+        pool,
+        started: out.started,
+        keep_alive: true,
+        interim: out.interim,
+    };
+    crate::read_buf::make_room(&mut buf, READ_BUF);
+    let read = read_raw_head(stream, buf, &head, |_| Failure::Stale, Some(baton)).await;
+    Ok(match read {
+        Ok((head, mut body)) => match body.fill(READ_BUF).await {
+            Ok(()) => Ok((head, body)),
+            Err(e) => Err(Failure::Failed(e)),
+        },
+        Err(e) => Err(e),
+    })
 }
 
 #[cfg(test)]
