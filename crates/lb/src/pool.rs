@@ -149,7 +149,7 @@ impl Group {
                     let j = old.servers.upstreams.iter().position(|u| u == upstream)?;
                     let client = &old.clients[j];
                     let same = old.backends[j].limits == server.limits
-                        && client.pipelines() == config.pipelining;
+                        && client.pipelines() == spec.pipelining;
                     same.then(|| client.clone())
                 });
                 same.unwrap_or_else(|| {
@@ -157,7 +157,7 @@ impl Group {
                         server.limits.connect_timeout,
                         server.limits.response_timeout,
                     )
-                    .pipelining(config.pipelining)
+                    .pipelining(spec.pipelining)
                 })
             })
             .collect();
@@ -190,6 +190,7 @@ pub fn pools_of(config: &LoadBalancer) -> Vec<ServerPool> {
         algorithm: config.algorithm,
         health_check: config.health_check.clone(),
         servers: config.servers.clone(),
+        pipelining: config.pipelining,
     };
     std::iter::once(default)
         .chain(config.pools.iter().cloned())

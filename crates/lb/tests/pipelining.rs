@@ -12,7 +12,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use webinfra_topology::{Backend, ServerLimits};
+use webinfra_topology::{Algorithm, Backend, ServerLimits, ServerPool};
 
 /// Requests sent together per round.
 const CLIENTS: usize = 16;
@@ -102,17 +102,22 @@ fn backend(close_first: bool) -> (SocketAddr, Arc<Seen>) {
     (addr, seen)
 }
 
+/// Server `name` at `addr`.
+fn server(name: &str, addr: SocketAddr) -> Backend {
+    Backend {
+        name: name.into(),
+        addr,
+        weight: 1,
+        backup: false,
+        limits: ServerLimits::default(),
+    }
+}
+
 /// A load balancer with pipelining over the one backend at `addr`.
 fn start(addr: SocketAddr) -> Lb {
     Lb::start(&[], move |c| {
         c.pipelining = true;
-        c.servers = vec![Backend {
-            name: "p".into(),
-            addr,
-            weight: 1,
-            backup: false,
-            limits: ServerLimits::default(),
-        }];
+        c.servers = vec![server("p", addr)];
     })
 }
 
@@ -151,6 +156,11 @@ fn read_response(s: &mut TcpStream, method: &str) -> (String, String) {
 /// Sends [`CLIENTS`] requests at once, each on its own connection, and
 /// checks each client gets the answer to its own request.
 fn round(site: SocketAddr, round: usize) {
+    round_at(site, "/", round)
+}
+
+/// [`round`] with paths under `prefix`.
+fn round_at(site: SocketAddr, prefix: &str, round: usize) {
     let mut clients: Vec<TcpStream> = (0..CLIENTS)
         .map(|_| {
             let s = TcpStream::connect(site).unwrap();
@@ -161,7 +171,7 @@ fn round(site: SocketAddr, round: usize) {
     let requests: Vec<(&str, String)> = (0..CLIENTS)
         .map(|i| {
             let method = if i % 3 == 2 { "HEAD" } else { "GET" };
-            let path = format!("/r{round}-{i}{}", if i % 4 == 1 { "c" } else { "" });
+            let path = format!("{prefix}r{round}-{i}{}", if i % 4 == 1 { "c" } else { "" });
             (method, path)
         })
         .collect();
@@ -182,8 +192,13 @@ fn round(site: SocketAddr, round: usize) {
 /// Rounds of requests sent together until the backend has seen more than
 /// one request head in one read (at most [`ROUNDS`]).
 fn until_batched(site: SocketAddr, seen: &Seen) {
+    until_batched_at(site, "/", seen)
+}
+
+/// [`until_batched`] with paths under `prefix`.
+fn until_batched_at(site: SocketAddr, prefix: &str, seen: &Seen) {
     for r in 0..ROUNDS {
-        round(site, r);
+        round_at(site, prefix, r);
         if seen.most_per_read.load(Ordering::SeqCst) > 1 {
             return;
         }
@@ -263,5 +278,32 @@ fn a_reload_turns_pipelining_off_and_says_so() {
         seen.most_per_read.load(Ordering::SeqCst),
         1,
         "one request per write once pipelining is off"
+    );
+}
+
+#[test]
+fn a_pool_pipelines_by_its_own_key() {
+    let (pooled, in_pool) = backend(false);
+    let (plain, outside) = backend(false);
+    let lb = Lb::start(&[], move |c| {
+        c.servers = vec![server("d", plain)];
+        c.pools.push(ServerPool {
+            name: "static".into(),
+            hosts: Vec::new(),
+            paths: vec!["/s/".into()],
+            algorithm: Algorithm::RoundRobin,
+            health_check: c.health_check.clone(),
+            servers: vec![server("s", pooled)],
+            pipelining: true,
+        });
+    });
+    until_batched_at(lb.site, "/s/", &in_pool);
+    for r in 0..10 {
+        round(lb.site, r);
+    }
+    assert_eq!(
+        outside.most_per_read.load(Ordering::SeqCst),
+        1,
+        "the servers outside the pool get one request per write"
     );
 }

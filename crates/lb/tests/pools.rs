@@ -26,6 +26,7 @@ fn pool(cfg: &mut LoadBalancer, name: &str, hosts: &[&str], paths: &[&str], serv
         algorithm: Algorithm::RoundRobin,
         health_check: cfg.health_check.clone(),
         servers: moved,
+        pipelining: false,
     });
 }
 

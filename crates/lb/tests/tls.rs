@@ -375,6 +375,7 @@ fn http2_requests_go_to_the_pool_their_authority_names() {
             algorithm: webinfra_topology::Algorithm::RoundRobin,
             health_check: cfg.health_check.clone(),
             servers: vec![api],
+            pipelining: false,
         });
     });
     let config = client(&[certificate_of(&lb)], &[b"h2"]);

@@ -85,6 +85,9 @@ pub struct ServerPool {
     pub health_check: HealthCheck,
     /// Its servers, in file order.
     pub servers: Vec<Backend>,
+    /// Pipelining to its servers (its own `pipelining`, else the load
+    /// balancer's; see [`LoadBalancer::pipelining`]).
+    pub pipelining: bool,
 }
 
 /// One server behind the load balancer.

@@ -98,6 +98,7 @@ pub struct RawPool {
     pub paths: Option<S<Vec<S<String>>>>,
     pub algorithm: Option<S<String>>,
     pub health_check: Option<RawHealthCheck>,
+    pub pipelining: Option<S<bool>>,
     #[serde(default, rename = "backend")]
     pub backends: Vec<RawBackend>,
 }

@@ -67,6 +67,48 @@ fn pools_take_their_hosts_and_paths_with_their_own_algorithm_and_check() {
 }
 
 #[test]
+fn a_pool_pipelines_by_its_own_key_else_by_the_load_balancers() {
+    let pipelining = |src: &str| -> Vec<bool> {
+        let t = Topology::parse_str(src, "t.toml").unwrap();
+        let lb = t.load_balancer.unwrap();
+        let mut all = vec![lb.pipelining];
+        all.extend(lb.pools.iter().map(|p| p.pipelining));
+        all
+    };
+    let static_on = POOLS.replace(
+        "paths = [\"/assets/\"]",
+        "paths = [\"/assets/\"]\npipelining = true",
+    );
+    assert_eq!(
+        pipelining(&format!("{LB_ONLY}{static_on}")),
+        [false, false, true]
+    );
+    let lb_on = LB_ONLY.replace("admin_port = 8404", "admin_port = 8404\npipelining = true");
+    let api_off = POOLS.replace(
+        "algorithm = \"leastconn\"",
+        "algorithm = \"leastconn\"\npipelining = false",
+    );
+    assert_eq!(
+        pipelining(&format!("{lb_on}{api_off}")),
+        [true, false, true]
+    );
+    let bad = format!(
+        "{LB_ONLY}{}",
+        POOLS.replace(
+            "paths = [\"/assets/\"]",
+            "paths = [\"/assets/\"]\npipelining = \"yes\""
+        )
+    );
+    assert_one(
+        &bad,
+        line_of(&bad, "pipelining"),
+        14,
+        "load_balancer.pool.pipelining",
+        "invalid type",
+    );
+}
+
+#[test]
 fn only_pools_and_no_default_servers_is_a_valid_file() {
     let head = LB_ONLY.split("[[load_balancer.backend]]").next().unwrap();
     let t = Topology::parse_str(&format!("{head}{POOLS}"), "t.toml").unwrap();

@@ -90,7 +90,14 @@ pub(super) fn load_balancer(
         &HealthCheck::default(),
         "load_balancer.health_check",
     );
-    let pools = pools::pools(c, &lb.pools, limits, &health_check, &mut taken);
+    let pipelining = lb.pipelining.as_ref().is_some_and(|a| *a.get_ref());
+    let pools = pools::pools(
+        c,
+        &lb.pools,
+        limits,
+        (&health_check, pipelining),
+        &mut taken,
+    );
     let tls = lb.tls.as_ref().map(|t| tls(c, ip, t, lb.host.get_ref()));
     Some(LoadBalancer {
         host: lb.host.get_ref().clone(),
@@ -102,7 +109,7 @@ pub(super) fn load_balancer(
         pools,
         access_log: lb.access_log.as_ref().is_none_or(|a| *a.get_ref()),
         fast_lane: lb.fast_lane.as_ref().is_none_or(|a| *a.get_ref()),
-        pipelining: lb.pipelining.as_ref().is_some_and(|a| *a.get_ref()),
+        pipelining,
         clients: client_limits(c, lb),
         tls,
         operators: {

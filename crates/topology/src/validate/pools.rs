@@ -129,12 +129,13 @@ pub(super) fn all_backup(
 
 /// The `[[load_balancer.pool]]` entries. A pool's health check starts from
 /// the load balancer's (`base`); its own `[load_balancer.pool.health_check]`
-/// keys replace those they name.
+/// keys replace those they name; its `pipelining`, when absent, is the load
+/// balancer's.
 pub(super) fn pools(
     c: &mut Checker,
     list: &[RawPool],
     (defaults, own): (&ServerLimits, &Own),
-    base: &HealthCheck,
+    (base, pipelining): (&HealthCheck, bool),
     taken: &mut Vec<String>,
 ) -> Vec<ServerPool> {
     let mut pools: Vec<ServerPool> = Vec::new();
@@ -209,6 +210,7 @@ pub(super) fn pools(
                 "load_balancer.pool.health_check",
             ),
             servers,
+            pipelining: p.pipelining.as_ref().map_or(pipelining, |a| *a.get_ref()),
         });
     }
     pools
