@@ -34,69 +34,59 @@ struct Seen {
 /// gets only its first answered, with `Connection: close`, and the
 /// connection closed: the rest are the load balancer's to send again.
 fn backend(close_first: bool) -> (SocketAddr, Arc<Seen>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Seen::default());
     let record = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let record = record.clone();
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 64 * 1024];
-                loop {
-                    match stream.read(&mut chunk) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                    let mut heads = Vec::new();
-                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head: Vec<u8> = buf.drain(..end + 4).collect();
-                        heads.push(String::from_utf8(head).unwrap());
-                    }
-                    record
-                        .most_per_read
-                        .fetch_max(heads.len(), Ordering::SeqCst);
-                    let closing = close_first && heads.len() > 1;
-                    let mut out = Vec::new();
-                    for head in heads.iter().take(if closing { 1 } else { usize::MAX }) {
-                        let mut words = head.split(' ');
-                        let (method, path) = (words.next().unwrap(), words.next().unwrap());
-                        if path == "/hold" {
-                            record.held.store(true, Ordering::SeqCst);
-                            let deadline = Instant::now() + Duration::from_secs(10);
-                            while !record.release.load(Ordering::SeqCst)
-                                && Instant::now() < deadline
-                            {
-                                std::thread::sleep(Duration::from_millis(5));
-                            }
-                        }
-                        let connection = if closing { "close" } else { "keep-alive" };
-                        let body = if path.ends_with('c') {
-                            format!("{:x}\r\n{path}\r\n0\r\n\r\n", path.len())
-                        } else {
-                            path.to_string()
-                        };
-                        let framing = if path.ends_with('c') {
-                            "Transfer-Encoding: chunked".to_string()
-                        } else {
-                            format!("Content-Length: {}", path.len())
-                        };
-                        write!(
-                            out,
-                            "HTTP/1.1 200 OK\r\n{framing}\r\nConnection: {connection}\r\n\r\n"
-                        )
-                        .unwrap();
-                        if method != "HEAD" {
-                            out.extend_from_slice(body.as_bytes());
-                        }
-                    }
-                    if stream.write_all(&out).is_err() || closing {
-                        return;
+    let addr = common::thread_server(move |mut stream| {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 64 * 1024];
+        loop {
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            let mut heads = Vec::new();
+            while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head: Vec<u8> = buf.drain(..end + 4).collect();
+                heads.push(String::from_utf8(head).unwrap());
+            }
+            record
+                .most_per_read
+                .fetch_max(heads.len(), Ordering::SeqCst);
+            let closing = close_first && heads.len() > 1;
+            let mut out = Vec::new();
+            for head in heads.iter().take(if closing { 1 } else { usize::MAX }) {
+                let mut words = head.split(' ');
+                let (method, path) = (words.next().unwrap(), words.next().unwrap());
+                if path == "/hold" {
+                    record.held.store(true, Ordering::SeqCst);
+                    let deadline = Instant::now() + Duration::from_secs(10);
+                    while !record.release.load(Ordering::SeqCst) && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(5));
                     }
                 }
-            });
+                let connection = if closing { "close" } else { "keep-alive" };
+                let body = if path.ends_with('c') {
+                    format!("{:x}\r\n{path}\r\n0\r\n\r\n", path.len())
+                } else {
+                    path.to_string()
+                };
+                let framing = if path.ends_with('c') {
+                    "Transfer-Encoding: chunked".to_string()
+                } else {
+                    format!("Content-Length: {}", path.len())
+                };
+                write!(
+                    out,
+                    "HTTP/1.1 200 OK\r\n{framing}\r\nConnection: {connection}\r\n\r\n"
+                )
+                .unwrap();
+                if method != "HEAD" {
+                    out.extend_from_slice(body.as_bytes());
+                }
+            }
+            if stream.write_all(&out).is_err() || closing {
+                return;
+            }
         }
     });
     (addr, seen)

@@ -187,8 +187,8 @@ impl UpstreamBody {
             return Ok(());
         }
         while (conn.buf.len() as u64) < n {
-            conn.buf.reserve(n as usize - conn.buf.len());
-            match tokio::io::AsyncReadExt::read_buf(&mut conn.stream, &mut conn.buf).await {
+            let read = std::future::poll_fn(|cx| poll_fill(&mut conn.stream, &mut conn.buf, cx));
+            match read.await {
                 Ok(0) => return Err("the server closed the connection mid-body".into()),
                 Ok(_) => {}
                 Err(e) => return Err(e.to_string()),

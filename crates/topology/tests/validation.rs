@@ -404,14 +404,16 @@ fn a_sticky_cookie_needs_a_plain_name() {
     );
 }
 
+/// The load balancer of a valid topology file.
+fn lb(src: &str) -> webinfra_topology::LoadBalancer {
+    Topology::parse_str(src, "lb.toml")
+        .unwrap()
+        .load_balancer
+        .unwrap()
+}
+
 #[test]
 fn the_fast_lane_is_on_unless_turned_off() {
-    let lb = |src: &str| {
-        Topology::parse_str(src, "lb.toml")
-            .unwrap()
-            .load_balancer
-            .unwrap()
-    };
     assert!(lb(LB_ONLY).fast_lane);
     let off = LB_ONLY.replace("admin_port = 8404", "admin_port = 8404\nfast_lane = false");
     assert!(!lb(&off).fast_lane);
@@ -427,12 +429,6 @@ fn the_fast_lane_is_on_unless_turned_off() {
 
 #[test]
 fn pipelining_is_off_unless_turned_on() {
-    let lb = |src: &str| {
-        Topology::parse_str(src, "lb.toml")
-            .unwrap()
-            .load_balancer
-            .unwrap()
-    };
     assert!(!lb(LB_ONLY).pipelining);
     let on = LB_ONLY.replace("admin_port = 8404", "admin_port = 8404\npipelining = true");
     assert!(lb(&on).pipelining);

@@ -466,48 +466,57 @@ pub fn script(path: &str) -> (&'static [u8], bool) {
     (r, closes)
 }
 
+/// A server on 127.0.0.1:0 that runs `serve` on each connection, in a
+/// thread of its own (blocking reads and writes, as a test backend may
+/// please).
+pub fn thread_server(serve: impl Fn(std::net::TcpStream) + Send + Sync + 'static) -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serve = Arc::new(serve);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let serve = serve.clone();
+            std::thread::spawn(move || serve(stream));
+        }
+    });
+    addr
+}
+
 /// A backend that answers each request head with its script and records
 /// the head as received.
 pub fn scripted_backend() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let record = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let record = record.clone();
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        match stream.read(&mut chunk) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                        continue;
-                    };
-                    let head: Vec<u8> = buf.drain(..end + 4).collect();
-                    let head = String::from_utf8(head).unwrap();
-                    let path = head.split(' ').nth(1).unwrap_or("/").to_string();
-                    let method = head.split(' ').next().unwrap_or("").to_string();
-                    if !head.contains("webinfra-health-check") {
-                        record.lock().unwrap().push(head);
-                    }
-                    let (resp, closes) = script(&path);
-                    let resp = if method == "HEAD" {
-                        // The same head, no body.
-                        let end = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0);
-                        &resp[..end + 4]
-                    } else {
-                        resp
-                    };
-                    if stream.write_all(resp).is_err() || closes {
-                        return;
-                    }
+    let addr = thread_server(move |mut stream| {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
                 }
-            });
+                continue;
+            };
+            let head: Vec<u8> = buf.drain(..end + 4).collect();
+            let head = String::from_utf8(head).unwrap();
+            let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+            let method = head.split(' ').next().unwrap_or("").to_string();
+            if !head.contains("webinfra-health-check") {
+                record.lock().unwrap().push(head);
+            }
+            let (resp, closes) = script(&path);
+            let resp = if method == "HEAD" {
+                // The same head, no body.
+                let end = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0);
+                &resp[..end + 4]
+            } else {
+                resp
+            };
+            if stream.write_all(resp).is_err() || closes {
+                return;
+            }
         }
     });
     (addr, seen)
