@@ -51,11 +51,23 @@ pub struct NewMessage {
 }
 
 impl NewMessage {
-    /// Trims and checks the fields.
+    /// Trims and checks the fields ([`crate::text`]: no control characters
+    /// or noncharacters; a name is one line).
     pub fn validate(self) -> Result<NewMessage, ApiError> {
-        let author = self.author.trim().to_string();
-        let text = self.text.trim().to_string();
         let bad = |m: String| Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m));
+        let clean = |name: &str, value: &str, multiline| {
+            crate::text::clean(value.trim(), multiline).map_err(|u| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!(
+                        "`{name}` holds {} at character {}: control characters (but newline and tab in `text`) and noncharacters are not accepted",
+                        u.code, u.position
+                    ),
+                )
+            })
+        };
+        let author = clean("author", &self.author, false)?;
+        let text = clean("text", &self.text, true)?;
         if author.is_empty() {
             return bad("`author` must not be empty".into());
         }
@@ -355,4 +367,29 @@ async fn create(
             .insert(header::SET_COOKIE, gtid_cookie(&stored.gtid));
     }
     Ok(with_node(resp, &stored.node))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NewMessage;
+
+    fn validate(author: &str, text: &str) -> Result<NewMessage, u16> {
+        let m = NewMessage {
+            author: author.into(),
+            text: text.into(),
+        };
+        m.validate().map_err(|e| e.status.as_u16())
+    }
+
+    #[test]
+    fn messages_with_control_characters_are_refused_with_422() {
+        for text in ["nul\u{0}", "bell\u{7}", "rtl override \u{202e}", "\u{ffff}"] {
+            assert_eq!(validate("ann", text).err(), Some(422), "{text:?}");
+            assert_eq!(validate(text, "fine").err(), Some(422), "author {text:?}");
+        }
+        assert_eq!(validate("ann\nbob", "fine").err(), Some(422));
+        let kept = validate("Zoë 👍", "שלום\r\nmerci, ça va\t😀").unwrap();
+        assert_eq!(kept.author, "Zoë 👍");
+        assert_eq!(kept.text, "שלום\nmerci, ça va\t😀");
+    }
 }

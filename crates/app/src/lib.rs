@@ -10,8 +10,10 @@ pub mod api;
 pub mod assets;
 pub mod db;
 mod error;
+mod origin;
 mod pages;
 pub mod schema;
+mod text;
 
 use axum::http::{HeaderName, HeaderValue};
 use axum::Router;
@@ -80,6 +82,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", axum::routing::get(healthz))
         .merge(api::routes())
         .fallback(error::not_found)
+        .layer(axum::middleware::from_fn(same_origin))
         .layer(axum::middleware::from_fn(log_request))
         .layer(axum::middleware::map_response(
             move |mut resp: axum::response::Response| {
@@ -118,6 +121,35 @@ async fn log_request(
         );
     }
     resp
+}
+
+/// Refuses a cross-site request that would change something ([`origin`]), logged with its source.
+async fn same_origin(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Some(why) = origin::refusal(req.method(), req.headers()) else {
+        return next.run(req).await;
+    };
+    let from = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::warn!(method = %req.method(), path = %req.uri().path(), forwarded_for = from, why, "cross-site request refused");
+    if req.uri().path().starts_with("/api/") {
+        return error::ApiError::new(axum::http::StatusCode::FORBIDDEN, why).into_response();
+    }
+    let page = format!(
+        "<!doctype html><title>Refused</title><p>Refused: {}. <a href=\"/\">Post from the board itself</a></p>\n",
+        why.replace('&', "&amp;").replace('<', "&lt;")
+    );
+    (
+        axum::http::StatusCode::FORBIDDEN,
+        axum::response::Html(page),
+    )
+        .into_response()
 }
 
 async fn healthz(

@@ -12,6 +12,7 @@ use axum::Form;
 use std::sync::Arc;
 
 fn escape(s: &str) -> String {
+    let s = crate::text::displayable(s);
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

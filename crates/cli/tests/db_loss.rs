@@ -155,3 +155,59 @@ fn a_replica_that_hangs_under_read_load_fails_no_read() {
         &failed[..failed.len().min(5)]
     );
 }
+
+#[test]
+fn semi_sync_is_reported_off_while_no_replica_acknowledges() {
+    let stack = Stack::start(BIN.as_ref(), 77, 12);
+    let post = |text: &str| {
+        http::post_json(
+            stack.site(),
+            "/api/messages",
+            &json!({"author": "dba", "text": text}),
+        )
+        .unwrap()
+    };
+    assert_eq!(post("acknowledged by db-02").status, 201);
+    poll(
+        "semi-sync on with db-02 acknowledging",
+        Duration::from_secs(20),
+        || {
+            let c = stack.cluster();
+            (c["semi_sync"] == true && c["semi_sync_clients"] == 1).then_some(())
+        },
+    );
+
+    kill_mariadbd(&stack, "db-02");
+    // Commits go on without a replica's acknowledgement: MariaDB counts them.
+    assert_eq!(post("acknowledged by nobody").status, 201);
+    let c = poll(
+        "the monitor to report what MariaDB reports: no client, a commit without one",
+        Duration::from_secs(20),
+        || {
+            let c = stack.cluster();
+            (c["semi_sync_clients"] == 0 && c["semi_sync_no_tx"].as_u64() >= Some(1)).then_some(c)
+        },
+    );
+    assert_eq!(c["semi_sync"], false, "{c:#}");
+    let detail = c["semi_sync_detail"].as_str().unwrap();
+    assert!(detail.starts_with("OFF"), "{detail}");
+    let metrics = http::get(stack.monitor(), "/metrics").unwrap().text();
+    assert!(
+        metrics.contains("\nwebinfra_db_semi_sync_active 0\n")
+            && metrics.contains("\nwebinfra_db_semi_sync_clients 0\n"),
+        "{metrics}"
+    );
+    let out = stack.webinfra(&["db", "status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("semi-sync: OFF"), "{text}");
+    let out = stack.webinfra(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("semi-sync OFF"), "{text}");
+
+    // The replica back: it acknowledges again, and the report says so.
+    assert!(stack.webinfra(&["start", "db-02"]).status.success());
+    poll("semi-sync on again", Duration::from_secs(60), || {
+        let c = stack.cluster();
+        (c["semi_sync"] == true && c["semi_sync_clients"] == 1).then_some(())
+    });
+}

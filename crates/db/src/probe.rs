@@ -37,12 +37,38 @@ pub struct Probe {
     pub gtid_binlog_pos: String,
     /// Replication, when configured.
     pub slave: Option<SlaveStatus>,
-    /// `Rpl_semi_sync_master_status` (meaningful on the primary).
+    /// `Rpl_semi_sync_master_status` (meaningful on the primary). MariaDB
+    /// leaves it ON while no replica is attached: see [`Probe::semi_sync_waits`].
     pub semi_sync_active: bool,
-    /// `Rpl_semi_sync_master_clients`.
+    /// `Rpl_semi_sync_master_clients`: replicas attached that acknowledge.
     pub semi_sync_clients: u64,
+    /// `Rpl_semi_sync_master_yes_tx`: commits a replica acknowledged.
+    pub semi_sync_yes_tx: u64,
+    /// `Rpl_semi_sync_master_no_tx`: commits acknowledged to the client with no replica's.
+    pub semi_sync_no_tx: u64,
     /// `Uptime`: seconds since mariadbd started (it drops after a restart).
     pub uptime_s: u64,
+}
+
+impl Probe {
+    /// Whether this node's commits wait for a replica's acknowledgement:
+    /// semi-sync on *and* at least one replica attached to acknowledge.
+    pub fn semi_sync_waits(&self) -> bool {
+        self.semi_sync_active && self.semi_sync_clients > 0
+    }
+
+    /// The semi-sync state in words, as MariaDB reports it (`status` and `db status` print it).
+    pub fn semi_sync_words(&self) -> String {
+        let counts = format!(
+            "{} commits acknowledged by a replica, {} without",
+            self.semi_sync_yes_tx, self.semi_sync_no_tx
+        );
+        match (self.semi_sync_waits(), self.semi_sync_clients) {
+            (true, n) => format!("on ({n} replica(s) acknowledging; {counts})"),
+            (false, 0) => format!("OFF (async: no replica acknowledges; {counts})"),
+            (false, n) => format!("OFF (async: {n} replica(s) attached but timed out; {counts})"),
+        }
+    }
 }
 
 /// Reads a node's state.
@@ -78,7 +104,8 @@ pub async fn probe(conn: &mut Conn) -> mysql_async::Result<Probe> {
     let status: Vec<(String, String)> = conn
         .query(
             "SHOW GLOBAL STATUS WHERE Variable_name IN \
-             ('Rpl_semi_sync_master_status', 'Rpl_semi_sync_master_clients', 'Uptime')",
+             ('Rpl_semi_sync_master_status', 'Rpl_semi_sync_master_clients', \
+             'Rpl_semi_sync_master_yes_tx', 'Rpl_semi_sync_master_no_tx', 'Uptime')",
         )
         .await?;
     let get = |name: &str| {
@@ -95,6 +122,8 @@ pub async fn probe(conn: &mut Conn) -> mysql_async::Result<Probe> {
         slave,
         semi_sync_active: get("Rpl_semi_sync_master_status").eq_ignore_ascii_case("ON"),
         semi_sync_clients: get("Rpl_semi_sync_master_clients").parse().unwrap_or(0),
+        semi_sync_yes_tx: get("Rpl_semi_sync_master_yes_tx").parse().unwrap_or(0),
+        semi_sync_no_tx: get("Rpl_semi_sync_master_no_tx").parse().unwrap_or(0),
         uptime_s: get("Uptime").parse().unwrap_or(0),
     })
 }

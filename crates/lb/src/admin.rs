@@ -26,19 +26,16 @@ pub async fn run(
         move |req, peer: std::net::SocketAddr| {
             let pool = reloader.pools.load_full();
             let limited = pool.rate_limiter.as_ref().map_or(0, |l| l.refused());
-            // Changes come only from this machine and the topology's hosts.
-            let ip = peer.ip();
-            let local = ip == std::net::Ipv4Addr::LOCALHOST || ip == std::net::Ipv6Addr::LOCALHOST;
-            let operator = local || pool.config.operators.contains(&ip);
             let reloader = reloader.clone();
             let listeners = listeners.clone();
             async move {
                 let path = req.uri().path().to_string();
-                if req.method() == http::Method::POST && !operator {
-                    return json_response(
-                        StatusCode::FORBIDDEN,
-                        &serde_json::json!({ "error": format!("{} is not a host of the topology: changes are refused", peer.ip()) }),
-                    );
+                // Changes come only from this machine and the topology's hosts.
+                if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
+                    let operators = webinfra_proxy::Operators::new(pool.config.operators.iter().copied());
+                    if let Err(refused) = operators.admit("load-balancer", req.method(), &path, peer) {
+                        return refused;
+                    }
                 }
                 if req.method() == http::Method::POST && path == "/reload" {
                     return match reloader.reload() {

@@ -1,26 +1,34 @@
 //! The monitor's HTTP API: `GET /healthz` and `/cluster` (JSON), `GET /metrics`
 //! (Prometheus text), `POST /switchover[?to=NODE]`, `POST /failover`,
-//! `POST /rejoin/NODE`.
+//! `POST /rejoin/NODE`. The POSTs are taken only from this machine and the
+//! topology's hosts ([`Operators`]), and each is logged with its source.
 
 use crate::Monitor;
 use http::{header, Method, Response, StatusCode};
 use serde_json::json;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use webinfra_proxy::{full, json_response, ResBody};
+use webinfra_proxy::{full, json_response, Operators, ResBody};
 
 pub async fn serve(
     listener: TcpListener,
     monitor: Arc<Monitor>,
+    operators: Operators,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     webinfra_proxy::serve(
         listener,
-        move |req, _peer| {
+        move |req, peer| {
             let monitor = monitor.clone();
+            let operators = operators.clone();
             async move {
                 let path = req.uri().path().to_string();
                 let query = req.uri().query().unwrap_or("").to_string();
+                if req.method() != Method::GET && req.method() != Method::HEAD {
+                    if let Err(refused) = operators.admit("db-monitor", req.method(), &path, peer) {
+                        return refused;
+                    }
+                }
                 match (req.method().clone(), path.as_str()) {
                     (Method::GET, "/healthz") | (Method::GET, "/cluster") => {
                         let view = monitor.view();
@@ -76,10 +84,20 @@ fn done(r: Result<crate::state::Failover, String>) -> Response<ResBody> {
 fn metrics(monitor: &Monitor) -> Response<ResBody> {
     let v = monitor.view();
     let mut out = String::new();
-    out.push_str("# HELP webinfra_db_semi_sync_active 1 when the primary's commits wait for a replica.\n# TYPE webinfra_db_semi_sync_active gauge\n");
+    out.push_str("# HELP webinfra_db_semi_sync_active 1 when the primary's commits wait for a replica (semi-sync on and a replica attached).\n# TYPE webinfra_db_semi_sync_active gauge\n");
     out.push_str(&format!(
         "webinfra_db_semi_sync_active {}\n",
         u8::from(v.semi_sync)
+    ));
+    out.push_str("# HELP webinfra_db_semi_sync_clients Replicas attached to the primary that acknowledge commits (Rpl_semi_sync_master_clients).\n# TYPE webinfra_db_semi_sync_clients gauge\n");
+    out.push_str(&format!(
+        "webinfra_db_semi_sync_clients {}\n",
+        v.semi_sync_clients
+    ));
+    out.push_str("# HELP webinfra_db_semi_sync_acknowledged_commits Commits on the current primary, by whether a replica acknowledged them (Rpl_semi_sync_master_yes_tx, _no_tx; reset when mariadbd restarts).\n# TYPE webinfra_db_semi_sync_acknowledged_commits gauge\n");
+    out.push_str(&format!(
+        "webinfra_db_semi_sync_acknowledged_commits{{by=\"replica\"}} {}\nwebinfra_db_semi_sync_acknowledged_commits{{by=\"none\"}} {}\n",
+        v.semi_sync_yes_tx, v.semi_sync_no_tx
     ));
     out.push_str("# HELP webinfra_db_primary_changes_total Failovers and switchovers.\n# TYPE webinfra_db_primary_changes_total counter\n");
     out.push_str(&format!(

@@ -44,7 +44,8 @@ pub async fn run(
         }
     });
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "database monitor started");
-    api::serve(listener, monitor.clone(), shutdown).await;
+    let operators = webinfra_proxy::Operators::new(database.operators.iter().copied());
+    api::serve(listener, monitor.clone(), operators, shutdown).await;
     let _ = stop_tx.send(true);
     let _ = ticks.await;
     monitor.disconnect().await;

@@ -16,6 +16,8 @@ mod error;
 pub mod headers;
 pub mod idle;
 pub mod lane;
+pub mod log_limit;
+pub mod operators;
 mod pipeline;
 mod pool;
 pub mod probe;
@@ -30,6 +32,7 @@ pub mod wire;
 
 pub use body::{full, json_response, text_response, ResBody};
 pub use client::{ProxyError, ProxyErrorKind, Upstream, UpstreamClient, Watch};
+pub use operators::Operators;
 pub use serve::{serve, serve_tls, serve_with, ListenerStats, Secure, ServeOptions};
 pub use upload::{read_body, BodyError, RequestBody, Upload, UploadError};
 pub use upstream_body::UpstreamBody;

@@ -49,6 +49,23 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<Response> {
+    send_raw(addr, &request_bytes(method, path, headers, body))
+}
+
+/// [`request`] from the client address `source` (a 127.0.0.0/8 address that is no host of the stack).
+pub fn request_from(
+    source: IpAddr,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
+    let stream = connect_from(source, addr)?;
+    exchange(stream, &request_bytes(method, path, headers, body))
+}
+
+fn request_bytes(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
     let mut raw = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
     if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
         raw.push_str("Host: www.foobar.com\r\n");
@@ -62,12 +79,19 @@ pub fn request(
     raw.push_str("\r\n");
     let mut bytes = raw.into_bytes();
     bytes.extend_from_slice(body);
-    send_raw(addr, &bytes)
+    bytes
 }
 
 /// Writes `bytes` as they are (for malformed requests) and parses the answer.
 pub fn send_raw(addr: SocketAddr, bytes: &[u8]) -> std::io::Result<Response> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    exchange(
+        TcpStream::connect_timeout(&addr, Duration::from_secs(5))?,
+        bytes,
+    )
+}
+
+/// Writes `bytes` on `stream` and parses the answer, read to the end.
+fn exchange(mut stream: TcpStream, bytes: &[u8]) -> std::io::Result<Response> {
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     stream.write_all(bytes)?;
     let mut buf = Vec::new();

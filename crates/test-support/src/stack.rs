@@ -145,8 +145,28 @@ impl Stack {
         stack
     }
 
-    fn ip(&self, last: u8) -> std::net::IpAddr {
+    /// 127.a.b.`last`: a host's address, or (for a last byte no host has) a client that is no host of the stack.
+    pub fn ip(&self, last: u8) -> std::net::IpAddr {
         std::net::IpAddr::from([127, self.block.0, self.block.1, last])
+    }
+
+    /// The database monitor's API (on lb-01).
+    pub fn monitor(&self) -> SocketAddr {
+        SocketAddr::new(self.ip(1), 19105)
+    }
+
+    /// The load balancer's admin address.
+    pub fn lb_admin(&self) -> SocketAddr {
+        SocketAddr::new(self.ip(1), 18404)
+    }
+
+    /// What the process of `host`'s `role` logged so far (`logs/<host>-<role>.log`).
+    pub fn log(&self, host: &str, role: &str) -> String {
+        let path = self
+            .state_dir
+            .join("logs")
+            .join(format!("{host}-{role}.log"));
+        std::fs::read_to_string(path).unwrap_or_default()
     }
 
     /// The site: where clients send requests.

@@ -358,6 +358,9 @@ pub struct Database {
     pub monitor: SocketAddr,
     /// Replicas further behind than this serve no reads.
     pub max_replica_lag: Duration,
+    /// Who may change things through the monitor (switchover, failover,
+    /// rejoin): the topology's hosts. 127.0.0.1 and ::1 always may.
+    pub operators: Vec<IpAddr>,
 }
 
 impl Database {

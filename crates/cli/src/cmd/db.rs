@@ -74,9 +74,12 @@ fn print_cluster(c: &Value) {
         "primary: {}   semi-sync: {}   primary changes: {}",
         c["primary"].as_str().unwrap_or("none"),
         if c["semi_sync"] == true {
-            "on"
+            c["semi_sync_detail"].as_str().unwrap_or("on").to_string()
         } else {
-            "OFF (async: acknowledged writes are at risk)"
+            format!(
+                "{}: acknowledged writes are at risk",
+                c["semi_sync_detail"].as_str().unwrap_or("OFF (async)")
+            )
         },
         c["changes"]
     );

@@ -95,11 +95,7 @@ pub fn describe(spec: &ComponentSpec, health: &Health) -> String {
             let mut text = format!(
                 "primary {}, semi-sync {}",
                 b["primary"].as_str().unwrap_or("none"),
-                if b["semi_sync"] == true {
-                    "on"
-                } else {
-                    "OFF (async)"
-                }
+                b["semi_sync_detail"].as_str().unwrap_or("?")
             );
             if let Some(f) = b.get("last_failover").filter(|f| !f.is_null()) {
                 text.push_str(&format!(

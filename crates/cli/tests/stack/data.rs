@@ -153,6 +153,18 @@ fn bad_api_input_gets_a_json_4xx_and_stores_nothing() {
             422,
         ),
         ("body too large", json_type.to_vec(), huge, 413),
+        (
+            "a NUL in the text",
+            json_type.to_vec(),
+            r#"{"author":"a","text":"b\u0000c"}"#.into(),
+            422,
+        ),
+        (
+            "a right-to-left override in the author",
+            json_type.to_vec(),
+            r#"{"author":"\u202eann","text":"b"}"#.into(),
+            422,
+        ),
     ];
     for (what, headers, body, status) in cases {
         let r = http::request(

@@ -2,6 +2,7 @@
 //! 127.77.1.0/24, exercised through the load balancer like a user would.
 //! Tests take a lock so the round-robin order is not disturbed by a neighbour.
 //!
+//! - [`admin`]: who may change the running stack through admin addresses;
 //! - [`front`]: what the load balancer does with requests (balancing,
 //!   keep-alive, refusals, request ids, HTTPS and HTTP/2, drain/enable);
 //! - [`data`]: writes and reads through the application and the database
@@ -9,6 +10,7 @@
 //! - [`site`]: what a user sees (static files, the HTML board) and
 //!   `webinfra status`.
 
+mod admin;
 mod data;
 mod front;
 mod site;

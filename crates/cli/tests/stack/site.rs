@@ -112,6 +112,56 @@ fn the_html_board_lists_messages_and_takes_form_posts() {
 }
 
 #[test]
+fn a_cross_site_form_post_is_refused_and_stores_nothing() {
+    let (stack, _serial) = stack();
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let with = |extra: (&'static str, &'static str)| {
+        let mut fields = form.to_vec();
+        fields.push(extra);
+        fields
+    };
+    // A page on another site, and a file:// page, auto-submitting the board's form.
+    for forged in [
+        ("Sec-Fetch-Site", "cross-site"),
+        ("Origin", "null"),
+        ("Origin", "http://evil.example"),
+    ] {
+        let r = http::request(
+            stack.site(),
+            "POST",
+            "/messages",
+            &with(forged),
+            b"author=mallory&text=forged+post",
+        )
+        .unwrap();
+        assert_eq!(r.status, 403, "{forged:?}: {}", r.text());
+    }
+    // The board's own form, as a browser sends it (the client's Host is www.foobar.com).
+    let r = http::request(
+        stack.site(),
+        "POST",
+        "/messages",
+        &with(("Origin", "http://www.foobar.com")),
+        b"author=ann&text=same+origin+post",
+    )
+    .unwrap();
+    assert_eq!(r.status, 303, "{}", r.text());
+    let r = http::request(
+        stack.site(),
+        "POST",
+        "/messages",
+        &with(("Sec-Fetch-Site", "same-origin")),
+        b"author=ann&text=fetch+site+post",
+    )
+    .unwrap();
+    assert_eq!(r.status, 303, "{}", r.text());
+    let page = http::get(stack.site(), "/api/messages?limit=100")
+        .unwrap()
+        .text();
+    assert!(!page.contains("forged post"), "a forged post was stored");
+}
+
+#[test]
 fn status_lists_every_component_healthy_with_the_replication_state() {
     let (stack, _serial) = stack();
     let status = stack.status();

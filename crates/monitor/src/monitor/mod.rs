@@ -58,8 +58,18 @@ pub struct ClusterView {
     pub detail: Option<String>,
     /// The current primary.
     pub primary: Option<String>,
-    /// Whether the primary's commits wait for a replica (semi-sync active).
+    /// Whether the primary's commits wait for a replica: semi-sync on and a
+    /// replica attached to acknowledge ([`Probe::semi_sync_waits`]).
     pub semi_sync: bool,
+    /// The primary's semi-sync state in words, with MariaDB's counts.
+    pub semi_sync_detail: String,
+    /// `Rpl_semi_sync_master_clients` on the primary.
+    pub semi_sync_clients: u64,
+    /// `Rpl_semi_sync_master_yes_tx` / `_no_tx` on the primary: commits
+    /// acknowledged with and without a replica's acknowledgement.
+    pub semi_sync_yes_tx: u64,
+    /// See `semi_sync_yes_tx`.
+    pub semi_sync_no_tx: u64,
     /// Every node.
     pub nodes: Vec<NodeView>,
     /// Nodes kept out after diverging.
@@ -262,14 +272,16 @@ impl Monitor {
                     self.spawn_heartbeat(p);
                 }
                 // With no replica acknowledging, commits do not wait: say so, loudly, once.
-                if !pp.semi_sync_active && !tick.semi_sync_warned {
+                let waits = pp.semi_sync_waits();
+                if !waits && !tick.semi_sync_warned {
                     tracing::error!(
                         primary = %self.nodes[p].spec.name,
+                        state = %pp.semi_sync_words(),
                         "semi-synchronous replication is OFF (async): acknowledged writes can be lost in a failover"
                     );
                     tick.semi_sync_warned = true;
-                } else if pp.semi_sync_active && tick.semi_sync_warned {
-                    tracing::warn!(primary = %self.nodes[p].spec.name, "semi-synchronous replication is active again");
+                } else if waits && tick.semi_sync_warned {
+                    tracing::warn!(primary = %self.nodes[p].spec.name, state = %pp.semi_sync_words(), "semi-synchronous replication is active again");
                     tick.semi_sync_warned = false;
                 }
             }
@@ -533,7 +545,7 @@ impl Monitor {
         let primary = st.primary.clone();
         let mut nodes = Vec::new();
         let mut problems: Vec<String> = problem.into_iter().collect();
-        let mut semi_sync = false;
+        let mut semi: Option<Probe> = None;
         for (node, r) in self.nodes.iter().zip(probes) {
             let name = node.spec.name.clone();
             let is_primary = primary.as_deref() == Some(name.as_str());
@@ -551,7 +563,7 @@ impl Monitor {
                 Ok(_) => "read-only",
             };
             if is_primary {
-                semi_sync = r.as_ref().is_ok_and(|p| p.semi_sync_active);
+                semi = r.as_ref().ok().cloned();
             }
             match role {
                 "primary" | "replica" => {}
@@ -576,7 +588,14 @@ impl Monitor {
             status: status.into(),
             detail: (!problems.is_empty()).then(|| problems.join("; ")),
             primary,
-            semi_sync,
+            semi_sync: semi.as_ref().is_some_and(Probe::semi_sync_waits),
+            semi_sync_detail: semi.as_ref().map_or_else(
+                || "OFF (no primary answers)".to_string(),
+                Probe::semi_sync_words,
+            ),
+            semi_sync_clients: semi.as_ref().map_or(0, |p| p.semi_sync_clients),
+            semi_sync_yes_tx: semi.as_ref().map_or(0, |p| p.semi_sync_yes_tx),
+            semi_sync_no_tx: semi.as_ref().map_or(0, |p| p.semi_sync_no_tx),
             nodes,
             diverged: st.diverged.clone(),
             changes: st.changes,

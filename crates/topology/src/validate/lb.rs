@@ -112,12 +112,7 @@ pub(super) fn load_balancer(
         pipelining,
         clients: client_limits(c, lb),
         tls,
-        operators: {
-            let mut ips: Vec<std::net::IpAddr> = c.hosts.values().copied().collect();
-            ips.sort();
-            ips.dedup();
-            ips
-        },
+        operators: c.operators(),
         response_headers: header_rules(c, lb.response_headers.as_ref(), "response_headers"),
         request_headers: header_rules(c, lb.request_headers.as_ref(), "request_headers"),
         error_pages: error_pages(c, lb.error_pages.as_ref()),

@@ -25,6 +25,15 @@ pub(super) struct Checker<'a> {
 }
 
 impl Checker<'_> {
+    /// Who may change a running process (an admin request): every host's
+    /// address. The one list both the load balancer and the database monitor use.
+    pub(super) fn operators(&self) -> Vec<IpAddr> {
+        let mut ips: Vec<IpAddr> = self.hosts.values().copied().collect();
+        ips.sort();
+        ips.dedup();
+        ips
+    }
+
     fn error(&mut self, span: std::ops::Range<usize>, key: &str, message: String) {
         self.errors
             .push(Diagnostic::at(self.src, self.file, span, key, message));
@@ -317,6 +326,7 @@ fn database(c: &mut Checker, raw: &S<RawDatabase>, lb_host: Option<&str>) -> Opt
         monitor_host,
         monitor,
         max_replica_lag,
+        operators: c.operators(),
     })
 }
 
