@@ -33,7 +33,7 @@ pub async fn run(
                 // Changes come only from this machine and the topology's hosts.
                 if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
                     let operators = webinfra_proxy::Operators::new(pool.config.operators.iter().copied());
-                    if let Err(refused) = operators.admit("load-balancer", req.method(), &path, peer) {
+                    if let Some(refused) = operators.refusal("load-balancer", req.method(), &path, peer) {
                         return refused;
                     }
                 }

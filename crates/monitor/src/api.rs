@@ -25,7 +25,9 @@ pub async fn serve(
                 let path = req.uri().path().to_string();
                 let query = req.uri().query().unwrap_or("").to_string();
                 if req.method() != Method::GET && req.method() != Method::HEAD {
-                    if let Err(refused) = operators.admit("db-monitor", req.method(), &path, peer) {
+                    if let Some(refused) =
+                        operators.refusal("db-monitor", req.method(), &path, peer)
+                    {
                         return refused;
                     }
                 }

@@ -2,7 +2,7 @@
 //! machine (127.0.0.1, ::1) and the hosts the topology names, nobody else.
 //! Every process with a state-changing admin request (the load balancer's
 //! drain/weight/reload, the database monitor's switchover/failover/rejoin)
-//! asks [`Operators::admit`], which answers a refusal with `403` and logs
+//! asks [`Operators::refusal`], which answers a refusal with `403` and logs
 //! every request it is asked about, accepted or refused, with its source
 //! address (refusals through [`crate::log_limit`], so a flood of them cannot
 //! fill the disk).
@@ -33,23 +33,23 @@ impl Operators {
         ip == Ipv4Addr::LOCALHOST || ip == Ipv6Addr::LOCALHOST || self.hosts.contains(&ip)
     }
 
-    /// For a request that changes state: `Ok` when `peer` may make it, else
+    /// For a request that changes state: `None` when `peer` may make it, else
     /// the `403` to answer. Either way the request is logged with its source.
-    pub fn admit(
+    pub fn refusal(
         &self,
         role: &'static str,
         method: &Method,
         path: &str,
         peer: SocketAddr,
-    ) -> Result<(), Response<ResBody>> {
+    ) -> Option<Response<ResBody>> {
         if self.allows(peer.ip()) {
             tracing::info!(%peer, %method, path, role, "admin request accepted");
-            return Ok(());
+            return None;
         }
         crate::log_limit::warn(format_args!(
             "admin request refused: {peer} is not a host of the topology ({method} {path}, {role})"
         ));
-        Err(json_response(
+        Some(json_response(
             StatusCode::FORBIDDEN,
             &serde_json::json!({
                 "error": format!("{} is not a host of the topology: changes are refused", peer.ip())
@@ -71,12 +71,12 @@ mod tests {
         for no in ["127.0.0.2", "10.77.0.6", "::ffff:10.77.0.6", "fe80::1"] {
             assert!(!ops.allows(no.parse().unwrap()), "{no}");
         }
-        let refused = ops.admit(
+        let refused = ops.refusal(
             "test",
             &Method::POST,
             "/x",
             "10.77.0.9:5000".parse().unwrap(),
         );
-        assert_eq!(refused.unwrap_err().status(), 403);
+        assert_eq!(refused.unwrap().status(), 403);
     }
 }
