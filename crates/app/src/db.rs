@@ -11,6 +11,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -96,6 +97,8 @@ pub struct Db {
     roles: ArcSwap<Roles>,
     rediscover: Notify,
     max_lag: Duration,
+    /// Where the next read starts its round over the replicas.
+    next_replica: AtomicUsize,
 }
 
 impl Node {
@@ -176,6 +179,7 @@ impl Db {
             roles: ArcSwap::from_pointee(Roles::default()),
             rediscover: Notify::new(),
             max_lag: database.max_replica_lag,
+            next_replica: AtomicUsize::new(0),
         }
     }
 
@@ -268,20 +272,27 @@ impl Db {
     }
 
     /// Runs read-only `f` on a replica that is within the lag bound and has
-    /// applied `after` (a GTID the client wrote), else on the primary (also
-    /// when the replica does not answer within [`REPLICA_READ_TIMEOUT`]).
+    /// applied `after` (a GTID the client wrote), taking the replicas in
+    /// turn, else on the primary (also when no replica answers within
+    /// [`REPLICA_READ_TIMEOUT`]). While no primary is known (a failover),
+    /// reads go on on the replicas; only one that needs the primary fails.
     pub async fn read<T, F>(&self, after: Option<&str>, f: F) -> Result<(T, &str), DbError>
     where
         F: for<'c> Fn(&'c mut Conn) -> QueryFuture<'c, T>,
     {
         let roles = self.roles();
         let mut errors = Vec::new();
-        for (i, lag) in &roles.replicas {
-            // Unknown lag (no fresh heartbeat) is not within the bound.
-            if !lag.is_some_and(|l| l <= self.max_lag) {
-                continue;
-            }
-            let node = &self.nodes[*i];
+        // Unknown lag (no fresh heartbeat) is not within the bound.
+        let close: Vec<usize> = roles
+            .replicas
+            .iter()
+            .filter(|(_, lag)| lag.is_some_and(|l| l <= self.max_lag))
+            .map(|(i, _)| *i)
+            .collect();
+        // Round robin over them; the next ones if one fails, the primary last.
+        let start = self.next_replica.fetch_add(1, Ordering::Relaxed);
+        for k in 0..close.len() {
+            let node = &self.nodes[close[(start + k) % close.len()]];
             let attempt = async {
                 let mut conn = node.conn().await?;
                 if let Some(gtid) = after {
@@ -414,6 +425,13 @@ fn roles_from(results: &[Option<NodeProbe>], names: &[&str]) -> Roles {
                 primary.is_some_and(|p| r.heartbeat_source.as_deref() == Some(names[p]));
             let lag = match (r.heartbeat_age_us, primary_age, from_primary) {
                 (Some(a), Some(p), true) => Some(Duration::from_micros((a - p).max(0) as u64)),
+                // No primary (it died, a failover is under way): the replica's
+                // own heartbeat age bounds how far behind it can be -- no write
+                // was acknowledged after the last beat it applied without
+                // reaching a replica -- so reads go on within the bound.
+                (Some(a), _, _) if primary.is_none() => {
+                    Some(Duration::from_micros(a.max(0) as u64))
+                }
                 _ => None,
             };
             Some((i, lag))
@@ -449,6 +467,24 @@ mod tests {
         let r = roles_from(&[probe(true, 50, "a"), probe(false, 100, "b")], &["a", "b"]);
         assert_eq!(r.primary, Some(1));
         assert_eq!(r.replicas, vec![(0, None)]);
+    }
+
+    #[test]
+    fn reads_keep_going_to_replicas_while_no_primary_is_known() {
+        // The primary died: it answers no probe, nobody is writable.
+        let r = roles_from(
+            &[None, probe(true, 300, "a"), probe(true, 5000, "a")],
+            &["a", "b", "c"],
+        );
+        assert_eq!(r.primary, None);
+        assert_eq!(
+            r.replicas,
+            vec![
+                (1, Some(Duration::from_millis(300))),
+                (2, Some(Duration::from_millis(5000)))
+            ],
+            "each replica's lag is bounded by its own heartbeat's age"
+        );
     }
 
     #[test]

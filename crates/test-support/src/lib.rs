@@ -14,7 +14,7 @@ pub mod mariadb;
 pub mod raw_server;
 mod stack;
 
-pub use stack::{topology_toml, Stack};
+pub use stack::{topology_toml, topology_with_replicas, Stack};
 
 use std::time::{Duration, Instant};
 

@@ -13,6 +13,35 @@ const UP_TIMEOUT: Duration = Duration::from_secs(240);
 
 /// The foobar.com design on the block 127.`a`.`b`.0/24, with fast health checks.
 pub fn topology_toml(a: u8, b: u8) -> String {
+    topology_with_replicas(a, b, 1)
+}
+
+/// [`topology_toml`] with `replicas` replicas: db-02 on .22, db-03 on .23, ...
+pub fn topology_with_replicas(a: u8, b: u8, replicas: u8) -> String {
+    let ip = |last: u8| format!("127.{a}.{b}.{last}");
+    let base = topology_base(a, b);
+    let names: Vec<String> = (0..replicas).map(|r| format!("db-{:02}", r + 2)).collect();
+    let hosts: String = names
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(i, n)| {
+            format!(
+                "[[host]]\nname = \"{n}\"\naddress = \"{}\"\n\n",
+                ip(22 + i as u8)
+            )
+        })
+        .collect();
+    let list = names
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    base.replacen("[load_balancer]", &format!("{hosts}[load_balancer]"), 1)
+        .replace("replicas = [\"db-02\"]", &format!("replicas = [{list}]"))
+}
+
+fn topology_base(a: u8, b: u8) -> String {
     let ip = |last: u8| format!("127.{a}.{b}.{last}");
     format!(
         r#"[site]
@@ -124,6 +153,11 @@ pub struct Stack {
 impl Stack {
     /// Writes the topology for block 127.`a`.`b`.0/24 and runs `up` until healthy.
     pub fn start(bin: &Path, a: u8, b: u8) -> Stack {
+        Stack::start_with(bin, a, b, &topology_toml(a, b))
+    }
+
+    /// [`Stack::start`] with a topology of the caller's (on the same block).
+    pub fn start_with(bin: &Path, a: u8, b: u8, toml: &str) -> Stack {
         reap_stale_dirs();
         let dir = tempfile::Builder::new()
             .prefix(DIR_PREFIX)
@@ -132,7 +166,7 @@ impl Stack {
         std::fs::write(dir.path().join("owner.pid"), std::process::id().to_string())
             .expect("owner.pid");
         let topology = dir.path().join("topology.toml");
-        std::fs::write(&topology, topology_toml(a, b)).expect("write topology");
+        std::fs::write(&topology, toml).expect("write topology");
         let mut stack = Stack {
             bin: bin.to_path_buf(),
             state_dir: dir.path().join("state"),
