@@ -160,6 +160,7 @@ async fn healthz(
     let body = serde_json::json!({
         "status": if ready { "ok" } else { "starting" },
         "role": "app",
+        "pid": std::process::id(),
         "server": state.server_name,
         "detail": if ready { None } else { Some("waiting for the database schema") },
     });

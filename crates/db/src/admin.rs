@@ -26,7 +26,9 @@ pub async fn run(
                 } else {
                     StatusCode::SERVICE_UNAVAILABLE
                 };
-                json_response(code, &serde_json::to_value(&status).expect("serialisable"))
+                let mut body = serde_json::to_value(&status).expect("serialisable");
+                body["pid"] = std::process::id().into();
+                json_response(code, &body)
             }
         },
         shutdown,

@@ -101,6 +101,7 @@ pub async fn run(
                         let mut body = status_json(&pool, &pools);
                         body["status"] = status.into();
                         body["role"] = "load-balancer".into();
+                        body["pid"] = std::process::id().into();
                         json_response(code, &body)
                     }
                     "/stats" => {

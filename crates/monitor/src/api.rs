@@ -36,6 +36,7 @@ pub async fn serve(
                         let view = monitor.view();
                         let mut body = serde_json::to_value(&*view).expect("serialisable");
                         body["role"] = "db-monitor".into();
+                        body["pid"] = std::process::id().into();
                         let code = if view.status == "down" {
                             StatusCode::SERVICE_UNAVAILABLE
                         } else {

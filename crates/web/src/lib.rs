@@ -123,11 +123,11 @@ async fn healthz(state: &State) -> Response<ResBody> {
     let (code, body) = match &problem {
         None => (
             StatusCode::OK,
-            serde_json::json!({"status": "ok", "role": "web", "server": state.config.server_name}),
+            serde_json::json!({"status": "ok", "role": "web", "server": state.config.server_name, "pid": std::process::id()}),
         ),
         Some(p) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({"status": "degraded", "role": "web", "server": state.config.server_name, "detail": p}),
+            serde_json::json!({"status": "degraded", "role": "web", "server": state.config.server_name, "detail": p, "pid": std::process::id()}),
         ),
     };
     Response::builder()

@@ -49,6 +49,7 @@ pub async fn gather(specs: &[ComponentSpec], state_dir: &Path) -> Vec<Row> {
         .zip(healths)
         .map(|(spec, health)| {
             let proc_info = processes.iter().find(|p| p["name"] == spec.name.as_str());
+            let health = own_process(spec, health, proc_info);
             Row {
                 name: spec.name.clone(),
                 role: spec.role.as_str(),
@@ -67,6 +68,51 @@ pub async fn gather(specs: &[ComponentSpec], state_dir: &Path) -> Vec<Row> {
             }
         })
         .collect()
+}
+
+/// The health of *this* stack's process: every `/healthz` names its pid,
+/// and an answer from another process (another stack on the same address,
+/// a stale one) is not this component being healthy. A component this
+/// supervisor does not run (another host's; no supervisor) keeps what its
+/// address answers, unverified.
+fn own_process(spec: &ComponentSpec, health: Health, process: Option<&Value>) -> Health {
+    let Some(process) = process else {
+        return health;
+    };
+    let ours = process["pid"].as_u64();
+    let answering = health.body.as_ref().and_then(|b| b["pid"].as_u64());
+    let running = process["state"] == "running";
+    let addr = spec.health;
+    match (running, answering) {
+        (true, Some(pid)) if Some(pid) == ours => health,
+        (true, None) => health,
+        (true, Some(other)) => Health {
+            status: "foreign".into(),
+            body: None,
+            detail: Some(format!(
+                "{addr} is answered by another process (pid {other}), not this stack's (pid {})",
+                ours.map_or_else(|| "?".to_string(), |p| p.to_string())
+            )),
+        },
+        (false, Some(other)) => Health {
+            status: "down".into(),
+            body: None,
+            detail: Some(format!(
+                "its process is {}; {addr} is answered by another process (pid {other})",
+                process["state"].as_str().unwrap_or("?")
+            )),
+        },
+        (false, None) => Health {
+            status: "down".into(),
+            body: None,
+            detail: health.detail.or_else(|| {
+                Some(format!(
+                    "its process is {}",
+                    process["state"].as_str().unwrap_or("?")
+                ))
+            }),
+        },
+    }
 }
 
 /// A short human description of what a component reports.
@@ -180,9 +226,57 @@ pub async fn status(stack: &StackArgs, json: bool) -> i32 {
     } else {
         print_table(&rows);
     }
+    if rows.iter().all(|r| r.process == "unknown") {
+        eprintln!(
+            "webinfra: no stack is running from {}: nothing above is known to be its process",
+            stack.state_dir.display()
+        );
+        return 1;
+    }
     if rows.iter().all(|r| r.health == "ok") {
         0
     } else {
         1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec() -> ComponentSpec {
+        ComponentSpec {
+            name: "server-01/web".into(),
+            role: Role::Web,
+            host: "server-01".into(),
+            address: "127.0.0.11:8000".parse().unwrap(),
+            health: "127.0.0.11:8000".parse().unwrap(),
+        }
+    }
+
+    fn answering(pid: u32) -> Health {
+        Health {
+            status: "ok".into(),
+            body: Some(json!({"status": "ok", "pid": pid})),
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn health_is_that_of_this_stacks_own_process() {
+        let running = json!({"name": "server-01/web", "pid": 5, "state": "running"});
+        let exited = json!({"name": "server-01/web", "pid": 5, "state": "exited"});
+        assert_eq!(
+            own_process(&spec(), answering(5), Some(&running)).status,
+            "ok"
+        );
+        let other = own_process(&spec(), answering(6), Some(&running));
+        assert_eq!(other.status, "foreign");
+        assert!(other.detail.unwrap().contains("pid 6"));
+        let dead = own_process(&spec(), answering(6), Some(&exited));
+        assert_eq!(dead.status, "down");
+        // Not run by this supervisor (another host's): what answers, unverified.
+        assert_eq!(own_process(&spec(), answering(6), None).status, "ok");
     }
 }

@@ -258,7 +258,7 @@ async fn wait_ready(specs: &[ComponentSpec], state_dir: &Path) -> Result<Vec<Row
     loop {
         let rows = gather(specs, state_dir).await;
         for r in &rows {
-            if r.health == "ok" && shown.insert(r.name.clone()) {
+            if ready(r) && shown.insert(r.name.clone()) {
                 say!(
                     "  ok  {:<24} {:<22} {} ({:.1}s)",
                     r.name,
@@ -285,14 +285,14 @@ async fn wait_ready(specs: &[ComponentSpec], state_dir: &Path) -> Result<Vec<Row
                 tail(&log, 15)
             ));
         }
-        if rows.iter().all(|r| r.health == "ok") {
+        if rows.iter().all(ready) {
             return Ok(rows);
         }
         if start.elapsed() > READY_TIMEOUT {
             let waiting: Vec<String> = rows
                 .iter()
-                .filter(|r| r.health != "ok")
-                .map(|r| format!("{} is {}: {}", r.name, r.health, r.detail))
+                .filter(|r| !ready(r))
+                .map(|r| format!("{} is {} ({}): {}", r.name, r.health, r.process, r.detail))
                 .collect();
             return Err(format!(
                 "not healthy after {READY_TIMEOUT:?}:\n  {}",
@@ -301,6 +301,11 @@ async fn wait_ready(specs: &[ComponentSpec], state_dir: &Path) -> Result<Vec<Row
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Up: this supervisor's own process runs it, and answers healthy (its pid checked by `gather`).
+fn ready(r: &Row) -> bool {
+    r.process == "running" && r.health == "ok"
 }
 
 fn announce(topology: &Topology, rows: &[Row], detached_from: Option<&Path>) {

@@ -191,3 +191,48 @@ fn status_lists_every_component_healthy_with_the_replication_state() {
 fn webinfra_process_alive(pid: u64) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
+
+#[test]
+fn up_fails_naming_the_address_in_use_when_another_stack_holds_it() {
+    let (stack, _serial) = stack();
+    // The same topology from another state dir: every address is the running stack's.
+    let other = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(crate::BIN)
+        .args(["up", "--detach", "-t"])
+        .arg(&stack.topology)
+        .arg("-s")
+        .arg(other.path())
+        .env_remove("WEBINFRA_STATE_DIR")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(!stdout.contains(" is up"), "{stdout}");
+    assert!(
+        stderr.contains("Address already in use") && stderr.contains("127.77.1."),
+        "{stderr}"
+    );
+    // Nothing runs from that dir, whatever answers on the addresses.
+    let out = std::process::Command::new(crate::BIN)
+        .args(["status", "-t"])
+        .arg(&stack.topology)
+        .arg("-s")
+        .arg(other.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no stack is running"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The running stack is untouched.
+    assert!(stack.status()["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["health"] == "ok"));
+}
