@@ -12,33 +12,56 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Where the stack's topology and state live.
+/// Where the stack's topology and state live: the same two flags on every
+/// command that works on a stack, anywhere on its line.
 #[derive(Debug, clap::Args, Clone)]
-pub struct StackArgs {
-    /// Topology file.
-    #[arg(long, short = 't', global = true, default_value = webinfra_topology::DEFAULT_TOPOLOGY, env = "WEBINFRA_TOPOLOGY")]
-    pub topology: PathBuf,
+pub struct StackFlags {
+    /// Topology file (default: the one the state dir's stack was started
+    /// from, else topologies/foobar.toml).
+    #[arg(long, short = 't', global = true, env = "WEBINFRA_TOPOLOGY")]
+    pub topology: Option<PathBuf>,
     /// Directory for data, logs and credentials; kept between runs.
     #[arg(
         long,
         short = 's',
+        global = true,
         default_value = ".webinfra",
         env = "WEBINFRA_STATE_DIR"
     )]
     pub state_dir: PathBuf,
 }
 
-/// Where a running stack keeps its state (for commands that need no topology).
-#[derive(Debug, clap::Args, Clone)]
-pub struct StateArgs {
-    /// State directory of the stack.
-    #[arg(
-        long,
-        short = 's',
-        default_value = ".webinfra",
-        env = "WEBINFRA_STATE_DIR"
-    )]
+/// The topology and state dir a command works on, resolved.
+#[derive(Debug, Clone)]
+pub struct StackArgs {
+    /// The topology file.
+    pub topology: PathBuf,
+    /// The state dir.
     pub state_dir: PathBuf,
+}
+
+/// The file in a state dir naming the topology its stack was started from.
+pub const REMEMBERED_TOPOLOGY: &str = "topology.path";
+
+impl StackFlags {
+    /// `-t` (or `$WEBINFRA_TOPOLOGY`) when given; else the topology the
+    /// state dir's stack was started from (`up` remembers it); else the default.
+    pub fn resolve(self) -> StackArgs {
+        let remembered = || {
+            let text = std::fs::read_to_string(self.state_dir.join(REMEMBERED_TOPOLOGY)).ok()?;
+            let path = PathBuf::from(text.trim_end_matches('\n'));
+            path.is_file().then_some(path)
+        };
+        let topology = self
+            .topology
+            .clone()
+            .or_else(remembered)
+            .unwrap_or_else(|| PathBuf::from(webinfra_topology::DEFAULT_TOPOLOGY));
+        StackArgs {
+            topology,
+            state_dir: self.state_dir,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -46,7 +69,7 @@ pub enum Command {
     /// Start the stack: every role as its own process, MariaDB provisioned.
     Up {
         #[command(flatten)]
-        stack: StackArgs,
+        stack: StackFlags,
         /// Return once everything is healthy and leave the stack running.
         #[arg(long)]
         detach: bool,
@@ -64,12 +87,12 @@ pub enum Command {
     /// Stop a running stack (started with `up --detach` or in another shell).
     Down {
         #[command(flatten)]
-        state: StateArgs,
+        stack: StackFlags,
     },
     /// Show every component: role, address, pid, health, database replication.
     Status {
         #[command(flatten)]
-        stack: StackArgs,
+        stack: StackFlags,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -88,26 +111,26 @@ pub enum Command {
         /// Component or host name.
         name: String,
         #[command(flatten)]
-        state: StateArgs,
+        stack: StackFlags,
     },
     /// Stop a component or a host's components (SIGTERM, like a clean shutdown).
     Stop {
         /// Component or host name.
         name: String,
         #[command(flatten)]
-        state: StateArgs,
+        stack: StackFlags,
     },
     /// The database tier: status, switchover, failover, rejoin.
     Db {
         #[command(flatten)]
-        stack: StackArgs,
+        stack: StackFlags,
         #[command(subcommand)]
         command: DbCommand,
     },
     /// Take a load-balanced server out of rotation or put it back.
     Lb {
         #[command(flatten)]
-        stack: StackArgs,
+        stack: StackFlags,
         /// drain (no new requests), disable (maintenance: no requests, no
         /// checks), enable, or weight (with a value, until the next reload).
         action: String,
@@ -120,17 +143,17 @@ pub enum Command {
     /// servers, weights, algorithm, health check, limits; no connection is dropped.
     Reload {
         #[command(flatten)]
-        stack: StackArgs,
+        stack: StackFlags,
     },
     /// Run one role in the foreground (what `up` starts for each component).
     Run {
-        /// load-balancer (lb), web, app or database (db).
+        /// load-balancer (lb), web, app, database (db) or db-monitor (monitor).
         role: String,
         /// The host whose share of the role to run.
         #[arg(long)]
         host: Option<String>,
         #[command(flatten)]
-        stack: StackArgs,
+        stack: StackFlags,
     },
 }
 

@@ -191,3 +191,44 @@ fn the_error_pages_named_are_read_and_a_missing_one_exits_2() {
         "{stderr}"
     );
 }
+
+#[test]
+fn every_stack_command_takes_t_and_s_anywhere_on_its_line() {
+    let state = tempfile::tempdir().unwrap();
+    let s = state.path().to_str().unwrap();
+    let t = "../../topologies/foobar.toml";
+    let lines: [&[&str]; 8] = [
+        &["db", "status", "-s", s, "-t", t],
+        &["db", "-s", s, "status", "-t", t],
+        &["stop", "server-01/web", "-t", t, "-s", s],
+        &["start", "-t", t, "server-01", "-s", s],
+        &["down", "-s", s, "-t", t],
+        &["status", "-s", s, "-t", t],
+        &["lb", "drain", "server-01", "-s", s, "-t", t],
+        &["reload", "-s", s, "-t", t],
+    ];
+    for args in lines {
+        let out = Command::new(BIN)
+            .args(args)
+            .env_remove("WEBINFRA_TOPOLOGY")
+            .env_remove("WEBINFRA_STATE_DIR")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // No stack runs from that dir: a run-time failure (1), not a usage error (2).
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("unexpected argument"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn run_help_lists_every_role() {
+    let out = Command::new(BIN).args(["run", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for role in ["load-balancer", "web", "app", "database", "db-monitor"] {
+        assert!(help.contains(role), "{role} missing from:\n{help}");
+    }
+}

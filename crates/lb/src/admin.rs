@@ -54,8 +54,16 @@ pub async fn run(
                     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
                     // The server's own pool; else the default one, which says it has no such server.
                     let name = parts.get(1).copied().unwrap_or_default();
-                    let servers = pool.group_of(name).unwrap_or(&pool.groups[0]).servers.clone();
+                    let group = pool.group_of(name).unwrap_or(&pool.groups[0]);
+                    let servers = group.servers.clone();
                     return match parts.as_slice() {
+                        ["servers", name, "weight", _] if servers.index_of(name).is_some() && !group.algorithm.uses_weights() => json_response(
+                            StatusCode::CONFLICT,
+                            &serde_json::json!({ "error": format!(
+                                "pool {} balances round-robin, which ignores weights: set algorithm = \"weighted-round-robin\" (or another) to use them",
+                                group.name
+                            ) }),
+                        ),
                         ["servers", name, "weight", weight] => match servers.set_weight(name, weight) {
                             Ok((before, weight)) => json_response(
                                 StatusCode::OK,

@@ -216,6 +216,7 @@ fn reload(
         old.config.clients.client_timeout,
     );
     let mut changes = pool::describe_change(&old.config, &new);
+    changes.extend(pool::weights_reset(&old, &new));
     let https = |c: &LoadBalancer| c.tls.as_ref().map(|t| t.listen);
     if https(&new) != https(&old.config) {
         changes.push("HTTPS is turned on or off, or moved, only at a restart: not applied".into());

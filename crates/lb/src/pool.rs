@@ -44,6 +44,8 @@ pub struct Group {
     pub servers: Arc<ServerSet>,
     /// Picks a server per request.
     pub balancer: Box<dyn Balancer>,
+    /// The algorithm `balancer` runs.
+    pub algorithm: webinfra_topology::Algorithm,
     /// One client per server (index as in `servers`), with its timeouts.
     pub clients: Vec<UpstreamClient>,
     /// The servers as configured (index as in `servers`).
@@ -167,6 +169,7 @@ impl Group {
             name: spec.name,
             takes: route::Takes::new(spec.hosts, spec.paths),
             balancer: for_algorithm(spec.algorithm),
+            algorithm: spec.algorithm,
             servers,
             clients,
             backends: spec.servers,
@@ -222,8 +225,9 @@ pub fn describe_change(old: &LoadBalancer, new: &LoadBalancer) -> Vec<String> {
     }
     if old.algorithm != new.algorithm {
         changes.push(format!(
-            "algorithm {:?} -> {:?}",
-            old.algorithm, new.algorithm
+            "algorithm {} -> {}",
+            old.algorithm.name(),
+            new.algorithm.name()
         ));
     }
     if old.health_check != new.health_check {
@@ -281,5 +285,72 @@ pub fn describe_change(old: &LoadBalancer, new: &LoadBalancer) -> Vec<String> {
     if old.pipelining != new.pipelining {
         changes.push(format!("pipelining = {}", new.pipelining));
     }
+    if let (Some(o), Some(n)) = (&old.tls, &new.tls) {
+        if o.redirect_http != n.redirect_http {
+            changes.push(format!("redirect_http = {}", n.redirect_http));
+        }
+        if o.hsts_max_age_s != n.hsts_max_age_s {
+            changes.push(match n.hsts_max_age_s {
+                Some(s) => format!("hsts_max_age_s = {s}"),
+                None => "hsts_max_age_s removed (no Strict-Transport-Security)".into(),
+            });
+        }
+        if (&o.certificate, &o.key, &o.more) != (&n.certificate, &n.key, &n.more) {
+            changes.push("changed certificates".into());
+        }
+    }
     changes
+}
+
+/// Servers whose weight an operator set at run time (`lb weight`) and a
+/// reload puts back to the file's: said, not done silently.
+pub fn weights_reset(old: &Pool, new: &LoadBalancer) -> Vec<String> {
+    let configured: Vec<(String, Backend)> = pools_of(new)
+        .into_iter()
+        .flat_map(|p| p.servers.into_iter().map(move |s| (p.name.clone(), s)))
+        .collect();
+    let mut said = Vec::new();
+    for g in &old.groups {
+        for (i, backend) in g.backends.iter().enumerate() {
+            let running = crate::balance::Load::weight(&*g.servers, i);
+            if running == backend.weight {
+                continue;
+            }
+            if let Some((_, b)) = configured.iter().find(|(_, b)| b.name == backend.name) {
+                said.push(format!(
+                    "server {}: weight {running} (set at run time) back to the file's {}",
+                    b.name, b.weight
+                ));
+            }
+        }
+    }
+    said
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe_change;
+    use webinfra_topology::{LoadBalancer, Topology};
+
+    fn lb(extra_lb: &str, tls: &str) -> LoadBalancer {
+        let src = format!(
+            "[[host]]\nname = \"lb-01\"\naddress = \"127.0.0.1\"\n\n[load_balancer]\nhost = \"lb-01\"\nport = 8080\nadmin_port = 8404\n{extra_lb}\n\n[[load_balancer.backend]]\nname = \"a\"\naddress = \"127.0.0.1:9001\"\n\n[load_balancer.tls]\nport = 8443\n{tls}\n"
+        );
+        Topology::parse_str(&src, "t.toml")
+            .unwrap()
+            .load_balancer
+            .unwrap()
+    }
+
+    #[test]
+    fn a_reload_names_algorithms_as_the_file_does_and_sees_tls_settings() {
+        let changes = describe_change(&lb("", ""), &lb("algorithm = \"least-connections\"", ""));
+        assert_eq!(changes, ["algorithm round-robin -> least-connections"]);
+        let changes = describe_change(
+            &lb("", ""),
+            &lb("", "redirect_http = true\nhsts_max_age_s = 600"),
+        );
+        assert_eq!(changes, ["redirect_http = true", "hsts_max_age_s = 600"]);
+        assert!(describe_change(&lb("", ""), &lb("", "")).is_empty());
+    }
 }

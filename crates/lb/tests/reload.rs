@@ -279,3 +279,25 @@ fn changes_on_the_admin_address_come_only_from_the_topologys_hosts() {
     assert!(post_from("127.0.0.1", "/servers/a/enable").starts_with("HTTP/1.1 200"));
     assert_eq!(lb.stats()["servers"][0]["admin"], "READY");
 }
+
+#[test]
+fn a_reload_says_it_puts_a_weight_set_at_run_time_back_and_round_robin_refuses_weights() {
+    let lb = Lb::start(&["a", "b"], |cfg| {
+        cfg.algorithm = webinfra_topology::Algorithm::WeightedRoundRobin
+    });
+    let set = request(lb.admin, "POST", "/servers/a/weight/7", &[], b"").unwrap();
+    assert_eq!(set.status, 200, "{}", set.text());
+    *lb.next_config.lock().unwrap() = Ok(lb.config());
+    let reload = request(lb.admin, "POST", "/reload", &[], b"").unwrap();
+    let changes = reload.json()["changes"].to_string();
+    assert!(
+        changes.contains("server a: weight 7 (set at run time) back to the file's 1"),
+        "{changes}"
+    );
+    // Under round robin a weight would change nothing: refused, not ignored.
+    let rr = Lb::start(&["a"], |_| {});
+    let refused = request(rr.admin, "POST", "/servers/a/weight/3", &[], b"").unwrap();
+    assert_eq!(refused.status, 409, "{}", refused.text());
+    assert!(refused.text().contains("round-robin"), "{}", refused.text());
+    assert_eq!(rr.stats()["servers"][0]["weight"], 1);
+}

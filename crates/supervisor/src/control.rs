@@ -78,21 +78,26 @@ async fn handle(
                     json!({ "error": format!("no component or host named {name}") }),
                 );
             }
+            // What was done, and what was already so (running, or not running).
+            let (mut done, mut already) = (Vec::new(), Vec::new());
             for n in &names {
                 let result = if verb == "start" {
                     sup.start(n)
                 } else {
-                    sup.stop(n).await;
-                    Ok(())
+                    Ok(sup.stop(n).await)
                 };
-                if let Err(e) = result {
-                    return reply(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        json!({ "error": format!("{e:#}") }),
-                    );
+                match result {
+                    Ok(true) => done.push(n.clone()),
+                    Ok(false) => already.push(n.clone()),
+                    Err(e) => {
+                        return reply(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            json!({ "error": format!("{e:#}") }),
+                        )
+                    }
                 }
             }
-            reply(StatusCode::OK, json!({ verb: names }))
+            reply(StatusCode::OK, json!({ verb: done, "already": already }))
         }
         _ => reply(
             StatusCode::NOT_FOUND,

@@ -86,8 +86,8 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Starts the component named `name` unless it is running.
-    pub fn start(&self, name: &str) -> anyhow::Result<()> {
+    /// Starts the component named `name` unless it is running; `Ok(false)`: it was already.
+    pub fn start(&self, name: &str) -> anyhow::Result<bool> {
         let spec = self
             .specs
             .iter()
@@ -95,7 +95,7 @@ impl Supervisor {
             .with_context(|| format!("no component named {name}"))?;
         let mut procs = self.procs.lock().expect("procs lock");
         if procs.get(name).is_some_and(|p| !*p.exited.borrow()) {
-            return Ok(());
+            return Ok(false);
         }
         let log_path = self.log_path(spec);
         std::fs::create_dir_all(log_path.parent().expect("logs dir"))?;
@@ -149,19 +149,22 @@ impl Supervisor {
                 stopped_by_operator: false,
             },
         );
-        Ok(())
+        Ok(true)
     }
 
-    /// Stops the component `name`: SIGTERM, then SIGKILL after a grace period.
-    pub async fn stop(&self, name: &str) {
+    /// Stops the component `name`: SIGTERM, then SIGKILL after a grace
+    /// period; `false` when it was not running.
+    pub async fn stop(&self, name: &str) -> bool {
         let (pid, mut exited) = {
             let mut procs = self.procs.lock().expect("procs lock");
-            let Some(p) = procs.get_mut(name) else { return };
+            let Some(p) = procs.get_mut(name) else {
+                return false;
+            };
             p.stopped_by_operator = true;
             (p.pid, p.exited.clone())
         };
         if *exited.borrow() {
-            return;
+            return false;
         }
         webinfra_process::signal(pid, webinfra_process::SIGTERM);
         let wait = exited.wait_for(|e| *e);
@@ -170,6 +173,7 @@ impl Supervisor {
             webinfra_process::signal(pid, webinfra_process::SIGKILL);
             let _ = exited.wait_for(|e| *e).await;
         }
+        true
     }
 
     /// Stops everything: the load balancer first, the databases last (the
@@ -187,7 +191,9 @@ impl Supervisor {
             for spec in self.specs.iter().filter(|s| s.role == role) {
                 let me = self.clone();
                 let name = spec.name.clone();
-                stops.spawn(async move { me.stop(&name).await });
+                stops.spawn(async move {
+                    me.stop(&name).await;
+                });
             }
             while stops.join_next().await.is_some() {}
         }

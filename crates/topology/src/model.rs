@@ -50,6 +50,20 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
+    /// The algorithm's name in the topology file.
+    pub fn name(self) -> &'static str {
+        Algorithm::ALL
+            .iter()
+            .find(|(_, a)| *a == self)
+            .map(|(n, _)| *n)
+            .expect("every algorithm is in ALL")
+    }
+
+    /// Whether servers' weights change its choices (all but `round-robin`).
+    pub fn uses_weights(self) -> bool {
+        self != Algorithm::RoundRobin
+    }
+
     /// Every algorithm with its name in the topology file.
     pub const ALL: [(&'static str, Algorithm); 5] = [
         ("round-robin", Algorithm::RoundRobin),

@@ -1,15 +1,19 @@
 //! `webinfra down`, `start` and `stop`: requests to a running supervisor.
 
+use crate::args::StackArgs;
 use http::Method;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use webinfra_supervisor::components::components;
 use webinfra_supervisor::control;
 
-pub async fn down(state_dir: &Path) -> i32 {
+pub async fn down(stack: &StackArgs) -> i32 {
+    let state_dir = stack.state_dir.as_path();
     let pid = match control::request(state_dir, Method::GET, "/status").await {
         Ok((_, body)) => body["pid"].as_u64().map(|p| p as u32),
         Err(e) => {
             eprintln!("webinfra: {e:#}");
+            strays(stack).await;
             return 1;
         }
     };
@@ -30,18 +34,61 @@ pub async fn down(state_dir: &Path) -> i32 {
     0
 }
 
+/// With no stack running from the state dir, names what still answers on
+/// the topology's addresses (another state dir's stack, or one whose state
+/// dir was removed while it ran), with the pids its `/healthz` gives.
+async fn strays(stack: &StackArgs) {
+    let Ok(topology) = webinfra_topology::Topology::load(&stack.topology) else {
+        return;
+    };
+    let rows = super::status::gather(&components(&topology), &stack.state_dir).await;
+    let answering: Vec<String> = rows
+        .iter()
+        .filter_map(|r| {
+            let pid = r.info.as_ref()?.get("pid")?.as_u64()?;
+            Some(format!("{} (pid {pid})", r.name))
+        })
+        .collect();
+    if !answering.is_empty() {
+        eprintln!(
+            "webinfra: yet processes of another stack answer on {}'s addresses: {}; \
+             `webinfra down -s DIR` with its state dir stops them, else stop each by its pid",
+            stack.topology.display(),
+            answering.join(", ")
+        );
+    }
+}
+
 pub async fn start_stop(state_dir: &Path, verb: &str, name: &str) -> i32 {
     match control::request(state_dir, Method::POST, &format!("/{verb}/{name}")).await {
         Ok((200, body)) => {
-            let names: Vec<String> = body[verb]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default();
-            say!("{verb}: {}", names.join(", "));
+            let names = |key: &str| -> Vec<String> {
+                body[key]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            let (done, already) = (names(verb), names("already"));
+            if !done.is_empty() {
+                let did = if verb == "start" {
+                    "started"
+                } else {
+                    "stopped"
+                };
+                say!("{did}: {}", done.join(", "));
+            }
+            for n in already {
+                let state = if verb == "start" {
+                    "running"
+                } else {
+                    "not running"
+                };
+                say!("{n} is already {state}");
+            }
             0
         }
         Ok((_, body)) => {

@@ -51,7 +51,7 @@ pub async fn lb(stack: &StackArgs, action: &str, server: &str, value: Option<&st
             }
             0
         }
-        Ok((_, body)) => {
+        Ok((code, body)) => {
             let why = body
                 .as_ref()
                 .and_then(|b| b["error"].as_str().map(String::from));
@@ -59,7 +59,12 @@ pub async fn lb(stack: &StackArgs, action: &str, server: &str, value: Option<&st
                 "webinfra: {}",
                 why.unwrap_or_else(|| "the load balancer refused".into())
             );
-            1
+            // No such server, a weight out of range, weights under round robin: bad input.
+            if matches!(code, 400 | 404 | 409) {
+                2
+            } else {
+                1
+            }
         }
         Err(e) => {
             eprintln!(

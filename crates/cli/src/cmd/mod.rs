@@ -22,7 +22,9 @@ pub async fn dispatch(cli: Cli) -> i32 {
                 .unwrap_or_else(|| PathBuf::from(webinfra_topology::DEFAULT_TOPOLOGY));
             check::check(&file)
         }
-        Command::Run { role, host, stack } => run::run(&role, host.as_deref(), &stack).await,
+        Command::Run { role, host, stack } => {
+            run::run(&role, host.as_deref(), &stack.resolve()).await
+        }
         Command::Up {
             stack,
             detach,
@@ -37,22 +39,24 @@ pub async fn dispatch(cli: Cli) -> i32 {
                     stdin_eof: exit_on_stdin_eof,
                 },
             };
-            up::up(&stack, mode, &hosts).await
+            up::up(&stack.resolve(), mode, &hosts).await
         }
-        Command::Db { stack, command } => db::db(&stack, &command).await,
+        Command::Db { stack, command } => db::db(&stack.resolve(), &command).await,
         Command::Lb {
             stack,
             action,
             server,
             value,
-        } => lb::lb(&stack, &action, &server, value.as_deref()).await,
-        Command::Reload { stack } => lb::reload(&stack).await,
-        Command::Down { state } => control::down(&state.state_dir).await,
-        Command::Status { stack, json } => status::status(&stack, json).await,
-        Command::Start { name, state } => {
-            control::start_stop(&state.state_dir, "start", &name).await
+        } => lb::lb(&stack.resolve(), &action, &server, value.as_deref()).await,
+        Command::Reload { stack } => lb::reload(&stack.resolve()).await,
+        Command::Down { stack } => control::down(&stack.resolve()).await,
+        Command::Status { stack, json } => status::status(&stack.resolve(), json).await,
+        Command::Start { name, stack } => {
+            control::start_stop(&stack.resolve().state_dir, "start", &name).await
         }
-        Command::Stop { name, state } => control::start_stop(&state.state_dir, "stop", &name).await,
+        Command::Stop { name, stack } => {
+            control::start_stop(&stack.resolve().state_dir, "stop", &name).await
+        }
     }
 }
 

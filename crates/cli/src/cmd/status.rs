@@ -177,33 +177,65 @@ pub fn describe(spec: &ComponentSpec, health: &Health) -> String {
     }
 }
 
-/// Prints rows as an aligned table.
+/// Prints rows as a table, each column as wide as its widest cell.
 pub fn print_table(rows: &[Row]) {
-    say!(
-        "{:<24} {:<14} {:<22} {:<8} {:<12} {:<9} DETAIL",
+    let header = [
         "COMPONENT",
         "ROLE",
         "ADDRESS",
         "PID",
         "PROCESS",
-        "HEALTH"
-    );
-    for r in rows {
-        let process = match &r.exit {
-            Some(exit) if r.process != "running" => format!("{} ({exit})", r.process),
-            _ => r.process.clone(),
-        };
-        say!(
-            "{:<24} {:<14} {:<22} {:<8} {:<12} {:<9} {}",
-            r.name,
-            r.role,
-            format!("{}:{}", r.address, r.port),
-            r.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-            process,
-            r.health,
-            r.detail
-        );
+        "HEALTH",
+        "DETAIL",
+    ];
+    let cells: Vec<[String; 7]> = rows
+        .iter()
+        .map(|r| {
+            let process = match &r.exit {
+                Some(exit) if r.process != "running" => format!("{} ({exit})", r.process),
+                _ => r.process.clone(),
+            };
+            [
+                r.name.clone(),
+                r.role.to_string(),
+                format!("{}:{}", r.address, r.port),
+                r.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                process,
+                r.health.clone(),
+                r.detail.clone(),
+            ]
+        })
+        .collect();
+    for line in table_lines(&header, &cells) {
+        say!("{line}");
     }
+}
+
+/// Lines of a table: columns padded to their widest cell (in characters), the last one not.
+fn table_lines<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> Vec<String> {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == N {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$} ", w = widths[i]));
+            }
+        }
+        out.trim_end().to_string()
+    };
+    std::iter::once(line(header.to_vec()))
+        .chain(
+            rows.iter()
+                .map(|r| line(r.iter().map(String::as_str).collect())),
+        )
+        .collect()
 }
 
 pub async fn status(stack: &StackArgs, json: bool) -> i32 {
@@ -261,6 +293,23 @@ mod tests {
             body: Some(json!({"status": "ok", "pid": pid})),
             detail: None,
         }
+    }
+
+    #[test]
+    fn the_status_table_stays_aligned_with_long_process_states() {
+        let rows = [
+            [
+                "a".to_string(),
+                "exited (killed by signal 9 (SIGKILL))".into(),
+                "x".into(),
+            ],
+            ["server-01/web".to_string(), "running".into(), "y".into()],
+        ];
+        let lines = table_lines(&["NAME", "PROCESS", "DETAIL"], &rows);
+        let column = |l: &str, what: &str| l.find(what).unwrap();
+        assert_eq!(column(&lines[0], "DETAIL"), column(&lines[1], "x"));
+        assert_eq!(column(&lines[1], "x"), column(&lines[2], "y"));
+        assert_eq!(column(&lines[0], "PROCESS"), column(&lines[2], "running"));
     }
 
     #[test]

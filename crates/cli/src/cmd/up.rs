@@ -69,6 +69,9 @@ pub async fn up(stack: &StackArgs, mode: Mode, hosts: &[String]) -> i32 {
         );
         return 1;
     }
+    if let Err(e) = remember_topology(&paths) {
+        return super::fail(e);
+    }
     say!(
         "starting {} from {} (state in {})",
         topology.site,
@@ -98,6 +101,13 @@ fn prepare(stack: &StackArgs) -> anyhow::Result<Paths> {
         topology: std::fs::canonicalize(&stack.topology)?,
         state_dir,
     })
+}
+
+/// `status`, `lb`, `reload`, ... given only `-s` find the topology here.
+fn remember_topology(paths: &Paths) -> anyhow::Result<()> {
+    let remembered = paths.state_dir.join(crate::args::REMEMBERED_TOPOLOGY);
+    std::fs::write(&remembered, format!("{}\n", paths.topology.display()))
+        .with_context(|| format!("writing {}", remembered.display()))
 }
 
 /// Runs the supervisor in this process until stopped. With `wait`, shows

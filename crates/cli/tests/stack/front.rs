@@ -211,22 +211,72 @@ fn webinfra_lb_drain_takes_a_server_out_and_enable_puts_it_back() {
         .status
         .success());
     assert!(by(6).iter().any(|s| s == "server-01"));
+    // Bad input exits 2: a server that does not exist, a weight out of
+    // range, a weight under round robin (which would ignore it).
     let bad = stack.webinfra(&["lb", "drain", "server-09"]);
-    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no server named server-09"));
-    // Weights change the same way (and go back to the file's at a reload).
     let out = stack.webinfra(&["lb", "weight", "server-01", "3"]);
+    assert_eq!(out.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("server-01: weight 3 (was 1)"),
+        String::from_utf8_lossy(&out.stderr).contains("round-robin, which ignores weights"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stack
-        .webinfra(&["lb", "weight", "server-01", "1"])
-        .status
-        .success());
+    assert_eq!(
+        stack
+            .webinfra(&["lb", "weight", "server-01", "500"])
+            .status
+            .code(),
+        Some(2)
+    );
     assert_eq!(
         stack.webinfra(&["lb", "weight", "server-01"]).status.code(),
         Some(2)
+    );
+}
+
+#[test]
+fn commands_given_only_the_state_dir_find_the_stacks_topology() {
+    let (stack, _serial) = stack();
+    let only_s = |args: &[&str]| {
+        std::process::Command::new(crate::BIN)
+            .args(args)
+            .arg("-s")
+            .arg(&stack.state_dir)
+            .env_remove("WEBINFRA_TOPOLOGY")
+            .env_remove("WEBINFRA_STATE_DIR")
+            .current_dir(std::env::temp_dir())
+            .output()
+            .unwrap()
+    };
+    let out = only_s(&["status"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(table.contains("127.77.1.11:18000"), "{table}");
+    let out = only_s(&["lb", "enable", "server-01"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = only_s(&["reload"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // `start` on a running component says so.
+    let out = only_s(&["start", "server-01/web"]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("server-01/web is already running"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
 }
