@@ -35,7 +35,9 @@ pub async fn handle(
     let (mut parts, incoming) = req.into_parts();
     let request_id = headers::ensure_request_id(&mut parts.headers);
     if let Err((status, why)) = checks::request(&mut parts) {
-        tracing::warn!(id = %request_id, %peer, why, "request refused");
+        if let Some(suppressed) = webinfra_proxy::log_limit::allow() {
+            tracing::warn!(id = %request_id, %peer, why, suppressed, "request refused");
+        }
         // The body's framing is unknown: nothing after it on this connection can be trusted.
         let mut resp = text_response(status, why);
         resp.headers_mut()

@@ -284,3 +284,97 @@ fn a_client_that_shuts_its_sending_side_after_the_request_is_answered() {
     assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer:?}");
     assert!(answer.ends_with("\r\n\r\na"), "{answer:?}");
 }
+
+#[test]
+fn an_absolute_target_without_host_is_refused_in_http_1_1() {
+    // RFC 9112 3.2: an HTTP/1.1 request without Host is a 400, whatever its target.
+    assert_refused("GET http://a/x HTTP/1.1\r\n\r\n", 400);
+}
+
+#[test]
+fn fields_that_read_as_framing_or_forwarding_with_underscores_are_not_forwarded() {
+    // A CGI-style server reads `Transfer_Encoding` as `Transfer-Encoding`.
+    let (status, _, seen) = through(
+        "POST /x HTTP/1.1\r\nHost: a\r\nTransfer_Encoding: chunked\r\nContent-Length: 3\r\nX_Custom: kept\r\nConnection: close\r\n\r\nabc",
+    );
+    assert_eq!(status, 200);
+    assert_eq!(seen[0].header("transfer_encoding"), None, "{:?}", seen[0]);
+    assert_eq!(seen[0].header("x_custom"), Some("kept"));
+    assert_eq!(seen[0].body, b"abc");
+    // In the fast lane's shape too (a plain keep-alive GET).
+    let (status, _, seen) = through(
+        "GET /y HTTP/1.1\r\nHost: a\r\nX_Forwarded_For: 6.6.6.6\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 200);
+    assert_eq!(seen[0].header("x_forwarded_for"), None, "{:?}", seen[0]);
+}
+
+#[test]
+fn a_request_head_that_never_completes_gets_a_408() {
+    use std::io::{Read, Write};
+    let lb = Lb::start(&["a"], |cfg| {
+        cfg.clients.header_timeout = std::time::Duration::from_millis(300)
+    });
+    let mut s = std::net::TcpStream::connect(lb.site).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nX-Half: ")
+        .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert_eq!(lb.backend("a").record.count(), 0);
+    // A connection that sent nothing is just closed: there is no request to answer.
+    let mut idle = std::net::TcpStream::connect(lb.site).unwrap();
+    idle.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut nothing = Vec::new();
+    idle.read_to_end(&mut nothing).unwrap();
+    assert!(
+        nothing.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&nothing)
+    );
+}
+
+#[test]
+fn a_body_trickled_below_the_minimum_rate_is_a_408() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let lb = Lb::start(&["a"], |cfg| {
+        cfg.clients.client_timeout = Duration::from_secs(1)
+    });
+    let mut s = std::net::TcpStream::connect(lb.site).unwrap();
+    s.write_all(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n")
+        .unwrap();
+    // A byte every 300 ms: never silent for the 1 s timeout, far below 500 bytes/s.
+    s.set_nonblocking(true).unwrap();
+    let begun = Instant::now();
+    let mut answer = Vec::new();
+    while begun.elapsed() < Duration::from_secs(8) {
+        let _ = s.write_all(b"x");
+        let mut buf = [0u8; 4096];
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => break,
+        }
+        if answer.ends_with(b"\n") && answer.starts_with(b"HTTP/1.1 ") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "after {:?}: {answer:?}",
+        begun.elapsed()
+    );
+    assert!(
+        begun.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        begun.elapsed()
+    );
+    assert_eq!(lb.backend("a").record.count(), 0);
+}

@@ -17,7 +17,62 @@ pub type Refusal = (StatusCode, &'static str);
 pub fn request(parts: &mut Parts) -> Result<(), Refusal> {
     method(&parts.method)?;
     target(parts)?;
+    drop_underscored(&mut parts.headers);
     framing(&parts.headers)
+}
+
+/// Fields a proxy reads or writes itself (framing, hop-by-hop, forwarding,
+/// the request id), lowercase: the names [`underscored`] protects.
+const MANAGED: [&[u8]; 17] = [
+    b"transfer-encoding",
+    b"content-length",
+    b"host",
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"te",
+    b"trailer",
+    b"upgrade",
+    b"expect",
+    b"cookie",
+    b"forwarded",
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+    b"x-forwarded-host",
+    b"x-real-ip",
+    b"x-request-id",
+];
+
+/// Whether `name` is a field the proxy manages written with `_` for `-`
+/// (`Transfer_Encoding`, `X_Forwarded_For`). Servers behind a proxy that
+/// read fields CGI-style (PHP, WSGI, Rack: `HTTP_TRANSFER_ENCODING`) take
+/// `_` and `-` alike, so such a field would reach them as the real one,
+/// unchecked; it is dropped, as nginx's `underscores_in_headers off` does.
+pub fn underscored(name: &[u8]) -> bool {
+    if name.len() > 17 || !name.contains(&b'_') {
+        return false;
+    }
+    let mut dashed = [0u8; 17];
+    for (d, b) in dashed.iter_mut().zip(name) {
+        *d = if *b == b'_' {
+            b'-'
+        } else {
+            b.to_ascii_lowercase()
+        };
+    }
+    MANAGED.contains(&&dashed[..name.len()])
+}
+
+/// Removes every [`underscored`] field.
+fn drop_underscored(headers: &mut HeaderMap) {
+    let names: Vec<header::HeaderName> = headers
+        .keys()
+        .filter(|n| underscored(n.as_str().as_bytes()))
+        .cloned()
+        .collect();
+    for n in names {
+        headers.remove(n);
+    }
 }
 
 /// Refuses methods a reverse proxy does not forward: `CONNECT` asks for a
@@ -83,6 +138,14 @@ fn target(parts: &mut Parts) -> Result<(), Refusal> {
             None => Ok(()),
         };
     };
+    // RFC 9112 3.2: an HTTP/1.1 request carries Host even with an absolute
+    // target (HTTP/2 has :authority instead).
+    if parts.version == Version::HTTP_11 && hosts == 0 {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "400 Bad Request: an HTTP/1.1 request needs a Host header, even with an absolute target",
+        ));
+    }
     // Authority-form is only for CONNECT, refused above.
     let scheme = uri.scheme_str().unwrap_or("");
     if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
@@ -253,6 +316,24 @@ mod tests {
     }
 
     #[test]
+    fn fields_that_read_as_framing_with_underscores_are_dropped() {
+        assert!(underscored(b"Transfer_Encoding"));
+        assert!(underscored(b"content_length"));
+        assert!(underscored(b"X_Forwarded_For"));
+        assert!(underscored(b"x-request_id"));
+        assert!(!underscored(b"X_Custom_Header"));
+        assert!(!underscored(b"Transfer-Encoding"));
+        let mut p = parts("/", Version::HTTP_11, &["a"]);
+        p.headers
+            .insert("transfer_encoding", "chunked".parse().unwrap());
+        p.headers.insert("content-length", "5".parse().unwrap());
+        p.headers.insert("x_custom", "kept".parse().unwrap());
+        assert!(request(&mut p).is_ok());
+        assert!(!p.headers.contains_key("transfer_encoding"));
+        assert_eq!(p.headers["x_custom"], "kept");
+    }
+
+    #[test]
     fn host_rules() {
         let check = |t, v, h: &[&str]| request(&mut parts(t, v, h)).map_err(|e| e.0.as_u16());
         assert_eq!(check("/", Version::HTTP_11, &["a"]), Ok(()));
@@ -266,6 +347,10 @@ mod tests {
         assert_eq!(check("http://u@a/x", Version::HTTP_11, &["a"]), Err(400));
         assert_eq!(check("https://b/", Version::HTTP_2, &["c"]), Err(400));
         assert_eq!(check("https://b/", Version::HTTP_2, &["B"]), Ok(()));
+        // An absolute target does not stand in for Host in HTTP/1.1 (RFC 9112 3.2).
+        assert_eq!(check("http://b/x", Version::HTTP_11, &[]), Err(400));
+        assert_eq!(check("http://b/x", Version::HTTP_10, &[]), Ok(()));
+        assert_eq!(check("https://b/", Version::HTTP_2, &[]), Ok(()));
     }
 
     #[test]

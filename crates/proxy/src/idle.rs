@@ -98,7 +98,17 @@ pub struct TimedIo<T> {
     closing: Option<Instant>,
     /// A timeout closed the connection: no lingering.
     timed_out: bool,
+    /// Bytes of the request head in progress have arrived (a header timeout then gets a 408).
+    head_begun: bool,
+    /// Plain HTTP: this layer may answer a 408 itself (under TLS it may not);
+    /// the client's address, for the log.
+    answers_408: Option<std::net::SocketAddr>,
 }
+
+/// What a client whose request head never completed gets before the close
+/// (HAProxy's and Apache's answer to `timeout http-request`).
+const HEAD_TIMEOUT_ANSWER: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\n\
+Content-Length: 62\r\nConnection: close\r\n\r\n408 Request Timeout: the request head did not arrive in time\r\n";
 
 impl<T> TimedIo<T> {
     /// Wraps a just-accepted socket: the first request's head must arrive within `header_timeout`.
@@ -123,7 +133,16 @@ impl<T> TimedIo<T> {
             send_stall: None,
             closing: None,
             timed_out: false,
+            head_begun: false,
+            answers_408: None,
         }
+    }
+
+    /// Plain HTTP from `peer`: a head cut off by the header timeout gets a
+    /// `408` before the close (logged, rate-limited).
+    pub fn with_timeout_answers(mut self, peer: std::net::SocketAddr) -> Self {
+        self.answers_408 = Some(peer);
+        self
     }
 
     /// Drops the connection when a write stays blocked for `timeout`.
@@ -193,10 +212,12 @@ impl<T> TimedIo<T> {
         let finished = self.tracker.finished.load(Ordering::Acquire);
         if started != finished {
             self.phase = Phase::Busy;
+            self.head_begun = false;
             self.timeout = None;
             self.deadline = None;
         } else if finished != self.seen_finished {
             self.seen_finished = finished;
+            self.head_begun = false;
             self.phase = Phase::Waiting;
             self.timeout = Some(self.keep_alive_timeout);
             self.deadline = None;
@@ -204,7 +225,7 @@ impl<T> TimedIo<T> {
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for TimedIo<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -215,15 +236,37 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                if this.phase == Phase::Waiting && buf.filled().len() > before {
+                let got = buf.filled().len() > before;
+                if this.phase == Phase::Waiting && got {
                     this.phase = Phase::Head;
                     this.timeout = Some(this.header_timeout);
                     this.deadline = None;
                 }
+                this.head_begun |= got && this.phase == Phase::Head;
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => this.poll_phase_deadline(cx),
+            Poll::Pending => {
+                let timed_out = this.poll_phase_deadline(cx);
+                if timed_out.is_ready() && this.phase == Phase::Head && this.head_begun {
+                    this.answer_head_timeout(cx);
+                }
+                timed_out
+            }
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> TimedIo<T> {
+    /// A request head started and did not finish in time: on plain HTTP the
+    /// client is told so (best effort: the socket's buffer takes it or not).
+    fn answer_head_timeout(&mut self, cx: &mut Context<'_>) {
+        let Some(peer) = self.answers_408 else {
+            return;
+        };
+        let _ = Pin::new(&mut self.inner).poll_write(cx, HEAD_TIMEOUT_ANSWER);
+        if let Some(suppressed) = crate::log_limit::allow() {
+            tracing::warn!(%peer, why = "request head not complete within the header timeout (408)", suppressed, "request refused");
         }
     }
 }

@@ -1,7 +1,14 @@
 //! Warnings that an attacker can cause (refused requests, refused admin
 //! callers) are logged at most [`PER_SECOND`] a second per process; the
-//! rest are counted and the count is logged with the next line let through,
-//! so a flood of bad requests cannot fill the disk, and is still seen.
+//! rest are counted and the count is logged with the next line let through
+//! (its `suppressed` field), so a flood of bad requests cannot fill the
+//! disk, and is still seen:
+//!
+//! ```ignore
+//! if let Some(suppressed) = log_limit::allow() {
+//!     tracing::warn!(%peer, why, suppressed, "request refused");
+//! }
+//! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -30,13 +37,10 @@ fn take(now: Instant) -> Option<u64> {
     Some(SUPPRESSED.swap(0, Ordering::Relaxed))
 }
 
-/// Logs `line` as a warning unless this second's share is used up.
-pub fn warn(line: std::fmt::Arguments<'_>) {
-    match take(Instant::now()) {
-        Some(0) => tracing::warn!("{line}"),
-        Some(held) => tracing::warn!(suppressed = held, "{line}"),
-        None => {}
-    }
+/// Whether a line may be written now: `Some(n)`, with `n` lines held back
+/// since the last one (log it as a `suppressed` field), or `None`.
+pub fn allow() -> Option<u64> {
+    take(Instant::now())
 }
 
 #[cfg(test)]

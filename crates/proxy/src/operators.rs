@@ -46,9 +46,9 @@ impl Operators {
             tracing::info!(%peer, %method, path, role, "admin request accepted");
             return None;
         }
-        crate::log_limit::warn(format_args!(
-            "admin request refused: {peer} is not a host of the topology ({method} {path}, {role})"
-        ));
+        if let Some(suppressed) = crate::log_limit::allow() {
+            tracing::warn!(%peer, %method, path, role, suppressed, "admin request refused: {peer} is not a host of the topology");
+        }
         Some(json_response(
             StatusCode::FORBIDDEN,
             &serde_json::json!({

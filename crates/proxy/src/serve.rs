@@ -226,6 +226,11 @@ async fn serve_inner<H, F, L>(
         )
         .with_send_timeout(options.send_timeout);
         let secure = tls.is_some();
+        let io = if secure {
+            io
+        } else {
+            io.with_timeout_answers(peer)
+        };
         let mut lane = lane.clone();
         let draining = drain.clone();
         let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
@@ -292,7 +297,7 @@ async fn serve_inner<H, F, L>(
                 }
             };
             if let Err(e) = served {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+                log_connection_error(peer, &*e);
             }
             drop(open);
             drop(slot);
@@ -307,6 +312,21 @@ async fn serve_inner<H, F, L>(
         let _ = slots.acquire_many(all).await;
     };
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, drained).await;
+}
+
+/// A connection's end by error: a request hyper refused itself (a malformed
+/// head, one too large: it answered 400, 431 or 414) is a warning, with its
+/// peer and reason, rate-limited ([`crate::log_limit`]); the rest (resets,
+/// timeouts) are the client's business.
+fn log_connection_error(peer: SocketAddr, e: &(dyn std::error::Error + 'static)) {
+    let refused = e
+        .downcast_ref::<hyper::Error>()
+        .is_some_and(|h| h.is_parse() || h.is_parse_too_large());
+    if !refused {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    } else if let Some(suppressed) = crate::log_limit::allow() {
+        tracing::warn!(%peer, why = %e, suppressed, "request refused");
+    }
 }
 
 /// Serves `io` in the fast lane while it is open; the connection for hyper

@@ -9,8 +9,10 @@
 //! goes up, the server may answer early (413, 401...): that answer reaches
 //! the client instead of a 502, and the connection is not reused.
 //!
-//! The client side is held to the body timeout (silence mid-body: 408) and
-//! the body limit (413), checked as the bytes arrive.
+//! The client side is held to the body timeout (silence mid-body: 408), a
+//! minimum rate once that long has passed ([`MIN_BODY_RATE`]: a client
+//! trickling a byte now and then is a 408 too, like Apache's
+//! `mod_reqtimeout`), and the body limit (413), checked as the bytes arrive.
 
 use crate::client::{fail, head_for, read_head, Failure, Head, UpstreamClient, Watch};
 use crate::error::{ProxyError, ProxyErrorKind};
@@ -29,6 +31,41 @@ use tokio::net::TcpStream;
 /// Bodies up to this size are read whole before a server is picked.
 pub const KEEP_WHOLE: usize = 64 * 1024;
 
+/// The slowest a request body may arrive, in bytes a second on average,
+/// once the body timeout has passed since it began: each byte buys
+/// 1/`MIN_BODY_RATE` s more (Apache's `mod_reqtimeout` `body=20,MinRate=500`).
+/// Without it a client sending a byte just inside every timeout holds its
+/// connection, and a server's slot, as long as it likes.
+pub const MIN_BODY_RATE: u64 = 500;
+
+/// How a body is arriving: when it began and how much of it came.
+struct Pace {
+    /// The longest silence, and the grace before the rate counts.
+    timeout: Duration,
+    begun: tokio::time::Instant,
+    received: u64,
+}
+
+impl Pace {
+    fn new(timeout: Duration) -> Pace {
+        Pace {
+            timeout,
+            begun: tokio::time::Instant::now(),
+            received: 0,
+        }
+    }
+
+    /// How long the next bytes may take: the silence timeout, or less when
+    /// the body is that close to falling below the minimum rate.
+    fn allowance(&self) -> Duration {
+        let earned = Duration::from_millis(self.received.saturating_mul(1000) / MIN_BODY_RATE);
+        let deadline = self.begun + self.timeout + earned;
+        deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .min(self.timeout)
+    }
+}
+
 /// Why a client's request body could not be taken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BodyError {
@@ -38,6 +75,9 @@ pub enum BodyError {
     /// The client went silent mid-body for the body timeout.
     #[error("no request body bytes for {0:?}")]
     Timeout(Duration),
+    /// The body came slower than [`MIN_BODY_RATE`] on average.
+    #[error("request body slower than {MIN_BODY_RATE} bytes/s ({0} bytes in {1:?})")]
+    TooSlow(u64, Duration),
     /// The body ended early or was malformed.
     #[error("request body broken: {0}")]
     Broken(String),
@@ -48,7 +88,7 @@ impl BodyError {
     pub fn status(&self) -> StatusCode {
         match self {
             BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            BodyError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            BodyError::Timeout(_) | BodyError::TooSlow(..) => StatusCode::REQUEST_TIMEOUT,
             BodyError::Broken(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -97,7 +137,7 @@ pub struct Upload<B> {
     /// The declared length, or None: sent chunked.
     length: Option<u64>,
     limit: u64,
-    timeout: Duration,
+    pace: Pace,
     /// Bytes of `rest` have been taken: the request can no longer be re-sent.
     begun: bool,
 }
@@ -131,8 +171,9 @@ where
         return Err(BodyError::TooLarge(limit));
     }
     let mut kept = BytesMut::new();
+    let mut pace = Pace::new(timeout);
     while kept.len() < KEEP_WHOLE {
-        match next_data(&mut body, timeout).await? {
+        match next_data(&mut body, &mut pace).await? {
             None => return Ok(RequestBody::Whole(kept.freeze())),
             Some(data) if kept.is_empty() && body.is_end_stream() => {
                 return within(data.len() as u64, limit).map(|()| RequestBody::Whole(data))
@@ -151,7 +192,7 @@ where
         rest: body,
         length,
         limit,
-        timeout,
+        pace,
         begun: false,
     }))
 }
@@ -164,20 +205,26 @@ fn within(n: u64, limit: u64) -> Result<(), BodyError> {
     }
 }
 
-/// The next data frame (trailers are dropped), None at the end.
-async fn next_data<B>(body: &mut B, timeout: Duration) -> Result<Option<Bytes>, BodyError>
+/// The next data frame (trailers are dropped), None at the end; held to
+/// the silence timeout and the minimum rate of `pace`.
+async fn next_data<B>(body: &mut B, pace: &mut Pace) -> Result<Option<Bytes>, BodyError>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Display,
 {
     loop {
-        match tokio::time::timeout(timeout, body.frame()).await {
-            Err(_) => return Err(BodyError::Timeout(timeout)),
+        let allowance = pace.allowance();
+        match tokio::time::timeout(allowance, body.frame()).await {
+            Err(_) if allowance < pace.timeout => {
+                return Err(BodyError::TooSlow(pace.received, pace.begun.elapsed()))
+            }
+            Err(_) => return Err(BodyError::Timeout(pace.timeout)),
             Ok(None) => return Ok(None),
             Ok(Some(Err(e))) => return Err(BodyError::Broken(e.to_string())),
             Ok(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {
                     if !data.is_empty() {
+                        pace.received += data.len() as u64;
                         return Ok(Some(data));
                     }
                 }
@@ -343,7 +390,7 @@ where
         loop {
             put(&mut wr, &out, timeout).await?;
             out.clear();
-            let Some(data) = next_data(&mut body.rest, body.timeout)
+            let Some(data) = next_data(&mut body.rest, &mut body.pace)
                 .await
                 .map_err(Pumped::Client)?
             else {

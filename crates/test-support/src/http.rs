@@ -90,6 +90,11 @@ pub fn send_raw(addr: SocketAddr, bytes: &[u8]) -> std::io::Result<Response> {
     )
 }
 
+/// [`send_raw`] from the client address `source`.
+pub fn send_raw_from(source: IpAddr, addr: SocketAddr, bytes: &[u8]) -> std::io::Result<Response> {
+    exchange(connect_from(source, addr)?, bytes)
+}
+
 /// Writes `bytes` on `stream` and parses the answer, read to the end.
 fn exchange(mut stream: TcpStream, bytes: &[u8]) -> std::io::Result<Response> {
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;

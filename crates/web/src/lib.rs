@@ -141,7 +141,9 @@ async fn proxy(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Respo
     let (mut parts, incoming) = req.into_parts();
     let request_id = headers::ensure_request_id(&mut parts.headers);
     if let Err((status, why)) = checks::request(&mut parts) {
-        tracing::warn!(id = %request_id, %peer, why, "request refused");
+        if let Some(suppressed) = webinfra_proxy::log_limit::allow() {
+            tracing::warn!(id = %request_id, %peer, why, suppressed, "request refused");
+        }
         return text_response(status, why);
     }
     headers::strip_hop_by_hop(&mut parts.headers);

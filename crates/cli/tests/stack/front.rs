@@ -280,3 +280,40 @@ fn commands_given_only_the_state_dir_find_the_stacks_topology() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn every_refused_request_is_logged_with_its_peer_and_reason() {
+    let (stack, _serial) = stack();
+    let client = stack.ip(203);
+    let refused: [&[u8]; 5] = [
+        // hyper's own refusals (a malformed head, one too large) ...
+        b"GET / HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n",
+        b"G(T / HTTP/1.1\r\nHost: x\r\n\r\n",
+        // ... the proxy's checks ...
+        b"GET http://x/ HTTP/1.1\r\nConnection: close\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n0\r\n\r\n",
+        // ... and the fast lane's.
+        b"GET / HTTP/2.0\r\nHost: x\r\n\r\n",
+    ];
+    for raw in refused {
+        let r = http::send_raw_from(client, stack.site(), raw).unwrap();
+        assert!(
+            (400..=505).contains(&r.status),
+            "{:?}: {}",
+            String::from_utf8_lossy(raw),
+            r.status
+        );
+    }
+    poll(
+        "a warning per refusal, naming the client",
+        Duration::from_secs(10),
+        || {
+            let lines = stack
+                .log("lb-01", "load-balancer")
+                .lines()
+                .filter(|l| l.contains("request refused") && l.contains("127.77.1.203"))
+                .count();
+            (lines >= refused.len()).then_some(())
+        },
+    );
+}

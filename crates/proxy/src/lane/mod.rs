@@ -173,7 +173,12 @@ where
                     _ => match request::version(&mut b.read) {
                         Version::Newer => continue,
                         Version::Partial => {}
-                        Version::Unsupported => return refuse_version(held, io).await,
+                        Version::Unsupported => {
+                            if let Some(suppressed) = crate::log_limit::allow() {
+                                tracing::warn!(peer = %client.peer, why = "HTTP version not supported (505)", suppressed, "request refused");
+                            }
+                            return refuse_version(held, io).await;
+                        }
                         Version::Usual => return handoff(held, io),
                     },
                 }

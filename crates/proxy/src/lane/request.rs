@@ -101,6 +101,8 @@ pub fn parse(buf: &[u8], fields: &mut Vec<Field>) -> Parsed {
             Kind::HopByHop => {
                 !(name.eq_ignore_ascii_case(b"te") || name.eq_ignore_ascii_case(b"upgrade"))
             }
+            // `Transfer_Encoding` and the like: the general path drops them.
+            Kind::Other => !checks::underscored(name),
             _ => true,
         };
         if !plain {
