@@ -232,3 +232,38 @@ fn run_help_lists_every_role() {
         assert!(help.contains(role), "{role} missing from:\n{help}");
     }
 }
+
+#[test]
+fn check_warns_about_a_certificate_that_expires_within_14_days() {
+    let dir = tempfile::tempdir().unwrap();
+    let make = |stem: &str, days: i64| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["www.foobar.com".into()]).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::days(400);
+        params.not_after = now + time::Duration::days(days);
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(dir.path().join(format!("{stem}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.path().join(format!("{stem}.key")), key.serialize_pem()).unwrap();
+    };
+    make("soon", 5);
+    make("later", 60);
+    let with = |stem: &str| {
+        FOOBAR.replace(
+            "[load_balancer.tls]\n",
+            &format!("[load_balancer.tls]\ncertificate = \"{stem}.pem\"\nkey = \"{stem}.key\"\n"),
+        )
+    };
+    let (code, _, stderr) = check_in(&dir, &with("soon"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("warning")
+            && stderr.contains("soon.pem expires on")
+            && stderr.contains("in 4 days")
+            || stderr.contains("in 5 days"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = check_in(&dir, &with("later"));
+    assert_eq!(code, 0);
+    assert!(!stderr.contains("warning"), "{stderr}");
+}

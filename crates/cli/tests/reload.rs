@@ -129,7 +129,7 @@ fn reload_and_sighup_apply_the_file_and_a_broken_file_changes_nothing() {
 }
 
 #[test]
-fn https_without_a_named_certificate_serves_a_self_signed_one() {
+fn https_without_a_named_certificate_serves_one_from_a_local_ca() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio_rustls::rustls::{self, pki_types::pem::PemObject, pki_types::CertificateDer};
     const HOST: &str = "127.78.1.3";
@@ -145,7 +145,8 @@ fn https_without_a_named_certificate_serves_a_self_signed_one() {
     .unwrap();
     let site: SocketAddr = format!("{HOST}:18080").parse().unwrap();
     let _lb = run_load_balancer(&file, dir.path(), site);
-    let pem = std::fs::read(dir.path().join("lb-01/tls/certificate.pem")).unwrap();
+    // Clients trust the local CA kept in the state dir, not the site's certificate itself.
+    let pem = std::fs::read(dir.path().join("lb-01/tls/ca.pem")).unwrap();
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(CertificateDer::from_pem_slice(&pem).unwrap())

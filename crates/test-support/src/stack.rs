@@ -208,8 +208,8 @@ impl Stack {
         SocketAddr::new(self.ip(1), 18080)
     }
 
-    /// The site over HTTPS (the load balancer's self-signed certificate is
-    /// `<state_dir>/lb-01/tls/certificate.pem`).
+    /// The site over HTTPS (the load balancer's default certificate is
+    /// issued by the local CA `<state_dir>/lb-01/tls/ca.pem`).
     pub fn secure_site(&self) -> SocketAddr {
         SocketAddr::new(self.ip(1), 18443)
     }

@@ -98,11 +98,39 @@ async fn load_balancer(t: &Topology, host: Option<&str>, stack: &StackArgs) -> a
         crate::certificate::fill_in(&topology, lb, &state_dir).map_err(|e| format!("{e:#}"))
     });
     let (tx, triggers) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(renew_default_certificate(
+        t.clone(),
+        stack.state_dir.clone(),
+        tx.clone(),
+    ));
     tokio::spawn(crate::signals::on_hangup(tx));
     let reload = webinfra_lb::Reload { source, triggers };
     let listeners = webinfra_lb::Listeners { site, tls, admin };
     webinfra_lb::run(listeners, lb, reload, shutdown()).await;
     Ok(())
+}
+
+/// The default certificate is issued again while the load balancer runs:
+/// twice a day it looks, and when it is due, reloads (which issues it).
+async fn renew_default_certificate(
+    t: Topology,
+    state_dir: std::path::PathBuf,
+    reload: tokio::sync::mpsc::Sender<()>,
+) {
+    let Some(lb) = t.load_balancer.clone() else {
+        return;
+    };
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(12 * 3600));
+    every.tick().await;
+    loop {
+        every.tick().await;
+        if crate::certificate::due(&t, &lb, &state_dir) {
+            tracing::info!("the default certificate is due: reloading to issue it again");
+            if reload.send(()).await.is_err() {
+                return;
+            }
+        }
+    }
 }
 
 async fn web(t: &Topology, host: Option<&str>, stack: &StackArgs) -> anyhow::Result<()> {

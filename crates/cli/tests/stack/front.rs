@@ -139,7 +139,7 @@ fn the_request_id_reaches_every_tier_and_their_logs() {
 #[test]
 fn https_is_served_on_the_self_signed_certificate_with_http2() {
     let (stack, _serial) = stack();
-    let ca = stack.state_dir.join("lb-01/tls/certificate.pem");
+    let ca = stack.state_dir.join("lb-01/tls/ca.pem");
     let site = stack.secure_site();
     let out = std::process::Command::new("curl")
         .args([
