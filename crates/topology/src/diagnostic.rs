@@ -37,7 +37,14 @@ impl Diagnostic {
         let message = err.message().trim().to_string();
         let field = |rest: &str| rest.split('`').next().unwrap_or_default().to_string();
         let key = if let Some(rest) = message.strip_prefix("unknown field `") {
-            join_key(&table_at(src, span.start), &field(rest))
+            // In an inline table (`servers = [{ host = .., wieght = 3 }]`) the
+            // field belongs to the line's key, else to the table in force.
+            let within = if in_inline_table(src, span.start) {
+                key_at(src, span.start)
+            } else {
+                table_at(src, span.start)
+            };
+            join_key(&within, &field(rest))
         } else if let Some(rest) = message.strip_prefix("missing field `") {
             // The span is the table (or inline table) that lacks the field.
             join_key(&key_at(src, span.start), &field(rest))
@@ -116,6 +123,14 @@ fn table_at(src: &str, offset: usize) -> String {
             name.trim_end_matches('.').to_string()
         })
         .unwrap_or_default()
+}
+
+/// Whether `offset` is inside a `{ ... }` opened earlier on its line.
+fn in_inline_table(src: &str, offset: usize) -> bool {
+    let offset = offset.min(src.len());
+    let line_start = src[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let before = &src[line_start..offset];
+    before.matches('{').count() > before.matches('}').count()
 }
 
 /// The dotted key whose `key = value` line contains `offset`.

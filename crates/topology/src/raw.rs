@@ -41,7 +41,7 @@ pub struct RawLoadBalancer {
     pub port: S<u16>,
     pub admin_port: S<u16>,
     pub algorithm: Option<S<String>>,
-    pub servers: Option<S<Vec<S<String>>>>,
+    pub servers: Option<S<Vec<S<RawServer>>>>,
     #[serde(default, rename = "backend")]
     pub backends: Vec<RawBackend>,
     pub health_check: Option<RawHealthCheck>,
@@ -87,6 +87,57 @@ pub struct RawBackend {
     pub response_timeout_ms: Option<S<u64>>,
     pub max_connections: Option<S<u64>>,
     pub slow_start_ms: Option<S<u64>>,
+}
+
+/// A load-balanced web host in `servers`: `"server-01"`, or
+/// `{ host = "server-01", weight = 3, backup = true }`.
+#[derive(Debug)]
+pub enum RawServer {
+    /// Just the host (weight 1, not a backup).
+    Host(String),
+    /// The host with its settings.
+    Entry {
+        host: S<String>,
+        weight: Option<S<u32>>,
+        backup: Option<S<bool>>,
+    },
+}
+
+impl<'de> Deserialize<'de> for RawServer {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = RawServer;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a host name, or a table { host = \"...\", weight = N, backup = true }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawServer, E> {
+                Ok(RawServer::Host(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawServer, A::Error> {
+                const KEYS: &[&str] = &["host", "weight", "backup"];
+                let (mut host, mut weight, mut backup) = (None, None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "host" => host = Some(map.next_value()?),
+                        "weight" => weight = Some(map.next_value()?),
+                        "backup" => backup = Some(map.next_value()?),
+                        other => return Err(serde::de::Error::unknown_field(other, KEYS)),
+                    }
+                }
+                let host = host.ok_or_else(|| serde::de::Error::missing_field("host"))?;
+                Ok(RawServer::Entry {
+                    host,
+                    weight,
+                    backup,
+                })
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 /// A pool of servers for the requests it matches (`[[load_balancer.pool]]`).

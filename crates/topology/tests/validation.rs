@@ -547,3 +547,42 @@ fn https_can_serve_more_certificates_each_with_both_files() {
     );
     assert!(d.message.contains("key"), "{err}");
 }
+
+#[test]
+fn servers_named_by_host_take_a_weight_and_backup() {
+    let src = FOOBAR.replace(
+        "servers = [\"server-01\", \"server-02\"]",
+        "servers = [\"server-01\", { host = \"server-02\", weight = 3, backup = true }]",
+    );
+    let t = Topology::parse_str(&src, "t.toml").unwrap();
+    let lb = t.load_balancer.unwrap();
+    let s: Vec<(&str, u32, bool)> = lb
+        .servers
+        .iter()
+        .map(|s| (s.name.as_str(), s.weight, s.backup))
+        .collect();
+    assert_eq!(s, [("server-01", 1, false), ("server-02", 3, true)]);
+    assert_eq!(lb.servers[1].addr.to_string(), "127.0.0.12:8000");
+    // A misspelt key in an entry: its line and the key.
+    let bad = src.replace("weight = 3", "wieght = 3");
+    let err = errors(&bad).to_string();
+    assert!(
+        err.contains(&format!("t.toml:{}:", line_of(&bad, "wieght")))
+            && err.contains("load_balancer.servers")
+            && err.contains("wieght"),
+        "{err}"
+    );
+    let bad = src.replace("weight = 3", "weight = 0");
+    assert_one(
+        &bad,
+        line_of(&bad, "weight = 0"),
+        bad.lines()
+            .nth(line_of(&bad, "weight = 0") - 1)
+            .unwrap()
+            .find("0 }")
+            .unwrap()
+            + 1,
+        "load_balancer.servers.weight",
+        "between 1 and 256",
+    );
+}

@@ -36,18 +36,43 @@ pub(super) fn load_balancer(
     );
     let mut servers: Vec<Backend> = Vec::new();
     if let Some(list) = &lb.servers {
-        let names = c.host_list(list, "load_balancer.servers");
-        for raw_name in list.get_ref() {
+        // Each entry's host, with the entry's span when it is only a name.
+        let hosts: Vec<S<String>> = list
+            .get_ref()
+            .iter()
+            .map(|s| match s.get_ref() {
+                RawServer::Host(h) => S::new(s.span(), h.clone()),
+                RawServer::Entry { host, .. } => host.clone(),
+            })
+            .collect();
+        let names = c.host_list(&S::new(list.span(), hosts.clone()), "load_balancer.servers");
+        for (raw_name, entry) in hosts.iter().zip(list.get_ref()) {
             let name = raw_name.get_ref();
             if !names.contains(name) {
                 continue;
             }
+            let (weight, backup) = match entry.get_ref() {
+                RawServer::Host(_) => (1, false),
+                RawServer::Entry { weight, backup, .. } => {
+                    if let Some(w) = weight.as_ref().filter(|w| !(1..=256).contains(w.get_ref())) {
+                        c.error(
+                            w.span(),
+                            "load_balancer.servers.weight",
+                            "must be between 1 and 256".into(),
+                        );
+                    }
+                    (
+                        weight.as_ref().map_or(1, |w| *w.get_ref()),
+                        backup.as_ref().is_some_and(|b| *b.get_ref()),
+                    )
+                }
+            };
             match web.filter(|w| w.hosts.contains(name)) {
                 Some(w) => servers.push(Backend {
                     name: name.clone(),
                     addr: SocketAddr::new(c.hosts[name], w.port),
-                    weight: 1,
-                    backup: false,
+                    weight,
+                    backup,
                     limits: defaults.clone(),
                 }),
                 None => c.error(
