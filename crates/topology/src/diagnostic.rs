@@ -125,11 +125,16 @@ fn table_at(src: &str, offset: usize) -> String {
         .unwrap_or_default()
 }
 
-/// Whether `offset` is inside a `{ ... }` opened earlier on its line.
+/// Whether `offset` is inside, or at the start of, a `{ ... }` on its line.
 fn in_inline_table(src: &str, offset: usize) -> bool {
     let offset = offset.min(src.len());
     let line_start = src[..offset].rfind('\n').map_or(0, |i| i + 1);
-    let before = &src[line_start..offset];
+    let through = if src[offset..].starts_with('{') {
+        offset + 1
+    } else {
+        offset
+    };
+    let before = &src[line_start..through];
     before.matches('{').count() > before.matches('}').count()
 }
 
