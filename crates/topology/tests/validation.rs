@@ -579,9 +579,9 @@ fn servers_named_by_host_take_a_weight_and_backup() {
         bad.lines()
             .nth(line_of(&bad, "weight = 0") - 1)
             .unwrap()
-            .find("0 }")
+            .find("weight = 0")
             .unwrap()
-            + 1,
+            + 10,
         "load_balancer.servers.weight",
         "between 1 and 256",
     );
