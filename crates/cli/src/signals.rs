@@ -25,6 +25,20 @@ pub async fn shutdown() {
     }
 }
 
+/// On every SIGUSR1, points stdout and stderr at the log file again (the
+/// supervisor names it in the environment): a rotated log is followed by
+/// a new one of the same name. Without a named file, SIGUSR1 is ignored.
+pub async fn reopen_log_on_usr1(log: Option<std::path::PathBuf>) {
+    let mut usr1 = signal(SignalKind::user_defined1()).expect("SIGUSR1 handler");
+    while usr1.recv().await.is_some() {
+        let Some(path) = &log else { continue };
+        match webinfra_process::reopen_stdio(path) {
+            Ok(()) => tracing::info!(file = %path.display(), "log reopened"),
+            Err(e) => tracing::error!(file = %path.display(), error = %e, "cannot reopen the log"),
+        }
+    }
+}
+
 /// Sends a message on `reload` for every SIGHUP.
 pub async fn on_hangup(reload: tokio::sync::mpsc::Sender<()>) {
     let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");

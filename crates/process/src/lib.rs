@@ -70,7 +70,7 @@ pub fn wait_gone(pid: u32, deadline: Duration) -> bool {
     !alive(pid)
 }
 
-pub use libc::{SIGCONT, SIGHUP, SIGINT, SIGKILL, SIGSTOP, SIGTERM};
+pub use libc::{SIGCONT, SIGHUP, SIGINT, SIGKILL, SIGSTOP, SIGTERM, SIGUSR1};
 
 /// Raises this process's soft limit on open files to its hard limit (capped
 /// at 1,048,576), as HAProxy does for its `maxconn`: a proxy holds two
@@ -101,3 +101,28 @@ pub fn raise_open_files_limit() -> u64 {
     }
     lim.rlim_cur
 }
+
+/// Points this process's standard output and error at `path` (appending,
+/// created if missing), as nginx reopens its logs on SIGUSR1: after a log
+/// was renamed (logrotate), new lines go to a new file of the old name.
+#[allow(unsafe_code)]
+pub fn reopen_stdio(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    for target in [1, 2] {
+        // SAFETY: dup2(2) takes two descriptors and no memory; `file` is open
+        // for the call's duration, and 1 and 2 are this process's own stdio,
+        // which dup2 replaces atomically (a concurrent write goes to the old
+        // or the new file, never to a closed descriptor).
+        if unsafe { libc::dup2(file.as_raw_fd(), target) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// The environment variable that names a supervised process's log file.
+pub const LOG_FILE_ENV: &str = "WEBINFRA_LOG_FILE";

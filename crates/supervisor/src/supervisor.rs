@@ -106,6 +106,7 @@ impl Supervisor {
             .with_context(|| format!("opening {}", log_path.display()))?;
         let mut cmd = Command::new(&self.exe);
         cmd.env("WEBINFRA_SUPERVISED", "1")
+            .env(webinfra_process::LOG_FILE_ENV, &log_path)
             .arg("run")
             .arg(spec.role.as_str())
             .arg("--host")
@@ -197,6 +198,21 @@ impl Supervisor {
             }
             while stops.join_next().await.is_some() {}
         }
+    }
+
+    /// Has every running component reopen its log file (SIGUSR1, after a
+    /// rotation renamed it); returns their names.
+    pub fn reopen_logs(&self) -> Vec<String> {
+        [
+            Role::Database,
+            Role::DbMonitor,
+            Role::App,
+            Role::Web,
+            Role::LoadBalancer,
+        ]
+        .into_iter()
+        .flat_map(|role| self.signal_role(role, webinfra_process::SIGUSR1))
+        .collect()
     }
 
     /// Sends `signal` to every running component of `role`; returns their names.

@@ -20,6 +20,8 @@ pub async fn run(role: &str, host: Option<&str>, stack: &StackArgs) -> i32 {
         Ok(t) => t,
         Err(code) => return code,
     };
+    let log = std::env::var_os(webinfra_process::LOG_FILE_ENV).map(std::path::PathBuf::from);
+    tokio::spawn(crate::signals::reopen_log_on_usr1(log));
     let result = match role {
         Role::LoadBalancer => load_balancer(&topology, host, stack).await,
         Role::Web => web(&topology, host, stack).await,

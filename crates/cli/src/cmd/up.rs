@@ -138,6 +138,11 @@ async fn foreground(
     );
     let stop = Arc::new(Notify::new());
     tokio::spawn(control::serve(listener, sup.clone(), stop.clone()));
+    // `kill -USR1 $(cat supervisor.pid)` after a log rotation (logrotate's postrotate).
+    let pid_file = paths.state_dir.join("supervisor.pid");
+    let _ = std::fs::write(&pid_file, format!("{}\n", std::process::id()));
+    // In the background, this process writes supervisor.log itself.
+    let own_log = (!wait).then(|| paths.state_dir.join("supervisor.log"));
     if stdin_eof {
         let stop = stop.clone();
         tokio::task::spawn_blocking(move || {
@@ -151,7 +156,7 @@ async fn foreground(
         Ok(()) if !wait => {
             let stopped = stop.notified();
             tokio::pin!(stopped);
-            wait_for_stop(&mut stopped, &sup).await;
+            wait_for_stop(&mut stopped, &sup, own_log.as_deref()).await;
             0
         }
         Ok(()) => {
@@ -162,7 +167,7 @@ async fn foreground(
                     Ok(rows) => {
                         announce(topology, &rows, None);
                         say!("press Ctrl-C to stop");
-                        wait_for_stop(&mut stopped, &sup).await;
+                        wait_for_stop(&mut stopped, &sup, own_log.as_deref()).await;
                         0
                     }
                     Err(e) => {
@@ -170,26 +175,31 @@ async fn foreground(
                         1
                     }
                 },
-                _ = wait_for_stop(&mut stopped, &sup) => 0,
+                _ = wait_for_stop(&mut stopped, &sup, own_log.as_deref()) => 0,
             }
         }
     };
     say!("stopping ...");
     sup.stop_all().await;
     let _ = std::fs::remove_file(&sock);
+    let _ = std::fs::remove_file(&pid_file);
     say!("stopped");
     code
 }
 
 /// Resolves on SIGINT, SIGTERM or a control-socket shutdown; SIGHUP is passed
-/// on to the load balancers (a reload, like `webinfra reload`).
+/// on to the load balancers (a reload, like `webinfra reload`); SIGUSR1
+/// reopens every log (each component's, and `own_log` when this process
+/// writes one), as nginx does, for log rotation.
 async fn wait_for_stop(
     stopped: &mut std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
     sup: &webinfra_supervisor::Supervisor,
+    own_log: Option<&Path>,
 ) {
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
     let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+    let mut usr1 = signal(SignalKind::user_defined1()).expect("SIGUSR1 handler");
     loop {
         tokio::select! {
             _ = term.recv() => return,
@@ -197,6 +207,15 @@ async fn wait_for_stop(
             _ = hup.recv() => {
                 let sent = sup.signal_role(webinfra_supervisor::Role::LoadBalancer, webinfra_process::SIGHUP);
                 tracing::info!(to = ?sent, "SIGHUP: the load balancers reload");
+            }
+            _ = usr1.recv() => {
+                if let Some(path) = own_log {
+                    if let Err(e) = webinfra_process::reopen_stdio(path) {
+                        tracing::error!(file = %path.display(), error = %e, "cannot reopen the log");
+                    }
+                }
+                let sent = sup.reopen_logs();
+                tracing::info!(to = ?sent, "SIGUSR1: logs reopened");
             }
             _ = stopped.as_mut() => return,
         }

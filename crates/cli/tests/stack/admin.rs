@@ -77,3 +77,54 @@ fn the_load_balancer_refuses_changes_from_an_address_that_is_no_host_and_logs_th
         },
     );
 }
+
+#[test]
+fn a_rotated_log_is_reopened_on_sigusr1() {
+    let (stack, _serial) = stack();
+    let logs = stack.state_dir.join("logs");
+    let log = logs.join("lb-01-load-balancer.log");
+    let rotated = logs.join("lb-01-load-balancer.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    // logrotate's postrotate: SIGUSR1 to the supervisor, which passes it on.
+    let pid: u32 = std::fs::read_to_string(stack.state_dir.join("supervisor.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(webinfra_process::signal(pid, webinfra_process::SIGUSR1));
+    poll(
+        "a new log of the old name, written to",
+        Duration::from_secs(10),
+        || {
+            // A request's access log line goes to the reopened file.
+            let _ = http::get(stack.site(), "/healthz-after-rotation");
+            let text = std::fs::read_to_string(&log).ok()?;
+            (text.contains("log reopened") && text.contains("/healthz-after-rotation"))
+                .then_some(())
+        },
+    );
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert!(
+        !old.contains("/healthz-after-rotation"),
+        "the rotated file is still written"
+    );
+    // Every component was told, not only the load balancer.
+    for (host, role) in [
+        ("server-01", "web"),
+        ("server-02", "app"),
+        ("db-01", "database"),
+        ("lb-01", "db-monitor"),
+    ] {
+        let reopened = logs.join(format!("{host}-{role}.log"));
+        poll(
+            &format!("{host}/{role} reopened its log"),
+            Duration::from_secs(10),
+            || {
+                std::fs::read_to_string(&reopened)
+                    .ok()?
+                    .contains("log reopened")
+                    .then_some(())
+            },
+        );
+    }
+}
