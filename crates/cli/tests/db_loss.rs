@@ -11,6 +11,16 @@ use webinfra_test_support::{freeze, http, kill9, poll, Stack};
 
 const BIN: &str = env!("CARGO_BIN_EXE_webinfra");
 
+/// Posts a message as `dba`.
+fn post(stack: &Stack, text: &str) -> http::Response {
+    http::post_json(
+        stack.site(),
+        "/api/messages",
+        &json!({"author": "dba", "text": text}),
+    )
+    .unwrap()
+}
+
 fn kill_mariadbd(stack: &Stack, node: &str) {
     let pid_file = stack.state_dir.join(node).join("mariadb/run/mariadb.pid");
     let pid = std::fs::read_to_string(&pid_file).unwrap();
@@ -20,14 +30,7 @@ fn kill_mariadbd(stack: &Stack, node: &str) {
 #[test]
 fn losing_the_replica_moves_reads_to_the_primary_and_losing_the_primary_fails_writes_loudly() {
     let stack = Stack::start(BIN.as_ref(), 77, 5);
-    let post = |text: &str| {
-        http::post_json(
-            stack.site(),
-            "/api/messages",
-            &json!({"author": "dba", "text": text}),
-        )
-        .unwrap()
-    };
+    let post = |text: &str| post(&stack, text);
     assert_eq!(post("before").status, 201);
 
     kill_mariadbd(&stack, "db-02");
@@ -159,14 +162,7 @@ fn a_replica_that_hangs_under_read_load_fails_no_read() {
 #[test]
 fn semi_sync_is_reported_off_while_no_replica_acknowledges() {
     let stack = Stack::start(BIN.as_ref(), 77, 12);
-    let post = |text: &str| {
-        http::post_json(
-            stack.site(),
-            "/api/messages",
-            &json!({"author": "dba", "text": text}),
-        )
-        .unwrap()
-    };
+    let post = |text: &str| post(&stack, text);
     assert_eq!(post("acknowledged by db-02").status, 201);
     poll(
         "semi-sync on with db-02 acknowledging",

@@ -114,11 +114,10 @@ fn the_html_board_lists_messages_and_takes_form_posts() {
 #[test]
 fn a_cross_site_form_post_is_refused_and_stores_nothing() {
     let (stack, _serial) = stack();
-    let form = [("Content-Type", "application/x-www-form-urlencoded")];
-    let with = |extra: (&'static str, &'static str)| {
-        let mut fields = form.to_vec();
-        fields.push(extra);
-        fields
+    // The board's form posted with one more field, as a browser sends it.
+    let post_form = |extra: (&str, &str), body: &[u8]| {
+        let fields = [("Content-Type", "application/x-www-form-urlencoded"), extra];
+        http::request(stack.site(), "POST", "/messages", &fields, body).unwrap()
     };
     // A page on another site, and a file:// page, auto-submitting the board's form.
     for forged in [
@@ -126,35 +125,17 @@ fn a_cross_site_form_post_is_refused_and_stores_nothing() {
         ("Origin", "null"),
         ("Origin", "http://evil.example"),
     ] {
-        let r = http::request(
-            stack.site(),
-            "POST",
-            "/messages",
-            &with(forged),
-            b"author=mallory&text=forged+post",
-        )
-        .unwrap();
+        let r = post_form(forged, b"author=mallory&text=forged+post");
         assert_eq!(r.status, 403, "{forged:?}: {}", r.text());
     }
-    // The board's own form, as a browser sends it (the client's Host is www.foobar.com).
-    let r = http::request(
-        stack.site(),
-        "POST",
-        "/messages",
-        &with(("Origin", "http://www.foobar.com")),
-        b"author=ann&text=same+origin+post",
-    )
-    .unwrap();
-    assert_eq!(r.status, 303, "{}", r.text());
-    let r = http::request(
-        stack.site(),
-        "POST",
-        "/messages",
-        &with(("Sec-Fetch-Site", "same-origin")),
-        b"author=ann&text=fetch+site+post",
-    )
-    .unwrap();
-    assert_eq!(r.status, 303, "{}", r.text());
+    // The board's own form (the client's Host is www.foobar.com).
+    for own in [
+        ("Origin", "http://www.foobar.com"),
+        ("Sec-Fetch-Site", "same-origin"),
+    ] {
+        let r = post_form(own, b"author=ann&text=same+origin+post");
+        assert_eq!(r.status, 303, "{own:?}: {}", r.text());
+    }
     let page = http::get(stack.site(), "/api/messages?limit=100")
         .unwrap()
         .text();
