@@ -301,14 +301,18 @@ mod tests {
             [
                 "a".to_string(),
                 "exited (killed by signal 9 (SIGKILL))".into(),
-                "x".into(),
+                "first".into(),
             ],
-            ["server-01/web".to_string(), "running".into(), "y".into()],
+            [
+                "server-01/web".to_string(),
+                "running".into(),
+                "second".into(),
+            ],
         ];
         let lines = table_lines(&["NAME", "PROCESS", "DETAIL"], &rows);
         let column = |l: &str, what: &str| l.find(what).unwrap();
-        assert_eq!(column(&lines[0], "DETAIL"), column(&lines[1], "x"));
-        assert_eq!(column(&lines[1], "x"), column(&lines[2], "y"));
+        assert_eq!(column(&lines[0], "DETAIL"), column(&lines[1], "first"));
+        assert_eq!(column(&lines[1], "first"), column(&lines[2], "second"));
         assert_eq!(column(&lines[0], "PROCESS"), column(&lines[2], "running"));
     }
 
