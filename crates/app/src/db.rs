@@ -8,13 +8,14 @@
 
 use arc_swap::ArcSwap;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
+use mysql_async::{Conn, Opts, OptsBuilder, Pool};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
+use webinfra_db::pool::settle;
 use webinfra_topology::credentials::APP_USER;
 use webinfra_topology::replication::{REPLICA_NET_TIMEOUT, SEMI_SYNC_TIMEOUT};
 use webinfra_topology::{Credentials, Database};
@@ -111,9 +112,8 @@ impl Node {
             .db_name(Some(schema))
             .prefer_socket(false)
             .init(vec!["SET time_zone = '+00:00'"])
-            .pool_opts(
-                PoolOpts::default().with_constraints(PoolConstraints::new(0, 64).expect("0 <= 64")),
-            );
+            // Kept and reused; closed after a failed call (`settle`).
+            .pool_opts(webinfra_db::pool::options(64));
         Node {
             name: name.to_string(),
             pool: Pool::new(Opts::from(opts)),
@@ -131,12 +131,24 @@ impl Node {
         }
     }
 
-    async fn run<T, F>(&self, f: &F) -> Result<T, DbError>
+    /// Runs `f` on a pooled connection. `write`: the connection is pinged
+    /// first, so one whose node died since it was pooled fails with nothing
+    /// sent (`Unreachable`: a write may wait for the next primary) instead
+    /// of failing mid-statement (`Failed`: its outcome unknown).
+    async fn run<T, F>(&self, f: &F, write: bool) -> Result<T, DbError>
     where
         F: for<'c> Fn(&'c mut Conn) -> QueryFuture<'c, T>,
     {
         let mut conn = self.conn().await?;
-        f(&mut conn).await.map_err(|e| match &e {
+        if write {
+            if let Err(e) = conn.ping().await {
+                settle(conn, false);
+                return Err(DbError::Unreachable(format!("{}: {e}", self.name)));
+            }
+        }
+        let result = f(&mut conn).await;
+        settle(conn, result.is_ok());
+        result.map_err(|e| match &e {
             mysql_async::Error::Server(se) if se.code == ER_OPTION_PREVENTS_STATEMENT => {
                 DbError::Refused(format!("{}: {e}", self.name))
             }
@@ -145,8 +157,12 @@ impl Node {
     }
 
     async fn probe(&self) -> Option<NodeProbe> {
+        let mut conn = tokio::time::timeout(PROBE_TIMEOUT, self.pool.get_conn())
+            .await
+            .ok()?
+            .ok()?;
         let q = async {
-            let mut conn = self.pool.get_conn().await?;
+            let conn = &mut conn;
             let ro: Option<bool> = conn.query_first("SELECT @@read_only").await?;
             // The heartbeat table appears once the monitor has written to the primary.
             let beat: Option<(Option<i64>, String)> = conn
@@ -163,7 +179,10 @@ impl Node {
                 heartbeat_source: source,
             })
         };
-        tokio::time::timeout(PROBE_TIMEOUT, q).await.ok()?.ok()
+        let probe = tokio::time::timeout(PROBE_TIMEOUT, q).await;
+        let probe = probe.ok().and_then(Result::ok);
+        settle(conn, probe.is_some());
+        probe
     }
 }
 
@@ -235,7 +254,7 @@ impl Db {
                     "no writable primary right now (failover in progress?)".into(),
                 )),
                 Some(p) => self.nodes[p]
-                    .run(&f)
+                    .run(&f, true)
                     .await
                     .map(|v| (v, self.nodes[p].name.as_str())),
             };
@@ -266,7 +285,7 @@ impl Db {
             .primary
             .ok_or_else(|| DbError::Unreachable("no primary right now".into()))?;
         self.nodes[p]
-            .run(&f)
+            .run(&f, false)
             .await
             .map(|v| (v, self.nodes[p].name.as_str()))
     }
@@ -293,32 +312,45 @@ impl Db {
         let start = self.next_replica.fetch_add(1, Ordering::Relaxed);
         for k in 0..close.len() {
             let node = &self.nodes[close[(start + k) % close.len()]];
+            let slow = || format!("{}: no answer within {REPLICA_READ_TIMEOUT:?}", node.name);
+            let begun = tokio::time::Instant::now();
+            let mut conn = match tokio::time::timeout(REPLICA_READ_TIMEOUT, node.conn()).await {
+                Ok(Ok(conn)) => conn,
+                Ok(Err(e)) => {
+                    errors.push(e.to_string());
+                    continue;
+                }
+                Err(_) => {
+                    errors.push(slow());
+                    continue;
+                }
+            };
+            // Ok(None): the replica has not applied `after` yet.
             let attempt = async {
-                let mut conn = node.conn().await?;
+                let conn = &mut conn;
                 if let Some(gtid) = after {
                     let waited: Option<Option<i64>> = conn
                         .exec_first("SELECT MASTER_GTID_WAIT(?, ?)", (gtid, GTID_WAIT_SECONDS))
-                        .await
-                        .map_err(|e| DbError::Failed(e.to_string()))?;
+                        .await?;
                     if waited.flatten() != Some(0) {
-                        return Err(DbError::Failed(format!(
-                            "{} has not applied {gtid} yet",
-                            node.name
-                        )));
+                        return Ok(None);
                     }
                 }
-                f(&mut conn)
-                    .await
-                    .map_err(|e| DbError::Failed(format!("{}: {e}", node.name)))
+                f(conn).await.map(Some)
             };
-            // Given up (and its connection dropped) when the replica is slow.
-            match tokio::time::timeout(REPLICA_READ_TIMEOUT, attempt).await {
-                Ok(Ok(v)) => return Ok((v, node.name.as_str())),
-                Ok(Err(e)) => errors.push(e.to_string()),
-                Err(_) => errors.push(format!(
-                    "{}: no answer within {REPLICA_READ_TIMEOUT:?}",
-                    node.name
+            // Given up (and its connection closed) when the replica is slow.
+            let left = REPLICA_READ_TIMEOUT.saturating_sub(begun.elapsed());
+            let answer = tokio::time::timeout(left, attempt).await;
+            settle(conn, matches!(answer, Ok(Ok(_))));
+            match answer {
+                Ok(Ok(Some(v))) => return Ok((v, node.name.as_str())),
+                Ok(Ok(None)) => errors.push(format!(
+                    "{} has not applied {} yet",
+                    node.name,
+                    after.unwrap_or_default()
                 )),
+                Ok(Err(e)) => errors.push(format!("{}: {e}", node.name)),
+                Err(_) => errors.push(slow()),
             }
         }
         match self.read_primary(f).await {
@@ -359,11 +391,13 @@ impl Db {
         let deadline = tokio::time::Instant::now() + CONFIRM_WITHIN;
         loop {
             for other in self.nodes.iter().filter(|n| n.name != node) {
-                let look = async {
-                    let mut conn = other.conn().await.ok()?;
-                    seen(&mut conn).await.ok()
+                let Ok(Ok(mut conn)) = tokio::time::timeout(PROBE_TIMEOUT, other.conn()).await
+                else {
+                    continue;
                 };
-                if let Ok(Some(true)) = tokio::time::timeout(PROBE_TIMEOUT, look).await {
+                let look = tokio::time::timeout(PROBE_TIMEOUT, seen(&mut conn)).await;
+                settle(conn, matches!(look, Ok(Ok(_))));
+                if let Ok(Ok(true)) = look {
                     return true;
                 }
             }

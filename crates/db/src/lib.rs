@@ -10,6 +10,7 @@
 
 mod admin;
 pub mod mariadb;
+pub mod pool;
 pub mod probe;
 pub mod provision;
 pub mod status;

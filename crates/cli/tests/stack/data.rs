@@ -251,3 +251,47 @@ fn read_your_writes_a_post_then_an_immediate_get_never_404s() {
         );
     }
 }
+
+#[test]
+fn reads_reuse_pooled_connections_and_prepared_statements() {
+    let (stack, _serial) = stack();
+    let password = stack.app_password();
+    let counters = || -> (u64, u64) {
+        let out = mariadb::query(
+            stack.db(2),
+            "webinfra_app",
+            &password,
+            "SHOW GLOBAL STATUS WHERE Variable_name IN ('Connections', 'Com_stmt_prepare')",
+        );
+        assert!(out.ok, "{}", out.stderr);
+        let get = |name: &str| -> u64 {
+            out.stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+                .unwrap_or_else(|| panic!("{name} in {}", out.stdout))
+        };
+        (get("Connections"), get("Com_stmt_prepare"))
+    };
+    let read = || {
+        let r = http::get(stack.site(), "/api/messages").unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("x-db-node"), Some("db-02"));
+    };
+    // Warm: each application server has its connections and statements.
+    for _ in 0..50 {
+        read();
+    }
+    let before = counters();
+    let reads = 1000;
+    for _ in 0..reads {
+        read();
+    }
+    let after = counters();
+    // The query above is one connection of its own; at most 1 per 100 reads beyond it.
+    let connections = after.0 - before.0 - 1;
+    let prepares = after.1 - before.1;
+    assert!(
+        connections <= reads / 100 && prepares <= reads / 100,
+        "{reads} reads opened {connections} connections and prepared {prepares} statements on db-02"
+    );
+}

@@ -7,11 +7,12 @@ use crate::gtid::Position;
 use crate::probe::{probe, Probe};
 use crate::state::{self, ClusterState, Failover};
 use arc_swap::ArcSwap;
-use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
+use mysql_async::{Conn, Opts, OptsBuilder, Pool};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Mutex;
+use webinfra_db::pool::settle;
 use webinfra_topology::credentials::MONITOR_USER;
 use webinfra_topology::{Credentials, Database, DbNode};
 
@@ -84,10 +85,8 @@ impl Monitor {
                     .user(Some(MONITOR_USER))
                     .pass(Some(credentials.monitor_password.clone()))
                     .prefer_socket(false)
-                    .pool_opts(
-                        PoolOpts::default()
-                            .with_constraints(PoolConstraints::new(0, 4).expect("0 <= 4")),
-                    );
+                    // Kept and reused; closed after a failed call (`settle`).
+                    .pool_opts(webinfra_db::pool::options(4));
                 Node {
                     spec: n.clone(),
                     pool: Pool::new(Opts::from(opts)),
@@ -139,7 +138,9 @@ impl Monitor {
     async fn probe_all(&self) -> Vec<Result<Probe, String>> {
         let futs = (0..self.nodes.len()).map(|i| async move {
             let mut conn = self.conn(i).await?;
-            match tokio::time::timeout(PROBE_TIMEOUT, probe(&mut conn)).await {
+            let probed = tokio::time::timeout(PROBE_TIMEOUT, probe(&mut conn)).await;
+            settle(conn, matches!(probed, Ok(Ok(_))));
+            match probed {
                 Ok(Ok(p)) => Ok(p),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(_) => Err(format!("no answer within {PROBE_TIMEOUT:?}")),
@@ -164,6 +165,7 @@ impl Monitor {
     {
         let mut conn = self.conn(i).await?;
         let r = tokio::time::timeout(Duration::from_secs(10), f(&mut conn)).await;
+        settle(conn, matches!(r, Ok(Ok(()))));
         let r = match r {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
@@ -480,11 +482,13 @@ impl Monitor {
         let pool = self.nodes[p].pool.clone();
         let name = self.nodes[p].spec.name.clone();
         tokio::spawn(async move {
-            let beat = async {
-                let mut conn = pool.get_conn().await?;
-                actions::heartbeat(&mut conn, &name).await
+            let limit = Duration::from_secs(2);
+            let Ok(Ok(mut conn)) = tokio::time::timeout(limit, pool.get_conn()).await else {
+                return;
             };
-            if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(2), beat).await {
+            let beat = tokio::time::timeout(limit, actions::heartbeat(&mut conn, &name)).await;
+            settle(conn, matches!(beat, Ok(Ok(()))));
+            if let Ok(Err(e)) = beat {
                 tracing::debug!(error = %e, "heartbeat failed");
             }
         });
