@@ -7,6 +7,7 @@ use crate::gtid::Position;
 use crate::probe::{probe, Probe};
 use crate::state::{self, ClusterState, Failover};
 use arc_swap::ArcSwap;
+use decide::Action;
 use mysql_async::{Conn, Opts, OptsBuilder, Pool};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use webinfra_db::pool::settle;
 use webinfra_topology::credentials::MONITOR_USER;
 use webinfra_topology::{Credentials, Database, DbNode};
 
+mod decide;
 mod ops;
 mod view;
 
@@ -25,10 +27,6 @@ pub use view::{ClusterView, NodeView};
 pub const TICK: Duration = Duration::from_millis(200);
 /// How long one probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(600);
-/// Consecutive failed probes before the primary is suspected dead.
-const SUSPECT_AFTER: u32 = 3;
-/// MariaDB's error when a replica asks for GTIDs the primary does not have.
-const ER_MASTER_FATAL_ERROR_READING_BINLOG: u32 = 1236;
 
 struct Node {
     spec: DbNode,
@@ -46,19 +44,12 @@ pub struct Monitor {
     view: ArcSwap<ClusterView>,
 }
 
-/// Loop-local memory.
+/// Loop-local memory: the rules' ([`decide::Memory`]) and when the
+/// primary was first missed (for the failover's duration).
 #[derive(Default)]
 struct Tick {
-    primary_failures: u32,
+    memory: decide::Memory,
     first_failure: Option<Instant>,
-    semi_sync_warned: bool,
-    /// Replicas streaming from the primary when it last answered (with their
-    /// uptime then), and reachable without a restart since: the only ones an
-    /// automatic failover may promote. One that was down or disconnected in
-    /// between may lack writes the primary acknowledged alone.
-    in_sync: Vec<(usize, u64)>,
-    /// The refusal to promote an out-of-sync replica was logged.
-    refusal_logged: bool,
 }
 
 fn now_ms() -> u64 {
@@ -177,236 +168,137 @@ impl Monitor {
         r
     }
 
-    /// One round of watching and acting.
+    /// One round: probe every node, decide ([`decide::decide`]), act.
     pub async fn tick(&self) {
         let mut tick = self.ops.lock().await;
         let probes = self.probe_all().await;
         let mut st = self.state();
-
-        // A primary to start from: the remembered one, else a single writable
-        // node, else the configured one.
-        if st.primary.is_none() {
-            let writable: Vec<usize> = probes
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| p.as_ref().is_ok_and(|p| !p.read_only))
-                .map(|(i, _)| i)
-                .collect();
-            let pick = match writable.as_slice() {
-                [one] => Some(*one),
-                _ => probes[0].is_ok().then_some(0),
-            };
-            if let Some(i) = pick {
-                tracing::info!(node = %self.nodes[i].spec.name, "chose the initial primary");
-                st.primary = Some(self.nodes[i].spec.name.clone());
-                self.save(st.clone());
-            }
+        let addresses: Vec<_> = self.nodes.iter().map(|n| n.spec.sql).collect();
+        let names: Vec<_> = self.nodes.iter().map(|n| n.spec.name.clone()).collect();
+        let actions = decide::decide(&addresses, &names, &probes, &st, &mut tick.memory);
+        if tick.memory.primary_failures == 0 {
+            tick.first_failure = None;
+        } else {
+            tick.first_failure.get_or_insert_with(Instant::now);
         }
-        let Some(p) = st.primary.as_deref().and_then(|n| self.index(n)) else {
-            self.publish(&probes, &st, Some("no primary yet".into()));
-            return;
-        };
-
-        match &probes[p] {
-            Ok(pp) => {
-                tick.primary_failures = 0;
-                tick.first_failure = None;
-                tick.refusal_logged = false;
-                tick.in_sync = self
-                    .streaming_from(p, &probes)
-                    .into_iter()
-                    .filter_map(|i| probes[i].as_ref().ok().map(|r| (i, r.uptime_s)))
-                    .collect();
-                if pp.read_only {
-                    tracing::info!(node = %self.nodes[p].spec.name, "making the primary writable");
-                    let _ = self
-                        .act(p, "promote", |c| Box::pin(actions::promote(c)))
-                        .await;
-                } else {
-                    // Only on a writable primary: the monitor's privileges
-                    // would let it write to a read-only node too.
-                    self.spawn_heartbeat(p);
-                }
-                // With no replica acknowledging, commits do not wait: say so, loudly, once.
-                let waits = pp.semi_sync_waits();
-                if !waits && !tick.semi_sync_warned {
-                    tracing::error!(
-                        primary = %self.nodes[p].spec.name,
-                        state = %pp.semi_sync_words(),
-                        "semi-synchronous replication is OFF (async): acknowledged writes can be lost in a failover"
-                    );
-                    tick.semi_sync_warned = true;
-                } else if waits && tick.semi_sync_warned {
-                    tracing::warn!(primary = %self.nodes[p].spec.name, state = %pp.semi_sync_words(), "semi-synchronous replication is active again");
-                    tick.semi_sync_warned = false;
-                }
-            }
-            Err(e) => {
-                tick.primary_failures += 1;
-                // A replica that went away since cannot count as in sync,
-                // even if it is back: it may have missed the last writes.
-                tick.in_sync
-                    .retain(|&(i, uptime)| probes[i].as_ref().is_ok_and(|r| r.uptime_s >= uptime));
-                let first = *tick.first_failure.get_or_insert_with(Instant::now);
-                // A replica still streaming from the primary means it is alive.
-                let seen_alive = !self.streaming_from(p, &probes).is_empty();
-                let mut problem = format!("primary {} unreachable: {e}", self.nodes[p].spec.name);
-                if tick.primary_failures >= SUSPECT_AFTER && !seen_alive && tick.in_sync.is_empty()
-                {
-                    problem.push_str(
-                        "; no replica was replicating from it when it was lost, so none is promoted \
-                         (it could lack acknowledged writes): it takes `webinfra db failover`",
-                    );
-                    if !tick.refusal_logged {
-                        tracing::error!(primary = %self.nodes[p].spec.name, "{problem}");
-                        tick.refusal_logged = true;
-                    }
-                } else if tick.primary_failures >= SUSPECT_AFTER && !seen_alive {
-                    let reason = format!(
-                        "{} unreachable for {} probes: {e}",
-                        self.nodes[p].spec.name, tick.primary_failures
-                    );
-                    let in_sync = std::mem::take(&mut tick.in_sync);
-                    let eligible: Vec<usize> = in_sync.iter().map(|(i, _)| *i).collect();
-                    if let Some(new) = self
-                        .promote_best(
-                            p,
-                            &probes,
-                            &mut st,
-                            "failover",
-                            &reason,
-                            first,
-                            Some(&eligible),
-                        )
-                        .await
-                    {
-                        tick.primary_failures = 0;
-                        tick.first_failure = None;
-                        let probes = self.probe_all().await;
-                        self.publish(&probes, &st, None);
-                        tracing::warn!(from = %self.nodes[p].spec.name, to = %self.nodes[new].spec.name, "failover done");
-                        return;
-                    }
-                    tick.in_sync = in_sync;
-                }
-                self.publish(&probes, &st, Some(problem));
+        for action in actions {
+            if self.act_on(action, &probes, &mut st, &mut tick).await {
                 return;
             }
         }
-
-        self.converge(p, &probes, &mut st).await;
-        self.publish(&probes, &st, None);
     }
 
-    /// Fences stray writable nodes, points the others at the primary, keeps diverged ones out.
-    async fn converge(&self, p: usize, probes: &[Result<Probe, String>], st: &mut ClusterState) {
-        let primary_addr = self.nodes[p].spec.sql;
-        let primary_pos = probes[p]
-            .as_ref()
-            .map(|pp| Position::parse(&pp.gtid_binlog_pos))
-            .unwrap_or_default();
-        for (i, r) in probes.iter().enumerate() {
-            let Ok(r) = r else { continue };
-            if i == p {
-                continue;
+    /// Runs one decided action; true when the round ends here (a failover
+    /// was done and the view published from fresh probes).
+    async fn act_on(
+        &self,
+        action: Action,
+        probes: &[Result<Probe, String>],
+        st: &mut ClusterState,
+        tick: &mut Tick,
+    ) -> bool {
+        let name = |i: usize| self.nodes[i].spec.name.clone();
+        match action {
+            Action::ChoosePrimary(i) => {
+                tracing::info!(node = %name(i), "chose the initial primary");
+                st.primary = Some(name(i));
+                self.save(st.clone());
             }
-            let name = self.nodes[i].spec.name.clone();
-            if !r.read_only {
-                tracing::error!(node = %name, "a second writable node: fencing it (read_only=ON)");
+            Action::MakeWritable(p) => {
+                tracing::info!(node = %name(p), "making the primary writable");
+                let _ = self
+                    .act(p, "promote", |c| Box::pin(actions::promote(c)))
+                    .await;
+            }
+            Action::Heartbeat(p) => self.spawn_heartbeat(p),
+            Action::SemiSyncChanged { primary, waits } => {
+                let words = probes[primary]
+                    .as_ref()
+                    .map(Probe::semi_sync_words)
+                    .unwrap_or_default();
+                if waits {
+                    tracing::warn!(primary = %name(primary), state = %words, "semi-synchronous replication is active again");
+                } else {
+                    // Commits do not wait for a replica: said loudly, once.
+                    tracing::error!(
+                        primary = %name(primary),
+                        state = %words,
+                        "semi-synchronous replication is OFF (async): acknowledged writes can be lost in a failover"
+                    );
+                }
+            }
+            Action::Failover {
+                from,
+                eligible,
+                reason,
+            } => {
+                let since = tick.first_failure.unwrap_or_else(Instant::now);
+                let promoted = self
+                    .promote_best(
+                        from,
+                        probes,
+                        st,
+                        "failover",
+                        &reason,
+                        since,
+                        Some(&eligible),
+                    )
+                    .await;
+                if let Some(new) = promoted {
+                    tick.memory.primary_failures = 0;
+                    tick.memory.in_sync.clear();
+                    tick.first_failure = None;
+                    let probes = self.probe_all().await;
+                    self.publish(&probes, st, None);
+                    tracing::warn!(from = %name(from), to = %name(new), "failover done");
+                    return true;
+                }
+            }
+            Action::RefusePromotion { problem } => tracing::error!("{problem}"),
+            Action::Fence(i) => {
+                tracing::error!(node = %name(i), "a second writable node: fencing it (read_only=ON)");
                 let _ = self.act(i, "fence", |c| Box::pin(actions::fence(c))).await;
             }
-            if st.diverged.contains(&name) {
-                if r.slave
-                    .as_ref()
-                    .is_some_and(|s| s.io_running != "No" || s.sql_running != "No")
-                {
-                    let _ = self
-                        .act(i, "stop replication", |c| {
-                            Box::pin(actions::stop_replication(c))
+            Action::StopReplication(i) => {
+                let _ = self
+                    .act(i, "stop replication", |c| {
+                        Box::pin(actions::stop_replication(c))
+                    })
+                    .await;
+            }
+            Action::MarkDiverged { node, why } => {
+                let n = name(node);
+                tracing::error!(node = %n, why, "node diverged from the primary: kept out (webinfra db rejoin {n} after fixing it)");
+                let _ = self
+                    .act(node, "stop replication", |c| {
+                        Box::pin(actions::stop_replication(c))
+                    })
+                    .await;
+                if !st.diverged.contains(&n) {
+                    st.diverged.push(n);
+                    self.save(st.clone());
+                }
+            }
+            Action::Replicate {
+                node,
+                from_own_binlog,
+            } => {
+                let primary = st.primary.as_deref().and_then(|n| self.index(n));
+                let Some(p) = primary else { return false };
+                let primary_addr = self.nodes[p].spec.sql;
+                tracing::info!(node = %name(node), primary = %name(p), from_own_binlog, "pointing the node at the primary");
+                let pw = self.repl_password.clone();
+                let _ = self
+                    .act(node, "replicate", move |c| {
+                        Box::pin(async move {
+                            actions::replicate_from(c, primary_addr, &pw, from_own_binlog).await
                         })
-                        .await;
-                }
-                continue;
-            }
-            let slave = r.slave.as_ref();
-            if let Some(s) =
-                slave.filter(|s| s.last_io_errno == ER_MASTER_FATAL_ERROR_READING_BINLOG)
-            {
-                self.mark_diverged(i, st, &s.last_error).await;
-                continue;
-            }
-            let pointed = slave.is_some_and(|s| {
-                s.master_host == primary_addr.ip().to_string()
-                    && s.master_port == primary_addr.port()
-            });
-            let running = slave.is_some_and(|s| s.io_running != "No" && s.sql_running == "Yes");
-            if pointed && running {
-                continue;
-            }
-            let from_own_binlog = slave.is_none();
-            if from_own_binlog {
-                // A node that was never a replica of this primary may not hold
-                // more than the primary does.
-                let own = Position::parse(&r.gtid_binlog_pos);
-                if !primary_pos.covers(&own) {
-                    let why = format!(
-                        "its binlog has {} beyond the primary's {}",
-                        r.gtid_binlog_pos,
-                        probes[p]
-                            .as_ref()
-                            .map(|x| x.gtid_binlog_pos.as_str())
-                            .unwrap_or("")
-                    );
-                    self.mark_diverged(i, st, &why).await;
-                    continue;
-                }
-            }
-            if pointed && slave.is_some_and(|s| s.sql_running == "No" && !s.last_error.is_empty()) {
-                // A replication error an operator must look at; do not loop on it.
-                continue;
-            }
-            tracing::info!(node = %name, primary = %self.nodes[p].spec.name, from_own_binlog, "pointing the node at the primary");
-            let pw = self.repl_password.clone();
-            let _ = self
-                .act(i, "replicate", move |c| {
-                    Box::pin(async move {
-                        actions::replicate_from(c, primary_addr, &pw, from_own_binlog).await
                     })
-                })
-                .await;
+                    .await;
+            }
+            Action::Publish(problem) => self.publish(probes, st, problem),
         }
-    }
-
-    async fn mark_diverged(&self, i: usize, st: &mut ClusterState, why: &str) {
-        let name = self.nodes[i].spec.name.clone();
-        tracing::error!(node = %name, why, "node diverged from the primary: kept out (webinfra db rejoin {name} after fixing it)");
-        let _ = self
-            .act(i, "stop replication", |c| {
-                Box::pin(actions::stop_replication(c))
-            })
-            .await;
-        if !st.diverged.contains(&name) {
-            st.diverged.push(name);
-            self.save(st.clone());
-        }
-    }
-
-    /// Replicas whose IO thread is streaming from node `p`.
-    fn streaming_from(&self, p: usize, probes: &[Result<Probe, String>]) -> Vec<usize> {
-        let host = self.nodes[p].spec.sql.ip().to_string();
-        probes
-            .iter()
-            .enumerate()
-            .filter(|(i, r)| {
-                *i != p
-                    && r.as_ref().is_ok_and(|r| {
-                        r.slave
-                            .as_ref()
-                            .is_some_and(|s| s.io_running == "Yes" && s.master_host == host)
-                    })
-            })
-            .map(|(i, _)| i)
-            .collect()
+        false
     }
 
     /// Promotes the most advanced reachable replica (among `eligible`, when
