@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
-use webinfra_db::pool::settle;
+use webinfra_mariadb::pool::settle;
 use webinfra_topology::credentials::APP_USER;
 use webinfra_topology::replication::{REPLICA_NET_TIMEOUT, SEMI_SYNC_TIMEOUT};
 use webinfra_topology::{Credentials, Database};
@@ -113,7 +113,7 @@ impl Node {
             .prefer_socket(false)
             .init(vec!["SET time_zone = '+00:00'"])
             // Kept and reused; closed after a failed call (`settle`).
-            .pool_opts(webinfra_db::pool::options(64));
+            .pool_opts(webinfra_mariadb::pool::options(64));
         Node {
             name: name.to_string(),
             pool: Pool::new(Opts::from(opts)),

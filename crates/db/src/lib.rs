@@ -10,8 +10,7 @@
 
 mod admin;
 pub mod mariadb;
-pub mod pool;
-pub mod probe;
+pub use webinfra_mariadb::probe;
 pub mod provision;
 pub mod status;
 

@@ -11,7 +11,7 @@ pub mod actions;
 mod api;
 pub mod gtid;
 pub mod monitor;
-pub use webinfra_db::probe;
+pub use webinfra_mariadb::probe;
 pub mod state;
 
 pub use monitor::{ClusterView, Monitor};

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Mutex;
-use webinfra_db::pool::settle;
+use webinfra_mariadb::pool::settle;
 use webinfra_topology::credentials::MONITOR_USER;
 use webinfra_topology::{Credentials, Database, DbNode};
 
@@ -77,7 +77,7 @@ impl Monitor {
                     .pass(Some(credentials.monitor_password.clone()))
                     .prefer_socket(false)
                     // Kept and reused; closed after a failed call (`settle`).
-                    .pool_opts(webinfra_db::pool::options(4));
+                    .pool_opts(webinfra_mariadb::pool::options(4));
                 Node {
                     spec: n.clone(),
                     pool: Pool::new(Opts::from(opts)),
