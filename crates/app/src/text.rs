@@ -10,7 +10,7 @@
 /// Why a field was refused: the first offending character, named.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Unprintable {
-    /// The character, as `U+XXXX`.
+    /// The character, in `U+` notation (`U+0000`).
     pub code: String,
     /// Its 1-based position in the field, in characters.
     pub position: usize,
