@@ -49,7 +49,7 @@ const MANAGED: [&[u8]; 17] = [
 /// `_` and `-` alike, so such a field would reach them as the real one,
 /// unchecked; it is dropped, as nginx's `underscores_in_headers off` does.
 pub fn underscored(name: &[u8]) -> bool {
-    if name.len() > 17 || !name.contains(&b'_') {
+    if name.len() > 17 || !has_underscore(name) {
         return false;
     }
     let mut dashed = [0u8; 17];
@@ -61,6 +61,24 @@ pub fn underscored(name: &[u8]) -> bool {
         };
     }
     MANAGED.contains(&&dashed[..name.len()])
+}
+
+/// Whether `name` (at most 17 bytes) holds a `_`: on the fast lane's path
+/// for every field, so eight bytes at a time (overlapping words, as
+/// `headers::raw` compares names), not a byte loop.
+#[inline]
+fn has_underscore(name: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // A word with a byte equal to `_` has a zero byte after the xor.
+    let any = |at: usize| {
+        let w = u64::from_le_bytes(name[at..at + 8].try_into().expect("8 bytes")) ^ (ONES * 0x5f);
+        w.wrapping_sub(ONES) & !w & HIGH != 0
+    };
+    match name.len() {
+        0..=7 => name.contains(&b'_'),
+        n => any(0) || (n > 16 && any(8)) || any(n - 8),
+    }
 }
 
 /// Removes every [`underscored`] field.
@@ -323,6 +341,20 @@ mod tests {
         assert!(underscored(b"x-request_id"));
         assert!(!underscored(b"X_Custom_Header"));
         assert!(!underscored(b"Transfer-Encoding"));
+        for (name, has) in [
+            ("te", false),
+            ("t_", true),
+            ("user-agent", false),
+            ("user_agent", true),
+            ("x-forwarded-prot_", true),
+            ("_-forwarded-proto", true),
+            ("x-forwarded_proto", true),
+            ("accept-encoding", false),
+            ("abcdefgh", false),
+            ("abcdefg_", true),
+        ] {
+            assert_eq!(has_underscore(name.as_bytes()), has, "{name}");
+        }
         let mut p = parts("/", Version::HTTP_11, &["a"]);
         p.headers
             .insert("transfer_encoding", "chunked".parse().unwrap());
