@@ -459,10 +459,10 @@ fn roles_from(results: &[Option<NodeProbe>], names: &[&str]) -> Roles {
                 primary.is_some_and(|p| r.heartbeat_source.as_deref() == Some(names[p]));
             let lag = match (r.heartbeat_age_us, primary_age, from_primary) {
                 (Some(a), Some(p), true) => Some(Duration::from_micros((a - p).max(0) as u64)),
-                // No primary (it died, a failover is under way): the replica's
-                // own heartbeat age bounds how far behind it can be -- no write
-                // was acknowledged after the last beat it applied without
-                // reaching a replica -- so reads go on within the bound.
+                // No primary (it died, a failover is under way): the replica
+                // has everything committed up to the last beat it applied, so
+                // that beat's age bounds how far behind it is, and reads go on
+                // within the bound.
                 (Some(a), _, _) if primary.is_none() => {
                     Some(Duration::from_micros(a.max(0) as u64))
                 }

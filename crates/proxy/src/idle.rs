@@ -284,6 +284,7 @@ impl<T: ReadReady> ReadReady for TimedIo<T> {
 
     fn serving(&mut self) {
         self.phase = Phase::Busy;
+        self.head_begun = false;
         self.timeout = None;
         self.deadline = None;
     }
