@@ -4,8 +4,8 @@
 //! type 415, malformed JSON 400, missing or invalid fields 422, oversize body
 //! 413, unknown id 404 -- each with a JSON `{"error": ...}` body.
 
-use crate::db::{DbError, QueryFuture};
 use crate::error::ApiError;
+use crate::router::{DbError, QueryFuture};
 use crate::{AppState, DB_NODE};
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
@@ -302,7 +302,7 @@ async fn show(
     let Ok(numeric) = id.parse::<u64>() else {
         return Err(not_found());
     };
-    fn by_id(conn: &mut mysql_async::Conn, id: u64) -> crate::db::QueryFuture<'_, Option<Row>> {
+    fn by_id(conn: &mut mysql_async::Conn, id: u64) -> crate::router::QueryFuture<'_, Option<Row>> {
         Box::pin(async move {
             conn.exec_first::<Row, _, _>(format!("{SELECT} WHERE id = ?"), (id,))
                 .await

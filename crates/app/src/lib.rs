@@ -2,16 +2,16 @@
 //!
 //! An HTML page at `/` ([`pages`]) and a JSON API under `/api/messages`
 //! ([`api`]). Writes go to the primary, reads to a replica (to the primary
-//! when no replica answers) -- [`db`] owns that routing. The schema is
+//! when no replica answers) -- [`router`] owns that routing. The schema is
 //! migrated on the primary at start-up ([`schema`]), serialised by a
 //! MariaDB lock so two application servers can start at once.
 
 pub mod api;
 pub mod assets;
-pub mod db;
 mod error;
 mod origin;
 mod pages;
+pub mod router;
 pub mod schema;
 mod text;
 
@@ -44,7 +44,7 @@ pub struct AppState {
     /// This host's name.
     pub server_name: String,
     /// Database routing.
-    pub db: Arc<db::Db>,
+    pub db: Arc<router::Db>,
     /// Set once the schema is migrated.
     pub ready: AtomicBool,
 }
@@ -57,13 +57,13 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let state = Arc::new(AppState {
         server_name: config.server_name.clone(),
-        db: Arc::new(db::Db::new(&config.database, &config.credentials)),
+        db: Arc::new(router::Db::new(&config.database, &config.credentials)),
         ready: AtomicBool::new(false),
     });
     let discovery = tokio::spawn(state.db.clone().discover_forever());
     let migrator = tokio::spawn(schema::migrate_until_done(state.clone()));
     tracing::info!(addr = %listener.local_addr()?, "application server started");
-    let result = axum::serve(listener, router(state.clone()))
+    let result = axum::serve(listener, routes(state.clone()))
         .with_graceful_shutdown(shutdown)
         .await;
     migrator.abort();
@@ -74,7 +74,7 @@ pub async fn run(
 }
 
 /// All routes, with `X-Served-By` on every response.
-pub fn router(state: Arc<AppState>) -> Router {
+pub fn routes(state: Arc<AppState>) -> Router {
     let served_by = HeaderValue::from_str(&state.server_name).expect("host names are header-safe");
     Router::new()
         .route("/", axum::routing::get(pages::index))

@@ -1,6 +1,6 @@
-//! Database routing. A discovery task probes every node a few times a second:
-//! the one writable node is the primary (the database monitor keeps it to
-//! one), the read-only ones are replicas, and the monitor's heartbeat tells
+//! The database router: which MariaDB node a read or a write goes to. A
+//! discovery task probes every node a few times a second: the one writable
+//! node is the primary (the database monitor keeps it to one), the read-only ones are replicas, and the monitor's heartbeat tells
 //! how far behind each replica is. Writes go to the primary; reads go to a
 //! replica that is close enough (and, for read-your-writes, has applied a
 //! given GTID), else to the primary. Nothing needs a restart when the primary
