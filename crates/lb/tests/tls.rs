@@ -396,3 +396,29 @@ fn http2_requests_go_to_the_pool_their_authority_names() {
     });
     assert_eq!(bodies, ["api", "a"]);
 }
+
+#[test]
+fn a_request_head_that_never_completes_over_tls_gets_a_408() {
+    let lb = Lb::start_tls(&["a"], |cfg| {
+        cfg.clients.header_timeout = Duration::from_millis(300)
+    });
+    let config = client(&[certificate_of(&lb)], &[b"http/1.1"]);
+    let addr = lb.tls.unwrap();
+    let (answer, idle) = runtime().block_on(async move {
+        let mut s = connect(addr, config.clone()).await.expect("TLS handshake");
+        s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Half: ")
+            .await
+            .unwrap();
+        let mut raw = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw)).await;
+        // A connection that sent no request is closed without one.
+        let mut quiet = connect(addr, config).await.expect("TLS handshake");
+        let mut nothing = Vec::new();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(10), quiet.read_to_end(&mut nothing)).await;
+        (String::from_utf8_lossy(&raw).into_owned(), nothing)
+    });
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(idle.is_empty(), "{:?}", String::from_utf8_lossy(&idle));
+    assert_eq!(lb.backend("a").record.count(), 0);
+}

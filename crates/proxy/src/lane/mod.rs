@@ -236,7 +236,19 @@ where
                 // A head cut short: hyper says what it gets.
                 Ok(0) => return handoff(held, io),
                 Ok(_) => {}
-                // Timeouts (the socket's) and resets end the connection quietly, as in hyper.
+                // A head cut off by the header timeout over TLS: the socket
+                // below TLS cannot answer it (on plain HTTP it did), the lane can.
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::TimedOut
+                        && client.secure
+                        && !buf.is_empty() =>
+                {
+                    if let Some(suppressed) = crate::log_limit::allow() {
+                        tracing::warn!(peer = %client.peer, why = "request head not complete within the header timeout (408)", suppressed, "request refused");
+                    }
+                    return refuse_slow_head(held, io).await;
+                }
+                // Other timeouts and resets end the connection quietly, as in hyper.
                 Err(e) => {
                     tracing::debug!(peer = %client.peer, error = %e, "connection read failed");
                     return close(io).await;
@@ -293,6 +305,19 @@ async fn refuse_version<I: AsyncWrite + Unpin>(held: stash::Lent, mut io: I) -> 
         http::StatusCode::HTTP_VERSION_NOT_SUPPORTED,
         "505 HTTP Version Not Supported: this connection speaks HTTP/1.0 and HTTP/1.1 \
          (HTTP/2 over TLS, or h2c with prior knowledge)\n",
+    );
+    let mut head = Vec::new();
+    let answer = Answer::from_response(resp, &mut head);
+    let _ = write::answer(&mut io, answer, false, true, &mut head).await;
+    close(io).await
+}
+
+/// A `408` for a request head that did not arrive in time, then the close.
+async fn refuse_slow_head<I: AsyncWrite + Unpin>(held: stash::Lent, mut io: I) -> Ended<I> {
+    drop(held);
+    let resp = crate::body::text_response(
+        http::StatusCode::REQUEST_TIMEOUT,
+        "408 Request Timeout: the request head did not arrive in time\n",
     );
     let mut head = Vec::new();
     let answer = Answer::from_response(resp, &mut head);
