@@ -45,11 +45,7 @@ pub fn fill_in(
     if tls.certificate.is_some() {
         return Ok(lb);
     }
-    let names = vec![
-        topology.site.clone(),
-        "localhost".to_string(),
-        tls.listen.ip().to_string(),
-    ];
+    let names = names(topology, tls);
     let files = Files::in_dir(&state_dir.join(&lb.host).join("tls"));
     files.ensure(&topology.site, &names)?;
     tls.certificate = Some(files.certificate);
@@ -63,13 +59,18 @@ pub fn due(topology: &Topology, lb: &LoadBalancer, state_dir: &Path) -> bool {
     let Some(tls) = lb.tls.as_ref().filter(|t| t.certificate.is_none()) else {
         return false;
     };
-    let names = [
+    let files = Files::in_dir(&state_dir.join(&lb.host).join("tls"));
+    files.leaf_due(&names(topology, tls), OffsetDateTime::now_utc())
+}
+
+/// The names the default certificate is for: the site, `localhost` and the
+/// load balancer's HTTPS address.
+fn names(topology: &Topology, tls: &webinfra_topology::Tls) -> Vec<String> {
+    vec![
         topology.site.clone(),
         "localhost".to_string(),
         tls.listen.ip().to_string(),
-    ];
-    let files = Files::in_dir(&state_dir.join(&lb.host).join("tls"));
-    files.leaf_due(&names, OffsetDateTime::now_utc())
+    ]
 }
 
 /// The end of validity of the first certificate in the PEM file `path`.

@@ -177,7 +177,14 @@ where
                             if let Some(suppressed) = crate::log_limit::allow() {
                                 tracing::warn!(peer = %client.peer, why = "HTTP version not supported (505)", suppressed, "request refused");
                             }
-                            return refuse_version(held, io).await;
+                            return refuse(
+                                held,
+                                io,
+                                http::StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+                                "505 HTTP Version Not Supported: this connection speaks HTTP/1.0 and HTTP/1.1 \
+                                 (HTTP/2 over TLS, or h2c with prior knowledge)\n",
+                            )
+                            .await;
                         }
                         Version::Usual => return handoff(held, io),
                     },
@@ -246,7 +253,13 @@ where
                     if let Some(suppressed) = crate::log_limit::allow() {
                         tracing::warn!(peer = %client.peer, why = "request head not complete within the header timeout (408)", suppressed, "request refused");
                     }
-                    return refuse_slow_head(held, io).await;
+                    return refuse(
+                        held,
+                        io,
+                        http::StatusCode::REQUEST_TIMEOUT,
+                        "408 Request Timeout: the request head did not arrive in time\n",
+                    )
+                    .await;
                 }
                 // Other timeouts and resets end the connection quietly, as in hyper.
                 Err(e) => {
@@ -297,28 +310,16 @@ fn handoff<I>(mut held: stash::Lent, io: I) -> Ended<I> {
     Ended::Handoff(Rewind::new(read, io))
 }
 
-/// Answers a request in HTTP/2 or later on an HTTP/1 connection with 505
-/// and closes.
-async fn refuse_version<I: AsyncWrite + Unpin>(held: stash::Lent, mut io: I) -> Ended<I> {
+/// Answers `status` with `body` and closes: what the lane refuses itself
+/// (a version it does not speak, a head that did not arrive in time).
+async fn refuse<I: AsyncWrite + Unpin>(
+    held: stash::Lent,
+    mut io: I,
+    status: http::StatusCode,
+    body: &'static str,
+) -> Ended<I> {
     drop(held);
-    let resp = crate::body::text_response(
-        http::StatusCode::HTTP_VERSION_NOT_SUPPORTED,
-        "505 HTTP Version Not Supported: this connection speaks HTTP/1.0 and HTTP/1.1 \
-         (HTTP/2 over TLS, or h2c with prior knowledge)\n",
-    );
-    let mut head = Vec::new();
-    let answer = Answer::from_response(resp, &mut head);
-    let _ = write::answer(&mut io, answer, false, true, &mut head).await;
-    close(io).await
-}
-
-/// A `408` for a request head that did not arrive in time, then the close.
-async fn refuse_slow_head<I: AsyncWrite + Unpin>(held: stash::Lent, mut io: I) -> Ended<I> {
-    drop(held);
-    let resp = crate::body::text_response(
-        http::StatusCode::REQUEST_TIMEOUT,
-        "408 Request Timeout: the request head did not arrive in time\n",
-    );
+    let resp = crate::body::text_response(status, body);
     let mut head = Vec::new();
     let answer = Answer::from_response(resp, &mut head);
     let _ = write::answer(&mut io, answer, false, true, &mut head).await;
